@@ -1,0 +1,26 @@
+"""The Celery application: three queues, one per service, routed by the task's module."""
+
+from __future__ import annotations
+
+from celery import Celery
+
+from controlpanel.startup import load_settings_or_exit
+
+load_settings_or_exit()
+
+app = Celery("controlpanel")
+app.config_from_object("django.conf:settings", namespace="CELERY")
+
+# Routing by module: each area of the domain belongs to exactly one service.
+app.conf.task_routes = {
+    "trading.ai.*": {"queue": "ai"},
+    "trading.risk.*": {"queue": "exec_risk"},
+    "trading.execution.*": {"queue": "exec_risk"},
+    "trading.portfolio.*": {"queue": "analytics"},
+    "trading.analytics.*": {"queue": "analytics"},
+}
+app.autodiscover_tasks(["trading.observability"])
+app.autodiscover_tasks()
+
+# Heartbeats and per-service task metrics for every worker process.
+import trading.observability.worker  # noqa: E402, F401

@@ -1,0 +1,137 @@
+"""Typed readers for settings that come from the environment.
+
+Each reader returns the parsed value or raises ``ImproperlyConfigured`` with a one-line message
+that names the variable, the value it got and what it expected. ``manage.py``, the ASGI module and
+the Celery app turn that error into a single line on stderr and a non-zero exit.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from urllib.parse import urlsplit
+
+from django.core.exceptions import ImproperlyConfigured
+
+_TRUE = {"1", "true", "yes", "on"}
+_FALSE = {"0", "false", "no", "off"}
+
+Environ = Mapping[str, str]
+
+
+def _raw(name: str, environ: Environ | None) -> str | None:
+    value = (os.environ if environ is None else environ).get(name)
+    if value is None or value.strip() == "":
+        return None
+    return value.strip()
+
+
+def _bad(name: str, value: str, expected: str) -> ImproperlyConfigured:
+    return ImproperlyConfigured(f"{name}={value!r} is not valid: expected {expected}")
+
+
+def env_str(name: str, default: str | None = None, *, environ: Environ | None = None) -> str:
+    """Returns the variable's value, or ``default``; raises when both are missing."""
+    value = _raw(name, environ)
+    if value is not None:
+        return value
+    if default is None:
+        raise ImproperlyConfigured(f"{name} is required but not set")
+    return default
+
+
+def env_bool(name: str, default: bool, *, environ: Environ | None = None) -> bool:
+    value = _raw(name, environ)
+    if value is None:
+        return default
+    lowered = value.lower()
+    if lowered in _TRUE:
+        return True
+    if lowered in _FALSE:
+        return False
+    raise _bad(name, value, "a boolean (true/false, 1/0, yes/no, on/off)")
+
+
+def env_int(
+    name: str,
+    default: int,
+    *,
+    minimum: int | None = None,
+    maximum: int | None = None,
+    environ: Environ | None = None,
+) -> int:
+    value = _raw(name, environ)
+    if value is None:
+        return default
+    try:
+        number = int(value)
+    except ValueError:
+        raise _bad(name, value, "an integer") from None
+    _check_range(name, value, number, minimum, maximum)
+    return number
+
+
+def env_float(
+    name: str,
+    default: float,
+    *,
+    minimum: float | None = None,
+    maximum: float | None = None,
+    environ: Environ | None = None,
+) -> float:
+    value = _raw(name, environ)
+    if value is None:
+        return default
+    try:
+        number = float(value)
+    except ValueError:
+        raise _bad(name, value, "a number") from None
+    if number != number or number in (float("inf"), float("-inf")):
+        raise _bad(name, value, "a finite number")
+    _check_range(name, value, number, minimum, maximum)
+    return number
+
+
+def _check_range(
+    name: str, value: str, number: float, minimum: float | None, maximum: float | None
+) -> None:
+    if minimum is not None and number < minimum:
+        raise _bad(name, value, f"a number >= {minimum}")
+    if maximum is not None and number > maximum:
+        raise _bad(name, value, f"a number <= {maximum}")
+
+
+def env_list(name: str, default: list[str], *, environ: Environ | None = None) -> list[str]:
+    """A comma-separated list; blank items are dropped."""
+    value = _raw(name, environ)
+    if value is None:
+        return list(default)
+    return [item.strip() for item in value.split(",") if item.strip()]
+
+
+def env_choice(
+    name: str, default: str, choices: tuple[str, ...], *, environ: Environ | None = None
+) -> str:
+    value = _raw(name, environ)
+    if value is None:
+        return default
+    if value.lower() not in choices:
+        raise _bad(name, value, "one of " + ", ".join(choices))
+    return value.lower()
+
+
+def env_url(
+    name: str, default: str, schemes: tuple[str, ...], *, environ: Environ | None = None
+) -> str:
+    """A URL whose scheme is one of ``schemes`` and which names a host (or a file, for sqlite)."""
+    value = _raw(name, environ) or default
+    try:
+        parts = urlsplit(value)
+        parts.port  # noqa: B018 - raises ValueError on a non-numeric port
+    except ValueError:
+        raise _bad(name, value, "a URL with a numeric port") from None
+    if parts.scheme not in schemes:
+        raise _bad(name, value, "a URL starting with " + " or ".join(f"{s}://" for s in schemes))
+    if not parts.scheme.startswith("sqlite") and not parts.hostname:
+        raise _bad(name, value, "a URL with a host name")
+    return value

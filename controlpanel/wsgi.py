@@ -1,0 +1,11 @@
+"""The WSGI application, for serving plain HTTP with a WSGI server."""
+
+from __future__ import annotations
+
+from controlpanel.startup import load_settings_or_exit
+
+load_settings_or_exit()
+
+from django.core.wsgi import get_wsgi_application  # noqa: E402
+
+application = get_wsgi_application()

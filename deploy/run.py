@@ -1,0 +1,164 @@
+"""``make run``: the whole platform on this machine, under supervisord, until Ctrl-C.
+
+Environment: ``HOST`` and ``PORT`` (default 127.0.0.1:8000) for the web server; ``REDIS_URL``:
+used as it is when a server answers there, otherwise a local server is started on that port with
+its data in ``var/redis``; ``QT_VAR_DIR`` (default ``var/``) for the database, logs and sockets.
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+import shlex
+import signal
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from pathlib import Path
+
+from deploy.redis_server import (
+    RedisUnavailable,
+    find_redis_server,
+    port_in_use,
+    redis_answers,
+    server_command,
+    url_host_port,
+)
+
+BASE_DIR = Path(__file__).resolve().parents[1]
+SERVICES = ("ai", "exec-risk", "analytics")
+
+
+def fail(message: str) -> None:
+    print(f"quantum-trader: {message}", file=sys.stderr)
+    sys.exit(2)
+
+
+def read_or_create_secret(path: Path, length: int = 48) -> str:
+    if path.exists():
+        return path.read_text().strip()
+    value = secrets.token_urlsafe(length)
+    path.write_text(value + "\n")
+    path.chmod(0o600)
+    return value
+
+
+def prepare_environment() -> dict[str, str]:
+    env = dict(os.environ)
+    var_dir = Path(env.get("QT_VAR_DIR") or BASE_DIR / "var").resolve()
+    for sub in ("run", "log", "redis"):
+        (var_dir / sub).mkdir(parents=True, exist_ok=True)
+    host = env.get("HOST") or "127.0.0.1"
+    port = env.get("PORT") or "8000"
+    if not port.isdigit() or not 0 < int(port) < 65536:
+        fail(f"PORT={port!r} is not valid: expected a port number")
+    env.update(
+        QT_VAR_DIR=str(var_dir),
+        QT_BASE_DIR=str(BASE_DIR),
+        QT_PYTHON=sys.executable,
+        HOST=host,
+        PORT=port,
+        QT_WORKER_CONCURRENCY=env.get("QT_WORKER_CONCURRENCY") or "2",
+    )
+    if not env.get("DJANGO_SECRET_KEY"):
+        env["DJANGO_SECRET_KEY"] = read_or_create_secret(var_dir / "secret-key")
+    if not env.get("DJANGO_ALLOWED_HOSTS"):
+        hosts = ["localhost", "127.0.0.1", "[::1]"]
+        env["DJANGO_ALLOWED_HOSTS"] = ",".join(hosts if host in hosts else [*hosts, host])
+    configure_redis(env, var_dir)
+    return env
+
+
+def configure_redis(env: dict[str, str], var_dir: Path) -> None:
+    url = env.get("REDIS_URL") or "redis://127.0.0.1:6379/0"
+    env["REDIS_URL"] = url
+    if redis_answers(url):
+        print(f"quantum-trader: using the Redis server at {url}")
+        env.update(QT_START_REDIS="false", QT_REDIS_COMMAND="/bin/true")
+        return
+    host, port = url_host_port(url)
+    if host not in ("127.0.0.1", "localhost"):
+        fail(f"REDIS_URL={url} does not answer; a local server can only start on this host")
+    if port_in_use("127.0.0.1", port):
+        fail(f"port {port} is taken by something that is not Redis: set REDIS_URL to another port")
+    try:
+        binary = find_redis_server()
+    except RedisUnavailable as exc:
+        fail(str(exc))
+    command = server_command(binary, port, var_dir / "redis")
+    env.update(QT_START_REDIS="true", QT_REDIS_COMMAND=shlex.join(command))
+    print(f"quantum-trader: starting a local Redis server on port {port} (data in {var_dir}/redis)")
+
+
+def manage(env: dict[str, str], *args: str) -> None:
+    result = subprocess.run([sys.executable, "manage.py", *args], cwd=BASE_DIR, env=env)
+    if result.returncode != 0:
+        sys.exit(result.returncode)
+
+
+def ensure_admin(env: dict[str, str]) -> str:
+    """Creates the first operator account once; returns how to log in."""
+    command = [sys.executable, "manage.py", "bootstrap_admin", "--password-file",
+               str(Path(env["QT_VAR_DIR"]) / "admin-password")]
+    if env.get("QT_ADMIN_PASSWORD"):
+        command += ["--password", env["QT_ADMIN_PASSWORD"]]
+    result = subprocess.run(command, cwd=BASE_DIR, env=env, capture_output=True, text=True)
+    if result.returncode != 0:
+        sys.stderr.write(result.stderr)
+        sys.exit(result.returncode)
+    return result.stdout.strip()
+
+
+def wait_ready(base_url: str, timeout: float, supervisor: subprocess.Popen) -> list[str]:
+    """Waits until the web process and every service answer ready; returns those that did not."""
+    deadline = time.monotonic() + timeout
+    pending = ["/ready", *(f"/services/{s}/ready" for s in SERVICES)]
+    while pending and time.monotonic() < deadline and supervisor.poll() is None:
+        for path in list(pending):
+            try:
+                with urllib.request.urlopen(base_url + path, timeout=2) as response:  # noqa: S310
+                    if response.status == 200:
+                        pending.remove(path)
+            except (urllib.error.URLError, OSError):
+                pass
+        time.sleep(0.5)
+    return pending
+
+
+def main() -> None:
+    env = prepare_environment()
+    manage(env, "migrate", "--noinput", "-v", "0")
+    login = ensure_admin(env)
+    supervisor = subprocess.Popen(
+        [sys.executable, "-m", "supervisor.supervisord", "-c", "deploy/supervisord.conf"],
+        cwd=BASE_DIR,
+        env=env,
+    )
+
+    def stop(signum: int, frame: object) -> None:
+        if supervisor.poll() is None:
+            supervisor.send_signal(signal.SIGTERM)
+
+    signal.signal(signal.SIGINT, stop)
+    signal.signal(signal.SIGTERM, stop)
+    shown_host = "127.0.0.1" if env["HOST"] in ("0.0.0.0", "::") else env["HOST"]  # noqa: S104
+    base_url = f"http://{shown_host}:{env['PORT']}"
+    pending = wait_ready(base_url, float(env.get("QT_READY_TIMEOUT", "90")), supervisor)
+    if supervisor.poll() is None:
+        state = "ready" if not pending else "up, still waiting on " + ", ".join(pending)
+        print(
+            f"\nquantum-trader: {state}\n"
+            f"  dashboard  {base_url}/\n"
+            f"  login      {login}\n"
+            f"  health     {base_url}/services/<ai|exec-risk|analytics>/health\n"
+            f"  logs       {env['QT_VAR_DIR']}/log/\n"
+            "  Ctrl-C stops every process.\n",
+            flush=True,
+        )
+    sys.exit(supervisor.wait())
+
+
+if __name__ == "__main__":
+    main()
