@@ -48,7 +48,7 @@ def read_or_create_secret(path: Path, length: int = 48) -> str:
 def prepare_environment() -> dict[str, str]:
     env = dict(os.environ)
     var_dir = Path(env.get("QT_VAR_DIR") or BASE_DIR / "var").resolve()
-    for sub in ("run", "log", "redis"):
+    for sub in ("run", "log", "redis", "static"):
         (var_dir / sub).mkdir(parents=True, exist_ok=True)
     host = env.get("HOST") or "127.0.0.1"
     port = env.get("PORT") or "8000"
