@@ -1,0 +1,22 @@
+# The application image: web, workers and beat all run from it with different commands.
+FROM python:3.11-slim-bookworm
+
+ENV PYTHONUNBUFFERED=1 \
+    PYTHONDONTWRITEBYTECODE=1 \
+    PIP_NO_CACHE_DIR=1 \
+    QT_VAR_DIR=/var/lib/quantum-trader
+
+RUN apt-get update \
+    && apt-get install -y --no-install-recommends curl \
+    && rm -rf /var/lib/apt/lists/* \
+    && useradd --system --create-home --home-dir /app trader
+
+WORKDIR /app
+COPY requirements.txt .
+RUN pip install -r requirements.txt
+COPY --chown=trader:trader . .
+RUN mkdir -p "$QT_VAR_DIR/static" && chown -R trader:trader "$QT_VAR_DIR"
+
+USER trader
+EXPOSE 8000
+CMD ["python", "-m", "uvicorn", "controlpanel.asgi:application", "--host", "0.0.0.0", "--port", "8000"]
