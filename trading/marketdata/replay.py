@@ -1,0 +1,159 @@
+"""Replays recorded bars as if they were arriving live, paced on a wall clock.
+
+Each step yields the bars of every configured symbol that close at the same moment, so the symbols
+move in lockstep the way a live feed delivers them. Steps are ``bar_seconds`` of wall time apart.
+
+Pacing keeps a schedule rather than sleeping a fixed amount after each step: the time the consumer
+spends on a step is taken out of the wait, so the pace does not drift. A consumer that falls behind
+gets the next step at once and the schedule restarts from that moment; missed steps are not fired
+off in a burst to catch up.
+
+At the end of the data, ``at_end="stop"`` ends the iteration with a ``ReplayEnd`` status (on the
+run's ``end`` attribute and as the ``StopIteration`` value), and ``at_end="loop"`` starts over from
+the first bar. A loop shifts every bar time forward by the span of the data (from the earliest open
+to just after the latest close, 30 days for the bundled files) once per pass, so the bar times keep
+rising and consumers that reject a bar older than the last one still accept them. Prices repeat;
+only the times move. ``start_index`` applies to the first pass only; later passes start at step 0.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass, replace
+from datetime import datetime, timedelta
+from typing import Literal
+
+from trading.marketdata.bars import Bar
+from trading.marketdata.klines import load_bundled_bars
+
+AtEnd = Literal["stop", "loop"]
+Clock = Callable[[], float]
+Sleep = Callable[[float], object]  # time.sleep, or Event.wait to stop early
+Loader = Callable[[str], Sequence[Bar]]
+
+_ONE_MS = timedelta(milliseconds=1)
+
+
+@dataclass(frozen=True)
+class ReplayConfig:
+    """What to replay and how fast.
+
+    ``bar_seconds`` is wall seconds per step (1.0 plays 5-minute bars 300 times faster than live;
+    0 plays them as fast as the consumer takes them). ``start_index`` is the step to begin at.
+    """
+
+    symbols: tuple[str, ...]
+    bar_seconds: float = 1.0
+    at_end: AtEnd = "stop"
+    start_index: int = 0
+
+    def __post_init__(self) -> None:
+        symbols = (self.symbols,) if isinstance(self.symbols, str) else tuple(self.symbols)
+        object.__setattr__(self, "symbols", symbols)
+        if not symbols:
+            raise ValueError("a replay needs at least one symbol")
+        if len(set(symbols)) != len(symbols):
+            raise ValueError(f"a symbol is listed twice: {', '.join(symbols)}")
+        if not math.isfinite(self.bar_seconds) or self.bar_seconds < 0:
+            raise ValueError(f"bar_seconds must be 0 or more, got {self.bar_seconds!r}")
+        if self.at_end not in ("stop", "loop"):
+            raise ValueError(f"at_end must be 'stop' or 'loop', got {self.at_end!r}")
+        if isinstance(self.start_index, bool) or not isinstance(self.start_index, int):
+            raise ValueError(f"start_index must be an int, got {self.start_index!r}")
+        if self.start_index < 0:
+            raise ValueError(f"start_index must be 0 or more, got {self.start_index}")
+
+
+@dataclass(frozen=True)
+class ReplayEnd:
+    """Why and where a replay stopped, for the caller to log."""
+
+    reason: Literal["end_of_data"]
+    steps: int  # steps yielded by this run
+    last_close_time: datetime | None  # of the last bar yielded, None when nothing was
+
+    def __str__(self) -> str:
+        last = self.last_close_time.isoformat() if self.last_close_time else "none"
+        return f"replay reached the end of the data after {self.steps} steps (last close {last})"
+
+
+class ReplayRun(Iterator[list[Bar]]):
+    """The iterator ``replay_bars`` returns; ``end``, ``steps`` and ``passes`` say how it went."""
+
+    def __init__(self, config: ReplayConfig, timeline: list[list[Bar]], clock: Clock, sleep: Sleep):
+        self.config = config
+        self.end: ReplayEnd | None = None
+        self.steps = 0  # steps yielded so far
+        self.passes = 0  # completed passes over the data; rises each time a loop starts over
+        self._timeline = timeline
+        first_open = min(bar.open_time for step in timeline for bar in step)
+        last_close = max(bar.close_time for step in timeline for bar in step)
+        self.span = last_close + _ONE_MS - first_open
+        self._clock = clock
+        self._sleep = sleep
+        self._index = config.start_index
+        self._due: float | None = None
+        self._last_close: datetime | None = None
+
+    def __next__(self) -> list[Bar]:
+        if self.end is not None:
+            raise StopIteration(self.end)
+        if self._index == len(self._timeline):
+            if self.config.at_end == "stop":
+                self.end = ReplayEnd("end_of_data", self.steps, self._last_close)
+                raise StopIteration(self.end)
+            self._index = 0
+            self.passes += 1
+        step = list(self._timeline[self._index])  # the caller may keep or change its list
+        if self.passes:
+            shift = self.span * self.passes
+            step = [
+                replace(bar, open_time=bar.open_time + shift, close_time=bar.close_time + shift)
+                for bar in step
+            ]
+        self._wait_for_turn()
+        self._index += 1
+        self.steps += 1
+        self._last_close = step[0].close_time
+        return step
+
+    def _wait_for_turn(self) -> None:
+        pace = self.config.bar_seconds
+        if pace == 0:
+            return
+        now = self._clock()
+        if self._due is not None and now < self._due:
+            self._sleep(self._due - now)
+            due = self._due
+        else:
+            # The first step, or a consumer that fell behind: go now and schedule from here.
+            due = now
+        self._due = due + pace
+
+
+def replay_bars(
+    config: ReplayConfig, clock: Clock, sleep: Sleep, load: Loader = load_bundled_bars
+) -> ReplayRun:
+    """Steps of recorded bars, one list per closing moment, paced by ``clock`` and ``sleep``.
+
+    ``clock`` returns monotonic seconds and ``sleep`` waits that many (``time.monotonic`` and
+    ``time.sleep``, or an ``Event.wait`` to make the wait interruptible). Each list holds one bar
+    per symbol that has a bar closing then, in ``config.symbols`` order. The symbols are loaded
+    here, so an unknown symbol or a ``start_index`` past the data raises before the first step.
+    """
+    by_close: dict[datetime, dict[str, Bar]] = {}
+    for symbol in config.symbols:
+        for bar in load(symbol):
+            by_close.setdefault(bar.close_time, {})[symbol] = bar
+    if not by_close:
+        raise ValueError(f"no recorded bars for {', '.join(config.symbols)}")
+    timeline = [
+        [bars[symbol] for symbol in config.symbols if symbol in bars]
+        for _, bars in sorted(by_close.items())
+    ]
+    if config.start_index >= len(timeline):
+        raise ValueError(
+            f"start_index {config.start_index} is past the data: it has {len(timeline)} steps"
+        )
+    return ReplayRun(config, timeline, clock, sleep)
