@@ -1,0 +1,341 @@
+"""Position accounting from fills: one symbol's book, long or short, on the average-cost method.
+
+Pure: fills in, positions and PnL out, no I/O and no clock. The execution worker persists what
+``apply_fill`` returns and publishes the events its ``FillEffect`` names (opened ->
+``position.opened``; increased or reduced -> ``position.changed``; closed -> ``position.closed``;
+flipped -> ``position.closed`` then ``position.opened``).
+
+Money is in the quote currency (USDT for BTCUSDT) and every amount is a Decimal. The book keeps the
+entry cost of the open quantity (``cost_basis``) as well as its average price: an average such as
+302 / 3 does not terminate, so PnL worked from the rounded average alone would drift by dust from
+the cash that actually changed hands. Working from the cost instead, the rounding of a partial
+close is carried in the remaining cost and settled when the position closes, so over any round
+trip realized PnL is exactly the sells' proceeds less the buys' cost.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from datetime import UTC, date, datetime
+from decimal import Context, Decimal
+from enum import StrEnum
+
+ZERO = Decimal(0)
+
+# Sums of quantity x price stay exact at this precision for any realistic book (a 28-digit
+# default would round a 10-digit notional carrying 18 decimals). All arithmetic goes through it
+# (or copy_abs / copy_negate, which are exact), so the caller's thread context does not matter.
+_ARITHMETIC = Context(prec=50)
+# The average entry price is for display and for pricing a partial close, not for summing.
+_AVERAGE = Context(prec=28)
+# The entry cost taken off by a partial close is rounded to this; the dust stays in the remaining
+# cost and is realized when the position closes.
+_COST_QUANTUM = Decimal("1e-18")
+
+
+class Side(StrEnum):
+    BUY = "BUY"
+    SELL = "SELL"
+
+
+class PositionChange(StrEnum):
+    """What one fill did to the position."""
+
+    OPENED = "opened"  # from flat
+    INCREASED = "increased"  # same direction, larger
+    REDUCED = "reduced"  # opposite direction, smaller but not flat
+    CLOSED = "closed"  # to exactly flat
+    FLIPPED = "flipped"  # through zero: closed, then the rest opened the other way
+
+
+class ExitReason(StrEnum):
+    STOP_LOSS = "STOP_LOSS"
+    TAKE_PROFIT = "TAKE_PROFIT"
+
+
+@dataclass(frozen=True, slots=True)
+class Fill:
+    """One execution: ``quantity`` (> 0) of the base asset at ``price`` (> 0), paying ``fee``
+    (>= 0, in the quote currency; rebates are not modelled), at ``ts`` (aware, stored in UTC)."""
+
+    side: Side
+    quantity: Decimal
+    price: Decimal
+    fee: Decimal
+    ts: datetime
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.side, Side):
+            try:
+                object.__setattr__(self, "side", Side(self.side))
+            except ValueError:
+                raise ValueError(f"Fill.side must be BUY or SELL, got {self.side!r}") from None
+        for name in ("quantity", "price"):
+            if _decimal(f"Fill.{name}", getattr(self, name)) <= 0:
+                raise ValueError(f"Fill.{name} must be positive, got {getattr(self, name)}")
+        if _decimal("Fill.fee", self.fee) < 0:
+            raise ValueError(f"Fill.fee must not be negative, got {self.fee}")
+        object.__setattr__(self, "ts", _utc("Fill.ts", self.ts))
+
+    @property
+    def signed_quantity(self) -> Decimal:
+        """The quantity as it moves the position: positive for a buy, negative for a sell."""
+        return self.quantity if self.side is Side.BUY else self.quantity.copy_negate()
+
+    @property
+    def notional(self) -> Decimal:
+        return _ARITHMETIC.multiply(self.quantity, self.price)
+
+
+@dataclass(frozen=True, slots=True)
+class PositionState:
+    """One symbol's position and the PnL it has booked.
+
+    ``quantity`` is signed: positive long, negative short, zero flat. ``avg_entry_price`` is the
+    quantity-weighted average price of the open quantity (zero when flat), ``cost_basis`` its entry
+    cost (``abs(quantity) * avg_entry_price`` up to rounding dust; derived from them when omitted,
+    as when a position is loaded from a store that does not keep it). ``realized_pnl`` (gross of
+    fees) and ``fees_paid`` accumulate over the life of the book, across positions opened and
+    closed. ``opened_at`` is the time of the fill that opened the current position, None when flat.
+    """
+
+    symbol: str
+    quantity: Decimal = ZERO
+    avg_entry_price: Decimal = ZERO
+    realized_pnl: Decimal = ZERO
+    fees_paid: Decimal = ZERO
+    opened_at: datetime | None = None
+    cost_basis: Decimal | None = None
+
+    def __post_init__(self) -> None:
+        quantity = _decimal("PositionState.quantity", self.quantity)
+        avg = _decimal("PositionState.avg_entry_price", self.avg_entry_price)
+        _decimal("PositionState.realized_pnl", self.realized_pnl)
+        if _decimal("PositionState.fees_paid", self.fees_paid) < 0:
+            raise ValueError(f"PositionState.fees_paid must not be negative, got {self.fees_paid}")
+        if avg < 0:
+            raise ValueError(f"PositionState.avg_entry_price must not be negative, got {avg}")
+        if self.cost_basis is None:
+            object.__setattr__(self, "cost_basis", _ARITHMETIC.multiply(quantity.copy_abs(), avg))
+        elif _decimal("PositionState.cost_basis", self.cost_basis) < 0:
+            raise ValueError(
+                f"PositionState.cost_basis must not be negative, got {self.cost_basis}"
+            )
+        if quantity == 0 and (avg != 0 or self.cost_basis != 0):
+            raise ValueError(f"a flat position has no entry price, got {avg} ({self.cost_basis})")
+        if self.opened_at is not None:
+            object.__setattr__(self, "opened_at", _utc("PositionState.opened_at", self.opened_at))
+
+    @property
+    def is_flat(self) -> bool:
+        return self.quantity == 0
+
+    @property
+    def net_realized_pnl(self) -> Decimal:
+        """Realized PnL after fees."""
+        return self.realized_pnl - self.fees_paid
+
+
+@dataclass(frozen=True, slots=True)
+class FillEffect:
+    """What ``apply_fill`` did: the change, the gross PnL this fill realized, and how much of the
+    fill closed existing quantity and how much opened or added to a position."""
+
+    change: PositionChange
+    realized_pnl: Decimal
+    closed_quantity: Decimal
+    opened_quantity: Decimal
+
+
+def apply_fill(state: PositionState, fill: Fill) -> tuple[PositionState, FillEffect]:
+    """The position after ``fill``, and what the fill did to it.
+
+    A fill in the position's direction (or from flat) adds at its price: the average entry becomes
+    the quantity-weighted average. A fill against it closes quantity at the average entry, which
+    stays as it was, and realizes ``closed x (price - entry)`` for a long, ``closed x (entry -
+    price)`` for a short. A fill larger than the position closes it and opens the remainder the
+    other way at the fill's price. The fee is added to ``fees_paid`` whatever the fill did.
+    """
+    quantity = state.quantity
+    direction = _sign(quantity)
+    fill_direction = _sign(fill.signed_quantity)
+    fees_paid = _ARITHMETIC.add(state.fees_paid, fill.fee)
+
+    if direction == 0 or direction == fill_direction:
+        change = PositionChange.OPENED if direction == 0 else PositionChange.INCREASED
+        new_quantity = _ARITHMETIC.add(quantity, fill.signed_quantity)
+        cost = _ARITHMETIC.add(_cost(state), fill.notional)
+        new_state = PositionState(
+            symbol=state.symbol,
+            quantity=new_quantity,
+            avg_entry_price=_AVERAGE.divide(cost, new_quantity.copy_abs()),
+            realized_pnl=state.realized_pnl,
+            fees_paid=fees_paid,
+            opened_at=fill.ts if direction == 0 else state.opened_at,
+            cost_basis=cost,
+        )
+        return new_state, FillEffect(change, ZERO, ZERO, fill.quantity)
+
+    held = quantity.copy_abs()
+    if fill.quantity < held:
+        closed = fill.quantity
+        released = _ARITHMETIC.multiply(closed, state.avg_entry_price)
+        quantized = released.quantize(_COST_QUANTUM, context=_ARITHMETIC)
+        if quantized != released:  # keep 157.5 as written, not as 157.500000000000000000
+            released = quantized
+        # Guards against the rounding above ever taking off more than is there.
+        released = min(released, _cost(state))
+    else:
+        # Closing all of it releases all of the cost, dust included, so round trips come out exact.
+        closed = held
+        released = _cost(state)
+    proceeds = _ARITHMETIC.multiply(closed, fill.price)
+    # A long sells what it bought; a short buys back what it sold.
+    realized = _ARITHMETIC.multiply(direction, _ARITHMETIC.subtract(proceeds, released))
+    realized_pnl = _ARITHMETIC.add(state.realized_pnl, realized)
+
+    if fill.quantity < held:
+        new_state = PositionState(
+            symbol=state.symbol,
+            quantity=_ARITHMETIC.add(quantity, fill.signed_quantity),
+            avg_entry_price=state.avg_entry_price,
+            realized_pnl=realized_pnl,
+            fees_paid=fees_paid,
+            opened_at=state.opened_at,
+            cost_basis=_ARITHMETIC.subtract(_cost(state), released),
+        )
+        return new_state, FillEffect(PositionChange.REDUCED, realized, closed, ZERO)
+
+    opened = _ARITHMETIC.subtract(fill.quantity, held)
+    if opened == 0:
+        new_state = PositionState(
+            symbol=state.symbol, realized_pnl=realized_pnl, fees_paid=fees_paid
+        )
+        return new_state, FillEffect(PositionChange.CLOSED, realized, closed, ZERO)
+
+    new_state = PositionState(
+        symbol=state.symbol,
+        quantity=_ARITHMETIC.multiply(fill_direction, opened),
+        avg_entry_price=fill.price,
+        realized_pnl=realized_pnl,
+        fees_paid=fees_paid,
+        opened_at=fill.ts,
+        cost_basis=_ARITHMETIC.multiply(opened, fill.price),
+    )
+    return new_state, FillEffect(PositionChange.FLIPPED, realized, closed, opened)
+
+
+def apply_fills(
+    state: PositionState, fills: Iterable[Fill]
+) -> tuple[PositionState, list[tuple[Fill, FillEffect]]]:
+    """``apply_fill`` over ``fills`` in order: the final state and each fill with its effect."""
+    applied: list[tuple[Fill, FillEffect]] = []
+    for fill in fills:
+        state, effect = apply_fill(state, fill)
+        applied.append((fill, effect))
+    return state, applied
+
+
+def unrealized_pnl(state: PositionState, mark: Decimal) -> Decimal:
+    """What closing the whole position at ``mark`` would realize, before fees; zero when flat.
+
+    Worked from the entry cost, so realized plus unrealized is exactly the value of the trades'
+    cash flows with the open quantity marked at ``mark``.
+    """
+    _decimal("mark", mark)
+    if state.is_flat:
+        return ZERO
+    value = _ARITHMETIC.multiply(state.quantity, mark)
+    cost = _ARITHMETIC.multiply(_sign(state.quantity), _cost(state))
+    return _ARITHMETIC.subtract(value, cost)
+
+
+def daily_pnl(fills_with_effects: Iterable[tuple[Fill, FillEffect]], day: date) -> Decimal:
+    """Realized PnL net of fees from the fills made on ``day`` (a UTC calendar day).
+
+    Unrealized PnL is not included: this is what the daily loss limit measures as booked. Takes the
+    ``(fill, effect)`` pairs that ``apply_fill`` (or ``apply_fills``) produced, in any order.
+    """
+    if isinstance(day, datetime):
+        # A datetime is a date, but never equal to one: every fill would silently miss.
+        raise TypeError(f"day must be a date, not a datetime: {day!r}")
+    total = ZERO
+    for fill, effect in fills_with_effects:
+        if fill.ts.date() == day:  # Fill keeps ts in UTC
+            total = _ARITHMETIC.add(total, _ARITHMETIC.subtract(effect.realized_pnl, fill.fee))
+    return total
+
+
+def equity(
+    cash: Decimal, positions: Iterable[PositionState], marks: Mapping[str, Decimal]
+) -> Decimal:
+    """The account's value: ``cash`` plus each open position's quantity at its mark.
+
+    ``cash`` is the quote balance after every trade's cash flow and fee (buys have taken their cost
+    out of it, short sales have put their proceeds in), so a short's negative quantity counts as
+    the debt of buying it back. Flat positions need no mark; raises ValueError when an open
+    position has none, or when a symbol appears twice.
+    """
+    total = _decimal("cash", cash)
+    seen: set[str] = set()
+    for position in positions:
+        if position.symbol in seen:
+            raise ValueError(f"position {position.symbol} appears more than once")
+        seen.add(position.symbol)
+        if position.is_flat:
+            continue
+        if position.symbol not in marks:
+            raise ValueError(f"no mark price for the open position in {position.symbol}")
+        mark = _decimal(f"mark of {position.symbol}", marks[position.symbol])
+        total = _ARITHMETIC.add(total, _ARITHMETIC.multiply(position.quantity, mark))
+    return total
+
+
+def exit_trigger(
+    state: PositionState,
+    mark: Decimal,
+    stop_loss_price: Decimal | None,
+    take_profit_price: Decimal | None,
+) -> ExitReason | None:
+    """Whether ``mark`` has reached the position's stop loss or take profit; None if neither.
+
+    A long stops out at or below its stop and takes profit at or above its target; a short the
+    other way round. Either level may be None (not set). If both are reached at once, which only a
+    stop set beyond the target can cause, the stop loss wins. A flat position never triggers.
+    """
+    _decimal("mark", mark)
+    if state.is_flat:
+        return None
+    long = state.quantity > 0
+    if stop_loss_price is not None:
+        stop = _decimal("stop_loss_price", stop_loss_price)
+        if (mark <= stop) if long else (mark >= stop):
+            return ExitReason.STOP_LOSS
+    if take_profit_price is not None:
+        target = _decimal("take_profit_price", take_profit_price)
+        if (mark >= target) if long else (mark <= target):
+            return ExitReason.TAKE_PROFIT
+    return None
+
+
+def _cost(state: PositionState) -> Decimal:
+    assert state.cost_basis is not None  # set by PositionState.__post_init__
+    return state.cost_basis
+
+
+def _sign(value: Decimal) -> int:
+    return (value > 0) - (value < 0)
+
+
+def _decimal(name: str, value: object) -> Decimal:
+    # A float would bring its binary rounding error in; only Decimals are taken.
+    if not isinstance(value, Decimal) or not value.is_finite():
+        raise ValueError(f"{name} must be a finite Decimal, got {value!r}")
+    return value
+
+
+def _utc(name: str, moment: object) -> datetime:
+    if not isinstance(moment, datetime) or moment.utcoffset() is None:
+        raise ValueError(f"{name} must be an aware datetime, got {moment!r}")
+    return moment.astimezone(UTC)
