@@ -1,0 +1,62 @@
+"""The reason codes carried by every risk denial and every automatic trading-state change.
+
+A code is a stable string (it is stored with the order, sent in ``order.denied`` and
+``risk.state_changed`` events and counted in metrics), so members may be added but never renamed.
+The exchange-rule codes are named after the Binance filter an order would fail, so a denial here
+and a ``-1013 Filter failure: LOT_SIZE`` from the exchange read the same.
+"""
+
+from __future__ import annotations
+
+from enum import StrEnum
+
+
+class Reason(StrEnum):
+    """Why an order was denied or the trading state changed. The value equals the name."""
+
+    TRADING_HALTED = "TRADING_HALTED"
+    REDUCE_ONLY = "REDUCE_ONLY"
+    DAILY_LOSS_LIMIT = "DAILY_LOSS_LIMIT"
+    MAX_DRAWDOWN = "MAX_DRAWDOWN"
+    SYMBOL_NOT_ALLOWED = "SYMBOL_NOT_ALLOWED"
+    SYMBOL_NOT_TRADING = "SYMBOL_NOT_TRADING"
+    LOW_CONFIDENCE = "LOW_CONFIDENCE"
+    MAX_LEVERAGE = "MAX_LEVERAGE"
+    LOT_SIZE = "LOT_SIZE"
+    MARKET_LOT_SIZE = "MARKET_LOT_SIZE"
+    MIN_NOTIONAL = "MIN_NOTIONAL"
+    MAX_NOTIONAL = "MAX_NOTIONAL"
+    MAX_POSITION_NOTIONAL = "MAX_POSITION_NOTIONAL"
+    MAX_TOTAL_EXPOSURE = "MAX_TOTAL_EXPOSURE"
+    MAX_OPEN_POSITIONS = "MAX_OPEN_POSITIONS"
+    ORDER_RATE = "ORDER_RATE"
+
+    @property
+    def description(self) -> str:
+        """A one-line explanation for operators (dashboard, admin, alerts)."""
+        return DESCRIPTIONS[self]
+
+    @classmethod
+    def choices(cls) -> list[tuple[str, str]]:
+        """``(value, description)`` pairs, in declaration order, for a model field's choices."""
+        return [(member.value, member.description) for member in cls]
+
+
+DESCRIPTIONS: dict[Reason, str] = {
+    Reason.TRADING_HALTED: "Trading is halted; no orders are accepted until an operator resumes.",
+    Reason.REDUCE_ONLY: "Trading is reduce-only; the order would open or grow a position.",
+    Reason.DAILY_LOSS_LIMIT: "Today's loss has reached the daily loss limit.",
+    Reason.MAX_DRAWDOWN: "Equity has fallen from its peak by the maximum drawdown or more.",
+    Reason.SYMBOL_NOT_ALLOWED: "The symbol is not in the list of allowed symbols.",
+    Reason.SYMBOL_NOT_TRADING: "The exchange is not accepting orders on this symbol.",
+    Reason.LOW_CONFIDENCE: "The signal's confidence is below the minimum confidence.",
+    Reason.MAX_LEVERAGE: "The requested leverage is outside 1 to the maximum leverage.",
+    Reason.LOT_SIZE: "The quantity breaks the exchange's LOT_SIZE (step, min or max quantity).",
+    Reason.MARKET_LOT_SIZE: "The quantity breaks the exchange's MARKET_LOT_SIZE for market orders.",
+    Reason.MIN_NOTIONAL: "The order's value is below the exchange's minimum notional.",
+    Reason.MAX_NOTIONAL: "The order's value is above the exchange's maximum notional.",
+    Reason.MAX_POSITION_NOTIONAL: "The resulting position would exceed the per-symbol limit.",
+    Reason.MAX_TOTAL_EXPOSURE: "The resulting total exposure would exceed the exposure limit.",
+    Reason.MAX_OPEN_POSITIONS: "The order would open a position beyond the open-positions limit.",
+    Reason.ORDER_RATE: "The order would exceed the maximum number of orders per minute.",
+}
