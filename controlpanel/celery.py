@@ -22,5 +22,6 @@ app.conf.task_routes = {
 app.autodiscover_tasks(["trading.observability"])
 app.autodiscover_tasks()
 
-# Heartbeats and per-service task metrics for every worker process.
+# Heartbeats and per-service task metrics for every worker; exec-risk reconciles on start.
+import trading.execution.receivers  # noqa: E402
 import trading.observability.worker  # noqa: E402, F401

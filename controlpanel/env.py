@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Mapping
+from decimal import Decimal, InvalidOperation
 from urllib.parse import urlsplit
 
 from django.core.exceptions import ImproperlyConfigured
@@ -89,6 +90,29 @@ def env_float(
     if number != number or number in (float("inf"), float("-inf")):
         raise _bad(name, value, "a finite number")
     _check_range(name, value, number, minimum, maximum)
+    return number
+
+
+def env_decimal(
+    name: str,
+    default: str,
+    *,
+    minimum: str | None = None,
+    maximum: str | None = None,
+    environ: Environ | None = None,
+) -> Decimal:
+    """An exact decimal (money, rates); rejects NaN and infinities."""
+    value = _raw(name, environ) or default
+    try:
+        number = Decimal(value)
+    except InvalidOperation:
+        raise _bad(name, value, "a decimal number") from None
+    if not number.is_finite():
+        raise _bad(name, value, "a finite decimal number")
+    if minimum is not None and number < Decimal(minimum):
+        raise _bad(name, value, f"a number >= {minimum}")
+    if maximum is not None and number > Decimal(maximum):
+        raise _bad(name, value, f"a number <= {maximum}")
     return number
 
 

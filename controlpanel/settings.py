@@ -9,7 +9,10 @@ from django.core.exceptions import ImproperlyConfigured
 
 from controlpanel.env import (
     env_bool,
+    env_choice,
+    env_decimal,
     env_float,
+    env_int,
     env_list,
     env_str,
     env_url,
@@ -150,6 +153,28 @@ if HEARTBEAT_EXPIRY_SECONDS <= HEARTBEAT_INTERVAL_SECONDS:
 # Health and ready views never wait longer than this on Redis.
 HEALTH_REDIS_TIMEOUT_SECONDS = env_float("QT_HEALTH_REDIS_TIMEOUT", 0.5, minimum=0.05, maximum=10)
 PROMETHEUS_EXPORT_MIGRATIONS = False
+
+# --- Trading --------------------------------------------------------------------------------
+EXCHANGE = env_choice("QT_EXCHANGE", "paper", ("paper", "binance"))
+SYMBOLS = [s.upper() for s in env_list("QT_SYMBOLS", ["BTCUSDT", "ETHUSDT", "SOLUSDT"])]
+MARKET_DATA_SOURCE = env_choice("QT_MARKET_DATA", "replay", ("replay", "binance"))
+REPLAY_BAR_SECONDS = env_float("QT_REPLAY_BAR_SECONDS", 1.0, minimum=0, maximum=3600)
+REPLAY_AT_END = env_choice("QT_REPLAY_AT_END", "loop", ("loop", "stop"))
+KLINE_INTERVAL = env_str("QT_KLINE_INTERVAL", "5m")
+# A quote older than this (wall clock since it was received) counts as stale.
+MARKET_DATA_MAX_AGE_SECONDS = env_float("QT_MARKET_DATA_MAX_AGE", 120.0, minimum=1)
+EVENT_LOG_MAXLEN = env_int("QT_EVENT_LOG_MAXLEN", 100_000, minimum=100)
+EVENT_MAX_DELIVERIES = env_int("QT_EVENT_MAX_DELIVERIES", 5, minimum=1, maximum=100)
+STARTING_CASH = env_decimal("QT_STARTING_CASH", "100000", minimum="0")
+PAPER_MAKER_FEE_RATE = env_decimal("QT_PAPER_MAKER_FEE", "0.001", minimum="0", maximum="0.1")
+PAPER_TAKER_FEE_RATE = env_decimal("QT_PAPER_TAKER_FEE", "0.001", minimum="0", maximum="0.1")
+PAPER_SLIPPAGE_BPS = env_decimal("QT_PAPER_SLIPPAGE_BPS", "5", minimum="0", maximum="1000")
+PAPER_MAX_VOLUME_SHARE = env_decimal(
+    "QT_PAPER_MAX_VOLUME_SHARE", "0.1", minimum="0.0001", maximum="1"
+)
+# RPC between services: a call gives up after this long and is retried this many times.
+RPC_TIMEOUT_SECONDS = env_float("QT_RPC_TIMEOUT", 0.5, minimum=0.01, maximum=60)
+RPC_RETRIES = env_int("QT_RPC_RETRIES", 2, minimum=0, maximum=10)
 
 # --- Auth and API ---------------------------------------------------------------------------
 LOGIN_URL = "/accounts/login/"

@@ -52,9 +52,7 @@ def web_url(process_env) -> Iterator[str]:
     server = web_server(port, process_env, LOG_DIR).start()
     url = f"http://127.0.0.1:{port}"
     try:
-        wait_for(
-            lambda: http_status(f"{url}/ready") == 200 or not server.alive(), 30, "web server"
-        )
+        wait_for(lambda: http_status(f"{url}/ready") == 200 or not server.alive(), 30, "web server")
         assert server.alive(), server.log_tail()
         yield url
     finally:
@@ -65,5 +63,3 @@ def web_url(process_env) -> Iterator[str]:
 def artifacts() -> Path:
     ARTIFACTS.mkdir(exist_ok=True)
     return ARTIFACTS
-
-

@@ -36,9 +36,7 @@ def test_counters_from_two_prefork_workers_on_two_nodes_add_up(
     try:
         rpc = Celery("metrics-test", broker=url, backend=url)
         rpc.conf.broker_transport_options = settings.CELERY_BROKER_TRANSPORT_OPTIONS
-        rpc.conf.result_backend_transport_options = (
-            settings.CELERY_RESULT_BACKEND_TRANSPORT_OPTIONS
-        )
+        rpc.conf.result_backend_transport_options = settings.CELERY_RESULT_BACKEND_TRANSPORT_OPTIONS
         results = [rpc.send_task(TASK, args=[str(i)], queue="ai") for i in range(PINGS)]
         answers = [r.get(timeout=30) for r in results]
         assert sorted(a["payload"] for a in answers) == sorted(str(i) for i in range(PINGS))

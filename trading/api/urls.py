@@ -6,6 +6,18 @@ from trading.api import views
 urlpatterns = [
     # --- Services ---
     path("services", views.ServicesView.as_view(), name="api-services"),
+    # --- Signals, orders, positions, portfolio ---
+    path("signals", views.SignalsView.as_view(), name="api-signals"),
+    path("signals/<uuid:signal_id>", views.SignalDetailView.as_view(), name="api-signal"),
+    path("orders", views.OrdersView.as_view(), name="api-orders"),
+    path("positions", views.PositionsView.as_view(), name="api-positions"),
+    path("portfolio", views.PortfolioView.as_view(), name="api-portfolio"),
+    # --- Event log ---
+    path("events", views.EventsView.as_view(), name="api-events"),
+    # --- Risk ---
+    path("risk", views.RiskView.as_view(), name="api-risk"),
+    path("risk/halt", views.HaltView.as_view(), name="api-risk-halt"),
+    path("risk/resume", views.ResumeView.as_view(), name="api-risk-resume"),
     # --- Schema ---
     path("schema", SpectacularAPIView.as_view(), name="api-schema"),
 ]

@@ -10,3 +10,8 @@ TASKS = declare_for_each_service(
 TASK_DURATION = declare_for_each_service(
     "task_duration_seconds", Kind.HISTOGRAM, "Wall time of this service's tasks", ("task",)
 )
+
+# Each area's own metrics, so that the web process knows every name it renders.
+from trading.events import log as _events_log  # noqa: E402, F401
+from trading.execution import health as _execution_health  # noqa: E402, F401
+from trading.execution import metrics as _execution_metrics  # noqa: E402, F401

@@ -7,6 +7,7 @@ milliseconds whatever the workers are doing.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from enum import StrEnum
@@ -138,3 +139,25 @@ def evaluate_service(
         *extra,
     )
     return Report(service.name, checks, tuple(workers), now)
+
+
+# Each service registers checks of its own state (exchange, market data, trading state); the
+# health views run them after the common ones.
+ServiceCheck = Callable[[], Check]
+_SERVICE_CHECKS: dict[str, list[ServiceCheck]] = {}
+
+
+def service_check(service: str) -> Callable[[ServiceCheck], ServiceCheck]:
+    """Registers a check of the service's own state, shown on its health and ready pages."""
+
+    def register(check: ServiceCheck) -> ServiceCheck:
+        checks = _SERVICE_CHECKS.setdefault(service, [])
+        if check not in checks:
+            checks.append(check)
+        return check
+
+    return register
+
+
+def service_checks(service: str) -> list[ServiceCheck]:
+    return list(_SERVICE_CHECKS.get(service, []))

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import json
 import math
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from enum import StrEnum
 
@@ -142,6 +142,27 @@ def declare_for_each_service(
         )
         for service in SERVICES.values()
     }
+
+
+# Families computed when the page is scraped, from shared state (the database): values that
+# describe the book rather than a process, so every host agrees on them.
+ScrapeCollector = Callable[[], Iterable[Metric]]
+_SCRAPE_COLLECTORS: dict[str, list[ScrapeCollector]] = {name: [] for name in SERVICES}
+
+
+def scrape_collector(service: str) -> Callable[[ScrapeCollector], ScrapeCollector]:
+    """Registers a function whose families are added to the service's metrics page."""
+
+    def register(collector: ScrapeCollector) -> ScrapeCollector:
+        if collector not in _SCRAPE_COLLECTORS[service]:
+            _SCRAPE_COLLECTORS[service].append(collector)
+        return collector
+
+    return register
+
+
+def scrape_collectors(service: str) -> list[ScrapeCollector]:
+    return list(_SCRAPE_COLLECTORS[service])
 
 
 def declared(service: str) -> list[MetricSpec]:

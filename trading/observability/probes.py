@@ -11,9 +11,22 @@ from django.db import DatabaseError, connection
 from prometheus_client.core import GaugeMetricFamily
 
 from trading.observability import catalog  # noqa: F401 - declares the common metrics
-from trading.observability.health import Probe, Report, evaluate_service
+from trading.observability.health import (
+    Check,
+    Probe,
+    Report,
+    Status,
+    evaluate_service,
+    service_checks,
+)
 from trading.observability.heartbeat import WorkerBeat, read_workers
-from trading.observability.metrics import build_families, declared, read_samples, render
+from trading.observability.metrics import (
+    build_families,
+    declared,
+    read_samples,
+    render,
+    scrape_collectors,
+)
 from trading.observability.services import Service
 from trading.store import redis_probe_client
 
@@ -39,6 +52,18 @@ def probe_database() -> Probe:
     return _timed(select_one, (DatabaseError,))
 
 
+def _own_checks(service: Service, database: Probe) -> tuple[Check, ...]:
+    if not database.ok:
+        return ()
+    results = []
+    for check in service_checks(service.name):
+        try:
+            results.append(check())
+        except Exception as exc:  # a broken check must show, not break the health page
+            results.append(Check(check.__name__, Status.FAIL, f"{type(exc).__name__}: {exc}"))
+    return tuple(results)
+
+
 def service_report(service: Service) -> Report:
     redis_probe = probe_redis()
     workers: list[WorkerBeat] = []
@@ -47,13 +72,15 @@ def service_report(service: Service) -> Report:
             workers = read_workers(redis_probe_client(), service.name)
         except redis.RedisError as exc:
             redis_probe = Probe(False, redis_probe.latency_seconds, str(exc))
+    database = probe_database()
     return evaluate_service(
         service,
         workers,
         redis=redis_probe,
-        database=probe_database(),
+        database=database,
         now=time.time(),
         heartbeat_interval=settings.HEARTBEAT_INTERVAL_SECONDS,
+        extra=_own_checks(service, database),
     )
 
 
@@ -100,4 +127,7 @@ def service_metrics_text(service: Service) -> bytes:
         except redis.RedisError:
             samples = {}
     families.extend(build_families(declared(service.name), samples))
+    if report.passed("database"):
+        for collector in scrape_collectors(service.name):
+            families.extend(collector())
     return render(families)

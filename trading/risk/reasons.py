@@ -30,6 +30,8 @@ class Reason(StrEnum):
     MAX_TOTAL_EXPOSURE = "MAX_TOTAL_EXPOSURE"
     MAX_OPEN_POSITIONS = "MAX_OPEN_POSITIONS"
     ORDER_RATE = "ORDER_RATE"
+    NO_MARKET_DATA = "NO_MARKET_DATA"
+    EXCHANGE_REJECTED = "EXCHANGE_REJECTED"
 
     @property
     def description(self) -> str:
@@ -59,4 +61,6 @@ DESCRIPTIONS: dict[Reason, str] = {
     Reason.MAX_TOTAL_EXPOSURE: "The resulting total exposure would exceed the exposure limit.",
     Reason.MAX_OPEN_POSITIONS: "The order would open a position beyond the open-positions limit.",
     Reason.ORDER_RATE: "The order would exceed the maximum number of orders per minute.",
+    Reason.NO_MARKET_DATA: "No price is known for the symbol yet, so the order cannot be valued.",
+    Reason.EXCHANGE_REJECTED: "The exchange refused the order; the detail has its message.",
 }

@@ -1,0 +1,309 @@
+"""Consumer groups against a real Redis and the test database.
+
+The work a test handler does is a database row: a ProcessedEvent under a consumer name of its
+own ("effect:<random>"), so that doing the work twice leaves two rows and a rolled-back
+transaction leaves none.
+"""
+
+import logging
+import threading
+import time
+import uuid
+
+import pytest
+from django.db import transaction
+
+from tests.support.processes import wait_for
+from trading.events.consumer import DrainResult, StreamConsumer, ensure_group
+from trading.events.envelope import Event, new_event
+from trading.events.log import dead_letter_stream, events_stream, publish, publish_many
+from trading.models import ProcessedEvent
+
+pytestmark = pytest.mark.django_db(transaction=True)
+
+GROUP = "portfolio"
+
+
+def an_event(i: int = 0, type: str = "order.filled") -> Event:
+    return new_event(type, {"n": i}, service="exec-risk", correlation_id=f"sig-{i}")
+
+
+def record_effect(event: Event) -> None:
+    ProcessedEvent.objects.create(consumer=f"effect:{uuid.uuid4().hex}", event_id=event.event_id)
+
+
+def effects() -> list[str]:
+    """The event ids whose work was committed, once per time it was done."""
+    rows = ProcessedEvent.objects.filter(consumer__startswith="effect:")
+    return sorted(str(event_id) for event_id in rows.values_list("event_id", flat=True))
+
+
+def pending(client) -> list[dict]:
+    return client.xpending_range(events_stream(), GROUP, "-", "+", 1000)
+
+
+def dead_letters(client) -> list[dict[str, str]]:
+    return [fields for _, fields in client.xrange(dead_letter_stream())]
+
+
+class Flaky:
+    """A handler that fails its first ``failures`` calls, then does the work."""
+
+    def __init__(self, failures: int) -> None:
+        self.failures = failures
+        self.calls = 0
+
+    def __call__(self, event: Event) -> None:
+        self.calls += 1
+        record_effect(event)  # rolled back when the call fails
+        if self.calls <= self.failures:
+            raise RuntimeError(f"exchange says no (call {self.calls})")
+
+
+def test_two_consumers_in_one_group_share_the_work_without_overlap(redis_client):
+    events = [an_event(i) for i in range(60)]
+    publish_many(events)
+    seen: dict[str, list[str]] = {"a": [], "b": []}
+
+    def handler_for(name):
+        def handle(event):
+            seen[name].append(event.event_id)
+            record_effect(event)
+
+        return handle
+
+    a = StreamConsumer(GROUP, "a", handler_for("a"), batch=5)
+    b = StreamConsumer(GROUP, "b", handler_for("b"), batch=5)
+    while True:
+        done = [c.drain(max_events=7).handled for c in (a, b)]
+        if not any(done):
+            break
+
+    assert seen["a"] and seen["b"]
+    assert not set(seen["a"]) & set(seen["b"])
+    assert sorted(seen["a"] + seen["b"]) == sorted(e.event_id for e in events)
+    assert effects() == sorted(e.event_id for e in events)
+    assert pending(redis_client) == []
+
+
+def test_an_event_is_acknowledged_only_after_its_work_is_committed(redis_client):
+    event = an_event()
+    stream_id = publish(event)
+    observed = {}
+
+    def handle(event):
+        record_effect(event)
+        observed["while working"] = [p["message_id"] for p in pending(redis_client)]
+        transaction.on_commit(
+            lambda: observed.update({"at commit": [p["message_id"] for p in pending(redis_client)]})
+        )
+
+    result = StreamConsumer(GROUP, "a", handle).drain()
+
+    assert result == DrainResult(handled=1)
+    assert observed == {"while working": [stream_id], "at commit": [stream_id]}
+    assert effects() == [event.event_id]
+    assert pending(redis_client) == []
+
+
+def test_a_handler_failure_rolls_back_leaves_the_event_pending_and_a_later_drain_redelivers_it(
+    redis_client,
+):
+    event = an_event()
+    stream_id = publish(event)
+    handler = Flaky(failures=1)
+    consumer = StreamConsumer(GROUP, "a", handler, reclaim_idle_ms=200)
+
+    assert consumer.drain() == DrainResult(failed=1)
+    assert effects() == []
+    assert not ProcessedEvent.objects.filter(consumer=GROUP).exists()
+    assert [p["message_id"] for p in pending(redis_client)] == [stream_id]
+
+    # Retried only once it has been idle for reclaim_idle_ms: the back-off between attempts.
+    assert consumer.drain() == DrainResult()
+    time.sleep(0.3)
+    assert consumer.drain() == DrainResult(handled=1, reclaimed=1)
+    assert handler.calls == 2
+    assert effects() == [event.event_id]
+    assert pending(redis_client) == []
+
+
+def test_the_events_of_a_consumer_that_died_are_reclaimed_by_another_after_the_idle_time(
+    redis_client,
+):
+    events = [an_event(i) for i in range(5)]
+    publish_many(events)
+    ensure_group(redis_client, GROUP)
+    # "dead" takes the events and is never heard of again.
+    redis_client.xreadgroup(GROUP, "dead", {events_stream(): ">"}, count=10)
+    assert {p["consumer"] for p in pending(redis_client)} == {"dead"}
+
+    live = StreamConsumer(GROUP, "live", record_effect, reclaim_idle_ms=300)
+    assert live.drain() == DrainResult()  # not idle long enough yet
+    assert effects() == []
+    time.sleep(0.4)
+
+    assert live.drain() == DrainResult(handled=5, reclaimed=5)
+    assert effects() == sorted(e.event_id for e in events)
+    assert pending(redis_client) == []
+
+
+def test_after_max_deliveries_failures_the_event_is_dead_lettered_with_its_error_and_acked(
+    redis_client,
+):
+    event = an_event()
+    stream_id = publish(event)
+    handler = Flaky(failures=100)
+    consumer = StreamConsumer(GROUP, "a", handler, reclaim_idle_ms=0, max_deliveries=3)
+
+    assert consumer.drain() == DrainResult(failed=1)
+    assert consumer.drain() == DrainResult(failed=1, reclaimed=1)
+    assert dead_letters(redis_client) == []
+    assert consumer.drain() == DrainResult(dead_lettered=1, reclaimed=1)
+
+    [dead] = dead_letters(redis_client)
+    assert dead["dead_error"] == "RuntimeError: exchange says no (call 3)"
+    assert dead["dead_group"] == GROUP
+    assert dead["dead_consumer"] == "a"
+    assert dead["dead_stream_id"] == stream_id
+    assert dead["dead_deliveries"] == "3"
+    assert Event.from_fields(dead) == event
+    assert pending(redis_client) == []
+    assert consumer.drain() == DrainResult()
+    assert handler.calls == 3
+    assert effects() == []
+
+
+def test_an_event_whose_consumers_died_handling_it_too_often_is_dead_lettered_unrun(
+    redis_client,
+):
+    publish(an_event())
+    ensure_group(redis_client, GROUP)
+    stream = events_stream()
+    [[_, [(stream_id, _)]]] = redis_client.xreadgroup(GROUP, "dead-1", {stream: ">"})
+    redis_client.xclaim(stream, GROUP, "dead-2", 0, [stream_id])
+    handler = Flaky(failures=0)
+    consumer = StreamConsumer(GROUP, "a", handler, reclaim_idle_ms=0, max_deliveries=2)
+
+    assert consumer.drain() == DrainResult(dead_lettered=1, reclaimed=1)
+    assert handler.calls == 0
+    [dead] = dead_letters(redis_client)
+    assert "delivered 3 times without finishing" in dead["dead_error"]
+    assert pending(redis_client) == []
+
+
+def test_a_malformed_entry_goes_straight_to_the_dead_letter_stream(redis_client):
+    stream_id = redis_client.xadd(events_stream(), {"junk": "1"})
+    handler = Flaky(failures=0)
+
+    result = StreamConsumer(GROUP, "a", handler, max_deliveries=5).drain()
+
+    assert result == DrainResult(dead_lettered=1)
+    assert handler.calls == 0
+    [dead] = dead_letters(redis_client)
+    assert dead["junk"] == "1"
+    assert dead["dead_error"].startswith("malformed event: missing fields: event_id")
+    assert dead["dead_stream_id"] == stream_id
+    assert pending(redis_client) == []
+
+
+def test_a_duplicate_delivery_of_one_event_id_does_the_work_once(redis_client):
+    event = an_event()
+    publish(event)
+    publish(event)  # the producer retried after a timeout
+
+    result = StreamConsumer(GROUP, "a", record_effect).drain()
+
+    assert result == DrainResult(handled=1, skipped_duplicates=1)
+    assert effects() == [event.event_id]
+    assert pending(redis_client) == []
+
+
+def test_work_committed_by_a_consumer_that_died_before_acking_is_not_done_again(
+    redis_client, monkeypatch
+):
+    event = an_event()
+    publish(event)
+    dying = StreamConsumer(GROUP, "dying", record_effect)
+    monkeypatch.setattr(dying, "_ack", lambda stream_id: None)  # dies between commit and XACK
+    assert dying.drain() == DrainResult(handled=1)
+    assert len(pending(redis_client)) == 1
+
+    time.sleep(0.1)
+    other = StreamConsumer(GROUP, "other", record_effect, reclaim_idle_ms=50)
+    assert other.drain() == DrainResult(skipped_duplicates=1, reclaimed=1)
+    assert effects() == [event.event_id]
+    assert pending(redis_client) == []
+
+
+def test_the_same_event_is_handled_once_by_each_group(redis_client):
+    event = an_event()
+    publish(event)
+    StreamConsumer("portfolio", "a", record_effect).drain()
+    StreamConsumer("learning", "a", record_effect).drain()
+    assert effects() == [event.event_id, event.event_id]
+
+
+def test_events_of_other_types_are_acked_without_work(redis_client):
+    fill = an_event(1, type="order.filled")
+    publish_many([an_event(0, type="market.bar"), fill, an_event(2, type="risk.alert")])
+
+    result = StreamConsumer(GROUP, "a", record_effect, types={"order.filled"}).drain()
+
+    assert result == DrainResult(handled=1, ignored=2)
+    assert effects() == [fill.event_id]
+    assert ProcessedEvent.objects.filter(consumer=GROUP).count() == 1
+    assert pending(redis_client) == []
+
+
+def test_a_handler_failure_is_logged_with_the_event_and_correlation_ids(redis_client, caplog):
+    event = an_event(7)
+    publish(event)
+
+    with caplog.at_level(logging.ERROR, logger="trading.events.consumer"):
+        StreamConsumer(GROUP, "a", Flaky(failures=1)).drain()
+
+    [record] = caplog.records
+    assert record.event_id == event.event_id
+    assert record.correlation_id == "sig-7"
+    assert event.event_id in record.getMessage()
+    assert "sig-7" in record.getMessage()
+    assert "exchange says no" in caplog.text  # the traceback
+
+
+def test_max_events_bounds_a_drain(redis_client):
+    publish_many([an_event(i) for i in range(10)])
+    consumer = StreamConsumer(GROUP, "a", record_effect, batch=3)
+    assert consumer.drain(max_events=4) == DrainResult(handled=4)
+    assert consumer.drain() == DrainResult(handled=6)
+
+
+def test_ensure_group_is_idempotent_and_can_start_at_new_events(redis_client):
+    publish(an_event(0))
+    assert ensure_group(redis_client, GROUP, start="$") is True
+    assert ensure_group(redis_client, GROUP) is False  # keeps its position
+    later = an_event(1)
+    publish(later)
+
+    assert StreamConsumer(GROUP, "a", record_effect).drain() == DrainResult(handled=1)
+    assert effects() == [later.event_id]
+
+
+def test_run_forever_handles_events_as_they_arrive_until_stopped(redis_client):
+    consumer = StreamConsumer(GROUP, "a", record_effect)
+    stop = threading.Event()
+    outcome: list[DrainResult] = []
+    thread = threading.Thread(target=lambda: outcome.append(consumer.run_forever(stop, 100)))
+    thread.start()
+    try:
+        events = [an_event(i) for i in range(3)]
+        for event in events:
+            publish(event)
+        wait_for(lambda: len(effects()) == 3, 10, "three events handled")
+    finally:
+        stop.set()
+        thread.join(5)
+    assert not thread.is_alive()
+    assert outcome == [DrainResult(handled=3)]
+    assert effects() == sorted(e.event_id for e in events)
+    assert pending(redis_client) == []

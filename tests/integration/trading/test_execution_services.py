@@ -1,0 +1,175 @@
+"""The execution services in this process, against the real Redis and the test database."""
+
+from __future__ import annotations
+
+import dataclasses
+from datetime import timedelta
+from decimal import Decimal
+
+import pytest
+
+from tests.integration.trading.conftest import bars_at
+from trading.events.replay import read_window
+from trading.execution import services
+from trading.marketdata.prices import record_bars
+from trading.models import Fill, Order, Position, RiskLimits, Signal
+from trading.risk import services as risk
+
+pytestmark = pytest.mark.django_db(transaction=True)
+
+
+def signal(symbol="BTCUSDT", side="BUY", confidence="0.9", **fields) -> Signal:
+    fields.setdefault("notional", None if "quantity" in fields else Decimal("1000"))
+    return services.create_signal(
+        risk.get_account(), symbol=symbol, side=side, confidence=Decimal(confidence), **fields
+    )
+
+
+def events_of(correlation_id) -> list[str]:
+    window = read_window(limit=1000, correlation_id=str(correlation_id))
+    return [event.type for _, event in window]
+
+
+def test_a_buy_opens_a_position_at_the_mark_with_slippage_and_fees(market):
+    decided = services.process_signal(signal().pk)
+    assert decided.status == Signal.Status.FILLED
+    order = decided.orders.get()
+    (fill,) = order.fills.all()
+    close = market["BTCUSDT"].close
+    # 5 bps of slippage against the buyer, rounded up to the 0.01 tick
+    expected_price = (close * Decimal("1.0005")).quantize(Decimal("0.01"), rounding="ROUND_UP")
+    assert fill.price == expected_price
+    assert fill.fee == fill.quantity * fill.price * Decimal("0.001")
+    # 1000 USDT at the mark, rounded down to the 0.00001 BTC step
+    assert order.quantity == (Decimal("1000") / close).quantize(Decimal("0.00001"), "ROUND_DOWN")
+    position = Position.objects.get(symbol="BTCUSDT", status="open")
+    assert position.quantity == order.quantity
+    assert position.average_entry_price == fill.price
+    assert position.correlation_id == decided.correlation_id
+
+
+def test_buy_then_sell_closes_the_position_with_realized_pnl(market):
+    services.process_signal(signal(symbol="ETHUSDT").pk)
+    opened = Position.objects.get(symbol="ETHUSDT", status="open")
+    record_bars(bars_at(1))
+    sold = services.process_signal(signal(symbol="ETHUSDT", side="SELL",
+                                          quantity=opened.quantity).pk)  # fmt: skip
+    assert sold.status == Signal.Status.FILLED
+    closed = Position.objects.get(pk=opened.pk)
+    assert closed.status == Position.Status.CLOSED and closed.quantity == 0
+    buy, sell = Fill.objects.filter(symbol="ETHUSDT").order_by("id")
+    assert closed.realized_pnl == (sell.price - buy.price) * buy.quantity
+    assert closed.fees_paid == buy.fee + sell.fee
+    assert closed.net_realized_pnl == closed.realized_pnl - buy.fee - sell.fee
+    assert events_of(opened.correlation_id)[-1] == "position.closed"
+
+
+def test_processing_a_signal_twice_places_one_order(market):
+    pending = signal(symbol="SOLUSDT")
+    services.process_signal(pending.pk)
+    services.process_signal(pending.pk)
+    assert Order.objects.filter(signal=pending).count() == 1
+    assert Fill.objects.filter(order__signal=pending).count() == 1
+
+
+def test_the_same_fill_reported_twice_moves_the_position_once(market):
+    decided = services.process_signal(signal().pk)
+    order = decided.orders.get()
+    result = services.exchange().query_order(order.symbol, order.client_order_id)
+    fill = order.fills.get()
+    from trading.execution.adapter import ExchangeFill
+
+    again = ExchangeFill(fill.price, fill.quantity, fill.fee, "USDT", fill.trade_id)
+    services.apply_order_result(order.pk, dataclasses.replace(result, fills=(again,)))
+    assert Fill.objects.filter(order=order).count() == 1
+    assert Position.objects.get(symbol="BTCUSDT", status="open").quantity == order.quantity
+
+
+def test_a_denial_carries_its_reason_everywhere(market):
+    denied = services.process_signal(signal(confidence="0.5").pk)
+    assert denied.status == Signal.Status.DENIED
+    assert denied.reason == "LOW_CONFIDENCE"
+    assert "0.5" in denied.detail
+    assert not denied.orders.exists()
+    assert events_of(denied.correlation_id) == [
+        "signal.generated", "order.requested", "order.denied",
+    ]  # fmt: skip
+
+
+@pytest.mark.parametrize(
+    ("fields", "limits", "reason"),
+    [
+        ({"notional": Decimal("5000")}, {"max_position_notional": Decimal("1000")},
+         "MAX_POSITION_NOTIONAL"),
+        ({"leverage": 10}, {"max_leverage": 3}, "MAX_LEVERAGE"),
+        ({"notional": Decimal("3")}, {}, "MIN_NOTIONAL"),
+    ],
+)  # fmt: skip
+def test_limits_from_the_database_deny_with_their_reason(market, fields, limits, reason):
+    risk.global_limits()
+    RiskLimits.objects.filter(symbol="").update(**limits)
+    denied = services.process_signal(signal(**fields).pk)
+    assert (denied.status, denied.reason) == ("denied", reason)
+
+
+def test_a_per_symbol_limit_overrides_the_global_one(market):
+    RiskLimits.objects.create(symbol="SOLUSDT", max_position_notional=Decimal("100"))
+    assert services.process_signal(signal(symbol="SOLUSDT").pk).reason == "MAX_POSITION_NOTIONAL"
+    assert services.process_signal(signal(symbol="ETHUSDT").pk).status == "filled"
+
+
+def test_a_halt_denies_the_next_signal_and_resume_restores_trading(market):
+    account = risk.get_account()
+    risk.halt_trading(account, actor="olivia", reason="drill")
+    assert services.process_signal(signal().pk).reason == "TRADING_HALTED"
+    risk.resume_trading(account, actor="olivia", reason="drill over")
+    assert services.process_signal(signal().pk).status == "filled"
+    history = risk.risk_summary(account)["history"]
+    assert [(h["from"], h["to"], h["actor"]) for h in history] == [
+        ("HALTED", "ACTIVE", "olivia"), ("ACTIVE", "HALTED", "olivia"),
+    ]  # fmt: skip
+
+
+def test_halting_with_flatten_closes_every_open_position(market):
+    for symbol in ("BTCUSDT", "ETHUSDT"):
+        services.process_signal(signal(symbol=symbol).pk)
+    account = risk.get_account()
+    risk.change_trading_state(account, "HALTED", actor="olivia", reason="flatten", flatten=True)
+    orders = services.flatten_positions(account, actor="olivia")
+    assert {o.purpose for o in orders} == {"flatten"}
+    assert not Position.objects.filter(status="open").exists()
+
+
+def test_the_daily_loss_limit_halts_trading_by_itself(market):
+    RiskLimits.objects.update_or_create(symbol="", defaults={"daily_loss_limit": Decimal("1")})
+    services.process_signal(signal(notional=Decimal("5000")).pk)
+    position = Position.objects.get(status="open")
+    # fees alone (about 10 USDT on 5000 each way) lose more than 1 USDT
+    services.process_signal(signal(side="SELL", quantity=position.quantity).pk)
+    state = risk.risk_summary(risk.get_account())
+    assert state["state"] == "HALTED"
+    assert state["history"][0]["actor"] == "system:DAILY_LOSS_LIMIT"
+
+
+def test_a_stop_loss_closes_the_position_when_a_bar_closes_below_it(market):
+    close = market["BTCUSDT"].close
+    services.process_signal(signal(stop_loss_price=close - 1).pk)
+    position = Position.objects.get(status="open")
+    lower = bars_at(0)[0]
+    from dataclasses import replace
+
+    crash = replace(lower, close=close - 100, low=close - 100,
+                    open_time=lower.open_time + timedelta(minutes=5),
+                    close_time=lower.close_time + timedelta(minutes=5))  # fmt: skip
+    record_bars([crash])
+    services.on_bar(crash)
+    position.refresh_from_db()
+    assert position.status == "closed"
+    assert Order.objects.filter(purpose="stop_loss").count() == 1
+
+
+def test_no_market_data_denies_instead_of_guessing(redis_server):
+    from trading.store import redis_client, rkey
+
+    redis_client().delete(rkey("prices"))
+    assert services.process_signal(signal().pk).reason == "NO_MARKET_DATA"

@@ -1,0 +1,173 @@
+from __future__ import annotations
+
+from decimal import ROUND_HALF_EVEN, Decimal
+
+from rest_framework import serializers
+
+from trading.marketdata.services import symbol_rules
+from trading.models import Fill, Order, Position, Signal
+
+# The widest leverage any Binance market offers; risk limits narrow it further.
+MAX_EXCHANGE_LEVERAGE = 125
+
+
+class SignalCreateSerializer(serializers.Serializer):
+    symbol = serializers.CharField(max_length=20)
+    side = serializers.ChoiceField(choices=["BUY", "SELL"])
+    # A probability may come with any number of digits; six are kept.
+    confidence = serializers.DecimalField(
+        max_digits=7,
+        decimal_places=6,
+        min_value=Decimal("0"),
+        max_value=Decimal("1"),
+        rounding=ROUND_HALF_EVEN,
+    )
+    notional = serializers.DecimalField(
+        max_digits=28, decimal_places=10, required=False, min_value=Decimal("0.0000000001")
+    )
+    quantity = serializers.DecimalField(
+        max_digits=28, decimal_places=10, required=False, min_value=Decimal("0.0000000001")
+    )
+    leverage = serializers.IntegerField(min_value=1, max_value=MAX_EXCHANGE_LEVERAGE, default=1)
+    stop_loss = serializers.DecimalField(
+        max_digits=28, decimal_places=10, required=False, min_value=Decimal("0.0000000001")
+    )
+    take_profit = serializers.DecimalField(
+        max_digits=28, decimal_places=10, required=False, min_value=Decimal("0.0000000001")
+    )
+
+    def validate_symbol(self, value: str) -> str:
+        symbol = value.strip().upper()
+        if symbol not in symbol_rules():
+            raise serializers.ValidationError(f"unknown symbol {value!r}")
+        return symbol
+
+    def validate(self, attrs: dict) -> dict:
+        given = [name for name in ("notional", "quantity") if attrs.get(name) is not None]
+        if len(given) != 1:
+            raise serializers.ValidationError(
+                {"notional": ["give exactly one of notional or quantity"]}
+            )
+        return attrs
+
+
+class FillSerializer(serializers.ModelSerializer):
+    class Meta:
+        model = Fill
+        fields = ["trade_id", "side", "quantity", "price", "fee", "fee_asset", "realized_pnl", "ts"]
+
+
+class OrderSerializer(serializers.ModelSerializer):
+    fills = FillSerializer(many=True, read_only=True)
+    signal_id = serializers.UUIDField(read_only=True)
+
+    class Meta:
+        model = Order
+        fields = [
+            "id",
+            "client_order_id",
+            "exchange_order_id",
+            "signal_id",
+            "correlation_id",
+            "venue",
+            "symbol",
+            "side",
+            "order_type",
+            "purpose",
+            "quantity",
+            "reference_price",
+            "status",
+            "filled_quantity",
+            "average_price",
+            "error",
+            "created_at",
+            "updated_at",
+            "fills",
+        ]
+
+
+class SignalSerializer(serializers.ModelSerializer):
+    orders = OrderSerializer(many=True, read_only=True)
+
+    class Meta:
+        model = Signal
+        fields = [
+            "id",
+            "correlation_id",
+            "symbol",
+            "side",
+            "confidence",
+            "notional",
+            "quantity",
+            "leverage",
+            "stop_loss_price",
+            "take_profit_price",
+            "source",
+            "model_version",
+            "status",
+            "reason",
+            "detail",
+            "created_at",
+            "updated_at",
+            "orders",
+        ]
+
+
+class PositionSerializer(serializers.ModelSerializer):
+    net_realized_pnl = serializers.DecimalField(max_digits=28, decimal_places=10, read_only=True)
+    mark_price = serializers.SerializerMethodField()
+    unrealized_pnl = serializers.SerializerMethodField()
+
+    class Meta:
+        model = Position
+        fields = [
+            "id",
+            "symbol",
+            "status",
+            "quantity",
+            "average_entry_price",
+            "mark_price",
+            "unrealized_pnl",
+            "realized_pnl",
+            "fees_paid",
+            "net_realized_pnl",
+            "stop_loss_price",
+            "take_profit_price",
+            "correlation_id",
+            "opened_at",
+            "closed_at",
+        ]
+
+    def _mark(self, position: Position) -> Decimal | None:
+        return self.context.get("marks", {}).get(position.symbol)
+
+    def get_mark_price(self, position: Position) -> str | None:
+        mark = self._mark(position)
+        return None if mark is None else str(mark)
+
+    def get_unrealized_pnl(self, position: Position) -> str:
+        return str(position.unrealized_pnl(self._mark(position)))
+
+
+class HaltSerializer(serializers.Serializer):
+    flatten = serializers.BooleanField(default=False)
+    reason = serializers.CharField(max_length=200, required=False, allow_blank=True, default="")
+
+
+class ResumeSerializer(serializers.Serializer):
+    reason = serializers.CharField(max_length=200, required=False, allow_blank=True, default="")
+
+
+class EventQuerySerializer(serializers.Serializer):
+    type = serializers.CharField(max_length=64, required=False)
+    since = serializers.DateTimeField(required=False)
+    until = serializers.DateTimeField(required=False)
+    limit = serializers.IntegerField(min_value=1, max_value=1000, default=100)
+    correlation_id = serializers.CharField(max_length=64, required=False)
+
+
+class ListQuerySerializer(serializers.Serializer):
+    symbol = serializers.CharField(max_length=20, required=False)
+    correlation_id = serializers.UUIDField(required=False)
+    status = serializers.CharField(max_length=20, required=False)
+    limit = serializers.IntegerField(min_value=1, max_value=1000, default=100)

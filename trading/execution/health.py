@@ -1,0 +1,94 @@
+"""exec-risk's own checks on its health page: exchange, symbol rules, market data, the book."""
+
+from __future__ import annotations
+
+import json
+import time
+
+from django.conf import settings
+
+from trading.marketdata.prices import latest_quotes
+from trading.models import Symbol
+from trading.observability.health import Check, Status, service_check
+from trading.store import redis_probe_client, rkey
+
+S = "exec-risk"
+EXCHANGE_STATUS_MAX_AGE = 120.0
+
+
+def record_exchange_status(venue: str, ok: bool, error: str = "") -> None:
+    """Written by exec-risk workers after talking to the exchange; read by the health page."""
+    from trading.store import redis_client
+
+    redis_client().set(
+        rkey("exchange", "status"),
+        json.dumps({"venue": venue, "ok": ok, "error": error, "checked_at": time.time()}),
+        ex=int(EXCHANGE_STATUS_MAX_AGE * 2),
+    )
+
+
+@service_check(S)
+def exchange() -> Check:
+    if settings.EXCHANGE == "paper":
+        # The paper exchange's book is in Redis: it answers when Redis does.
+        redis_probe_client().ping()
+        return Check("exchange", Status.PASS, observed={"venue": "paper"})
+    raw = redis_probe_client().get(rkey("exchange", "status"))
+    if raw is None:
+        return Check("exchange", Status.FAIL, "no exec-risk worker has reached the exchange yet",
+                     {"venue": settings.EXCHANGE})  # fmt: skip
+    status = json.loads(raw)
+    age = time.time() - status["checked_at"]
+    observed = {"venue": status["venue"], "checked_seconds_ago": round(age, 1)}
+    if not status["ok"]:
+        return Check("exchange", Status.FAIL, status["error"] or "unreachable", observed)
+    if age > EXCHANGE_STATUS_MAX_AGE:
+        return Check("exchange", Status.FAIL, "the last exchange check is too old", observed)
+    return Check("exchange", Status.PASS, observed=observed)
+
+
+@service_check(S)
+def symbol_rules() -> Check:
+    rows = list(Symbol.objects.values_list("symbol", "source", "refreshed_at"))
+    if not rows:
+        from trading.marketdata.services import symbol_rules as load
+
+        load()
+        rows = list(Symbol.objects.values_list("symbol", "source", "refreshed_at"))
+    missing = sorted(set(settings.SYMBOLS) - {r[0] for r in rows})
+    observed = {"symbols": len(rows), "source": sorted({r[1] for r in rows})}
+    if missing:
+        return Check("symbol_rules", Status.FAIL, "no rules for " + ", ".join(missing), observed)
+    return Check("symbol_rules", Status.PASS, observed=observed)
+
+
+@service_check(S)
+def market_data() -> Check:
+    quotes = latest_quotes(list(settings.SYMBOLS), client=redis_probe_client())
+    now = time.time()
+    ages = {s: round(q.age(now), 1) for s, q in quotes.items()}
+    missing = sorted(set(settings.SYMBOLS) - set(quotes))
+    stale = sorted(s for s, age in ages.items() if age > settings.MARKET_DATA_MAX_AGE_SECONDS)
+    observed = {"age_seconds": ages}
+    if missing or stale:
+        problems = [*(f"{s}: no price" for s in missing), *(f"{s}: stale" for s in stale)]
+        return Check("market_data", Status.WARN, "; ".join(problems), observed, critical=False)
+    return Check("market_data", Status.PASS, observed=observed, critical=False)
+
+
+@service_check(S)
+def book() -> Check:
+    from trading.marketdata.prices import latest_prices
+    from trading.risk import services as risk
+
+    account = risk.get_account()
+    marks = latest_prices()
+    state = risk.current_state(account)
+    observed = {
+        "trading_state": str(state),
+        "open_positions": len(risk.open_positions(account)),
+        "daily_pnl": str(risk.daily_realized_pnl(account) + risk.unrealized_pnl(account, marks)),
+    }
+    if state != "ACTIVE":
+        return Check("trading", Status.WARN, f"trading is {state}", observed, critical=False)
+    return Check("trading", Status.PASS, observed=observed, critical=False)

@@ -1,0 +1,97 @@
+"""exec-risk's metrics, named by the original spec. Counters are recorded where things happen;
+the gauges describing the book are computed from the database when the page is scraped."""
+
+from __future__ import annotations
+
+from prometheus_client.core import GaugeMetricFamily
+
+from trading.observability.metrics import LATENCY_BUCKETS, Kind, declare, scrape_collector
+
+S = "exec-risk"
+
+ORDERS_EXECUTED = declare(
+    S, "exec_risk_service_orders_executed_total", Kind.COUNTER, "Orders completely filled"
+)
+POSITIONS_OPENED = declare(
+    S, "exec_risk_service_positions_opened_total", Kind.COUNTER, "Positions opened"
+)
+POSITIONS_CLOSED = declare(
+    S, "exec_risk_service_positions_closed_total", Kind.COUNTER, "Positions closed"
+)
+RISK_ALERTS = declare(
+    S,
+    "exec_risk_service_risk_alerts_total",
+    Kind.COUNTER,
+    "Risk alerts raised (limit breaches that change the trading state)",
+    ("reason",),
+)
+EMERGENCY_STOPS = declare(
+    S, "exec_risk_service_emergency_stops_total", Kind.COUNTER, "Times trading was halted"
+)
+EXECUTION_ERRORS = declare(
+    S,
+    "exec_risk_service_execution_errors_total",
+    Kind.COUNTER,
+    "Orders the exchange refused or that failed to reach it",
+    ("kind",),
+)
+ORDERS_DENIED = declare(
+    S,
+    "exec_risk_service_orders_denied_total",
+    Kind.COUNTER,
+    "Orders denied by the pre-trade checks, by reason code",
+    ("reason",),
+)
+FILLS = declare(S, "exec_risk_service_fills_total", Kind.COUNTER, "Fills recorded", ("symbol",))
+ORDER_LATENCY = declare(
+    S,
+    "exec_risk_service_order_latency_seconds",
+    Kind.HISTOGRAM,
+    "From the signal's arrival to its order's first answer from the exchange",
+    (),
+    LATENCY_BUCKETS,
+)
+RPC_TIMEOUTS = declare(
+    S,
+    "exec_risk_service_rpc_timeouts_total",
+    Kind.COUNTER,
+    "Calls to exec-risk that did not answer within their deadline",
+    ("task",),
+)
+
+
+@scrape_collector(S)
+def book_gauges():
+    """Open positions, today's PnL and trades, and the trading state, from the ledger."""
+    from trading.marketdata.prices import latest_prices
+    from trading.models import TradingStateRecord
+    from trading.risk import services
+
+    account = services.get_account()
+    marks = latest_prices()
+    positions = services.open_positions(account)
+    daily = services.daily_realized_pnl(account) + services.unrealized_pnl(account, marks)
+    state = TradingStateRecord.objects.get(account=account).state
+    trading_state = GaugeMetricFamily(
+        "exec_risk_service_trading_state",
+        "1 for the current trading state of the main account",
+        labels=["state"],
+    )
+    for choice in TradingStateRecord.State.values:
+        trading_state.add_metric([choice], 1.0 if choice == state else 0.0)
+    return [
+        GaugeMetricFamily(
+            "exec_risk_service_open_positions", "Open positions", value=len(positions)
+        ),
+        GaugeMetricFamily(
+            "exec_risk_service_daily_pnl_usd",
+            "Today's (UTC) realized PnL net of fees plus unrealized PnL, in USDT",
+            value=float(daily),
+        ),
+        GaugeMetricFamily(
+            "exec_risk_service_daily_trades",
+            "Fills today (UTC)",
+            value=services.daily_trades(account),
+        ),
+        trading_state,
+    ]

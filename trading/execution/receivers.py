@@ -1,0 +1,14 @@
+"""An exec-risk worker that starts reconciles with the exchange before trusting its own book."""
+
+from __future__ import annotations
+
+from celery import signals
+
+
+@signals.worker_ready.connect
+def _reconcile_on_start(sender, **kwargs) -> None:
+    queues = set(sender.app.amqp.queues.consume_from)
+    if "exec_risk" in queues:
+        from trading.execution.tasks import reconcile_exchange
+
+        reconcile_exchange.apply_async(queue="exec_risk")

@@ -1,0 +1,608 @@
+"""Execution: from a signal to orders, fills and positions, exactly once.
+
+Guarantees, whatever the number of deliveries of a task:
+
+- A signal leaves ``pending`` once (a conditional update); a redelivered task finds it decided.
+- An order's client order id is derived from the signal's correlation id and is unique in the
+  database, so a signal has at most one order; the exchange refuses a second order with that id.
+- A fill is unique per (order, trade id), so a fill reported twice moves the position once.
+- An ambiguous exchange answer (timeout, 5xx) leaves the order UNKNOWN until it is looked up;
+  nothing is sent again before that.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+import logging
+import time
+import uuid
+from dataclasses import dataclass
+from decimal import Decimal
+
+from django.conf import settings
+from django.db import IntegrityError, transaction
+from django.utils import timezone
+
+from trading.events.envelope import Event, new_event
+from trading.events.log import publish_many
+from trading.execution import metrics
+from trading.execution.adapter import (
+    ExchangeAdapter,
+    ExchangeError,
+    ExchangeFill,
+    OrderRequest,
+    OrderResult,
+    OrderStatus,
+    client_order_id_for,
+)
+from trading.marketdata.bars import Bar
+from trading.marketdata.prices import latest_prices, latest_quote
+from trading.marketdata.services import symbol_rules
+from trading.models import Account, Fill, Order, Position, Signal
+from trading.portfolio.pnl import Fill as PnlFill
+from trading.portfolio.pnl import PositionChange, PositionState, apply_fill, exit_trigger
+from trading.risk import services as risk
+from trading.risk.checks import OrderIntent, evaluate
+from trading.risk.reasons import Reason
+
+logger = logging.getLogger(__name__)
+ZERO = Decimal("0")
+SERVICE = "exec-risk"
+
+
+@functools.cache
+def _adapter(kind: str) -> ExchangeAdapter:
+    if kind == "binance":
+        from trading.execution.binance import BinanceAdapter, BinanceConfig
+
+        return BinanceAdapter(BinanceConfig.from_env())
+    from trading.execution.paper import PaperConfig
+    from trading.execution.paper_exchange import PaperExchange
+
+    return PaperExchange(
+        PaperConfig(
+            maker_fee_rate=settings.PAPER_MAKER_FEE_RATE,
+            taker_fee_rate=settings.PAPER_TAKER_FEE_RATE,
+            slippage_bps=settings.PAPER_SLIPPAGE_BPS,
+            max_volume_share=settings.PAPER_MAX_VOLUME_SHARE,
+        )
+    )
+
+
+def exchange() -> ExchangeAdapter:
+    """The configured exchange, one per process (built after the worker forks)."""
+    return _adapter(settings.EXCHANGE)
+
+
+class _Events:
+    """Events collected inside a transaction and published only once it commits."""
+
+    def __init__(self) -> None:
+        self.events: list[Event] = []
+
+    def add(self, type_: str, payload: dict, correlation_id: uuid.UUID | str) -> None:
+        self.events.append(
+            new_event(type_, payload, service=SERVICE, correlation_id=str(correlation_id))
+        )
+
+    def publish_on_commit(self) -> None:
+        events = list(self.events)
+        if events:
+            transaction.on_commit(lambda: publish_many(events))
+
+
+# --- signals --------------------------------------------------------------------------------
+
+
+def create_signal(account: Account, **fields) -> Signal:
+    """Stores a signal and publishes ``signal.generated``; the caller enqueues its processing."""
+    with transaction.atomic():
+        signal = Signal.objects.create(account=account, **fields)
+        events = _Events()
+        events.add("signal.generated", signal_payload(signal), signal.correlation_id)
+        events.publish_on_commit()
+    return signal
+
+
+def signal_payload(signal: Signal) -> dict:
+    return {
+        "signal_id": str(signal.id),
+        "account": signal.account.name,
+        "symbol": signal.symbol,
+        "side": signal.side,
+        "confidence": str(signal.confidence),
+        "notional": None if signal.notional is None else str(signal.notional),
+        "quantity": None if signal.quantity is None else str(signal.quantity),
+        "leverage": signal.leverage,
+        "source": signal.source,
+        "model_version": signal.model_version,
+    }
+
+
+@dataclass(frozen=True)
+class Sizing:
+    quantity: Decimal | None
+    price: Decimal | None
+
+
+def size_order(signal: Signal, price: Decimal | None) -> Sizing:
+    """The order quantity: given, or the notional at the mark rounded down to the market step."""
+    if signal.quantity is not None:
+        return Sizing(signal.quantity, price)
+    if price is None or signal.notional is None:
+        return Sizing(None, price)
+    rules = symbol_rules().get(signal.symbol)
+    quantity = signal.notional / price
+    if rules is not None:
+        quantity = rules.round_quantity(quantity, market=True)
+    return Sizing(quantity, price)
+
+
+def process_signal(signal_id: uuid.UUID | str) -> Signal:
+    """Decides a pending signal: denied with a reason, or an order sent to the exchange.
+
+    Safe to call any number of times: only the first call that finds the signal pending acts.
+    """
+    started = time.perf_counter()
+    signal = Signal.objects.select_related("account").get(pk=signal_id)
+    if signal.status != Signal.Status.PENDING:
+        order = signal.orders.first()
+        if order is not None and order.status == Order.Status.UNKNOWN:
+            reconcile_order(order.pk)
+        return signal
+
+    quote = latest_quote(signal.symbol)
+    sizing = size_order(signal, quote.price if quote else None)
+    if sizing.price is None:
+        return deny_signal(signal, Reason.NO_MARKET_DATA, f"no price for {signal.symbol} yet")
+    if sizing.quantity is None or sizing.quantity <= 0:
+        return deny_signal(
+            signal, Reason.LOT_SIZE, f"notional {signal.notional} buys less than one step"
+        )
+    marks = latest_prices()
+    intent = OrderIntent(
+        symbol=signal.symbol,
+        side=signal.side,
+        quantity=sizing.quantity,
+        price=sizing.price,
+        confidence=signal.confidence,
+        leverage=signal.leverage,
+    )
+    decision = evaluate(
+        intent,
+        risk.limits_for(signal.symbol),
+        risk.book_state(signal.account, marks),
+        symbol_rules(),
+    )
+    if not decision.approved:
+        return deny_signal(signal, str(decision.reason), decision.detail)
+
+    order = open_order(signal, sizing.quantity, sizing.price)
+    if order is None:  # another delivery got there first
+        return Signal.objects.get(pk=signal.pk)
+    submit_order(order)
+    metrics.ORDER_LATENCY.observe(time.perf_counter() - started)
+    return Signal.objects.get(pk=signal.pk)
+
+
+def deny_signal(signal: Signal, reason: str, detail: str) -> Signal:
+    with transaction.atomic():
+        updated = Signal.objects.filter(pk=signal.pk, status=Signal.Status.PENDING).update(
+            status=Signal.Status.DENIED,
+            reason=reason,
+            detail=detail[:300],
+            updated_at=timezone.now(),
+        )
+        if updated != 1:
+            return Signal.objects.get(pk=signal.pk)
+        events = _Events()
+        payload = {**signal_payload(signal), "reason": reason, "detail": detail}
+        events.add("order.requested", signal_payload(signal), signal.correlation_id)
+        events.add("order.denied", payload, signal.correlation_id)
+        events.publish_on_commit()
+    metrics.ORDERS_DENIED.inc(reason=reason)
+    logger.info("signal %s denied: %s (%s)", signal.correlation_id, reason, detail)
+    return Signal.objects.get(pk=signal.pk)
+
+
+def open_order(signal: Signal, quantity: Decimal, price: Decimal) -> Order | None:
+    """Moves the signal to submitted and creates its one order; None if another call did."""
+    try:
+        with transaction.atomic():
+            updated = Signal.objects.filter(pk=signal.pk, status=Signal.Status.PENDING).update(
+                status=Signal.Status.SUBMITTED, updated_at=timezone.now()
+            )
+            if updated != 1:
+                return None
+            order = Order.objects.create(
+                client_order_id=client_order_id_for(str(signal.correlation_id)),
+                account=signal.account,
+                signal=signal,
+                correlation_id=signal.correlation_id,
+                venue=exchange().name,
+                symbol=signal.symbol,
+                side=signal.side,
+                quantity=quantity,
+                reference_price=price,
+            )
+            events = _Events()
+            events.add("order.requested", order_payload(order), order.correlation_id)
+            events.publish_on_commit()
+    except IntegrityError:
+        return None
+    return order
+
+
+def order_payload(order: Order, **extra) -> dict:
+    return {
+        "order_id": order.pk,
+        "client_order_id": order.client_order_id,
+        "account": order.account.name,
+        "symbol": order.symbol,
+        "side": order.side,
+        "quantity": str(order.quantity),
+        "filled_quantity": str(order.filled_quantity),
+        "status": order.status,
+        "purpose": order.purpose,
+        "venue": order.venue,
+        **extra,
+    }
+
+
+# --- orders ---------------------------------------------------------------------------------
+
+
+def submit_order(order: Order) -> Order:
+    """Sends the order; records what the exchange answered. Never sends an order twice."""
+    request = OrderRequest(
+        symbol=order.symbol,
+        side=order.side,
+        order_type="MARKET",
+        quantity=order.quantity,
+        client_order_id=order.client_order_id,
+    )
+    try:
+        result = exchange().place_order(request)
+    except ExchangeError as error:
+        return _record_exchange_error(order, error)
+    return apply_order_result(order.pk, result)
+
+
+def _record_exchange_error(order: Order, error: ExchangeError) -> Order:
+    if error.ambiguous or (error.code == -2010 and "Duplicate" in error.message):
+        # The exchange may have the order: find out before anything else happens.
+        Order.objects.filter(pk=order.pk, status=Order.Status.NEW).update(
+            status=Order.Status.UNKNOWN, error=str(error)[:300]
+        )
+        metrics.EXECUTION_ERRORS.inc(kind="ambiguous")
+        from trading.execution.tasks import reconcile_order_task
+
+        reconcile_order_task.apply_async((order.pk,), countdown=1)
+        return Order.objects.get(pk=order.pk)
+    with transaction.atomic():
+        Order.objects.filter(pk=order.pk, status=Order.Status.NEW).update(
+            status=Order.Status.REJECTED, error=str(error)[:300]
+        )
+        if order.signal_id:
+            Signal.objects.filter(pk=order.signal_id).update(
+                status=Signal.Status.REJECTED,
+                reason=Reason.EXCHANGE_REJECTED,
+                detail=error.message[:300],
+            )
+        events = _Events()
+        events.add("order.rejected", order_payload(order, error=str(error)), order.correlation_id)
+        events.publish_on_commit()
+    metrics.EXECUTION_ERRORS.inc(kind="retryable" if error.retryable else "rejected")
+    return Order.objects.get(pk=order.pk)
+
+
+def reconcile_order(order_id: int) -> Order:
+    """Asks the exchange for an order in doubt and records its answer.
+
+    An order the exchange does not have was never placed: it is sent now, with the same client
+    order id. The fills of an order learnt from a query (which reports totals, not trades) are
+    recorded as one fill for the difference, at its average price.
+    """
+    order = Order.objects.get(pk=order_id)
+    try:
+        result = exchange().query_order(order.symbol, order.client_order_id)
+    except ExchangeError as error:
+        if error.code == -2013:
+            Order.objects.filter(pk=order.pk, status=Order.Status.UNKNOWN).update(
+                status=Order.Status.NEW
+            )
+            return submit_order(Order.objects.get(pk=order.pk))
+        raise
+    if not result.fills and result.executed_quantity > order.filled_quantity:
+        result = _with_reconciled_fill(order, result)
+    return apply_order_result(order.pk, result)
+
+
+def _with_reconciled_fill(order: Order, result: OrderResult) -> OrderResult:
+    fills = list(order.fills.all())
+    known_quote = sum((f.quantity * f.price for f in fills), ZERO)
+    delta = result.executed_quantity - order.filled_quantity
+    price = (result.cumulative_quote - known_quote) / delta
+    fill = ExchangeFill(
+        price=price,
+        quantity=delta,
+        commission=ZERO,
+        commission_asset="USDT",
+        trade_id=f"reconciled-{result.executed_quantity}",
+    )
+    return dataclasses.replace(result, fills=(fill,))
+
+
+_STATUS = {
+    OrderStatus.NEW: Order.Status.NEW,
+    OrderStatus.PARTIALLY_FILLED: Order.Status.PARTIALLY_FILLED,
+    OrderStatus.FILLED: Order.Status.FILLED,
+    OrderStatus.CANCELED: Order.Status.CANCELED,
+    OrderStatus.REJECTED: Order.Status.REJECTED,
+    OrderStatus.EXPIRED: Order.Status.EXPIRED,
+    OrderStatus.UNKNOWN: Order.Status.UNKNOWN,
+}
+
+
+def apply_order_result(order_id: int, result: OrderResult) -> Order:
+    """Records an exchange answer: new fills, the order's status, the signal's fate, positions."""
+    events = _Events()
+    counters: list = []
+    with transaction.atomic():
+        order = Order.objects.select_for_update().select_related("account").get(pk=order_id)
+        was_new = order.status in (Order.Status.NEW, Order.Status.UNKNOWN)
+        new_fills = [f for f in result.fills if record_fill(order, f, events, counters)]
+        filled = sum((f.quantity for f in order.fills.all()), ZERO)
+        notional = sum((f.quantity * f.price for f in order.fills.all()), ZERO)
+        status = _STATUS[result.status]
+        if filled >= order.quantity:
+            status = Order.Status.FILLED
+        order.filled_quantity = filled
+        order.average_price = notional / filled if filled else None
+        order.exchange_order_id = result.exchange_order_id or order.exchange_order_id
+        previous = order.status
+        order.status = status
+        order.save()
+        if was_new:
+            events.add("order.submitted", order_payload(order), order.correlation_id)
+        if order.signal_id:
+            _update_signal(order)
+        events.publish_on_commit()
+    for metric, labels in counters:
+        metric.inc(**labels)
+    if status == Order.Status.FILLED and previous != Order.Status.FILLED:
+        metrics.ORDERS_EXECUTED.inc()
+    if new_fills:
+        risk.apply_automatic_state(order.account, latest_prices())
+    return order
+
+
+def _update_signal(order: Order) -> None:
+    fates = {
+        Order.Status.FILLED: Signal.Status.FILLED,
+        Order.Status.PARTIALLY_FILLED: Signal.Status.PARTIALLY_FILLED,
+        Order.Status.REJECTED: Signal.Status.REJECTED,
+        Order.Status.EXPIRED: Signal.Status.REJECTED,
+        Order.Status.CANCELED: Signal.Status.REJECTED,
+    }
+    if order.status in fates:
+        Signal.objects.filter(pk=order.signal_id).exclude(status=fates[order.status]).update(
+            status=fates[order.status], updated_at=timezone.now()
+        )
+
+
+def record_fill(order: Order, fill: ExchangeFill, events: _Events, counters: list) -> bool:
+    """Stores one exchange fill and moves the position; False if it was already recorded."""
+    if Fill.objects.filter(order=order, trade_id=fill.trade_id).exists():
+        return False
+    now = timezone.now()
+    fee = fill.commission if fill.commission_asset in ("USDT", "") else ZERO
+    row = Fill.objects.create(
+        order=order,
+        trade_id=fill.trade_id,
+        symbol=order.symbol,
+        side=order.side,
+        quantity=fill.quantity,
+        price=fill.price,
+        fee=fee,
+        fee_asset=fill.commission_asset or "USDT",
+        ts=now,
+    )
+    events.add(
+        "order.filled",
+        order_payload(order, trade_id=fill.trade_id, fill_quantity=str(fill.quantity),
+                      fill_price=str(fill.price), fee=str(fee)),
+        order.correlation_id,
+    )  # fmt: skip
+    counters.append((metrics.FILLS, {"symbol": order.symbol}))
+    row.realized_pnl = move_position(order, row, events, counters)
+    row.save(update_fields=["realized_pnl"])
+    return True
+
+
+def _state_of(position: Position | None, symbol: str) -> PositionState:
+    if position is None:
+        return PositionState(symbol=symbol)
+    return PositionState(
+        symbol=symbol,
+        quantity=position.quantity,
+        avg_entry_price=position.average_entry_price,
+        realized_pnl=position.realized_pnl,
+        fees_paid=position.fees_paid,
+        opened_at=position.opened_at,
+        cost_basis=position.cost_basis,
+    )
+
+
+def move_position(order: Order, fill: Fill, events: _Events, counters: list) -> Decimal:
+    """Applies a fill to the account's open position in its symbol; returns the realized PnL."""
+    position = (
+        Position.objects.select_for_update()
+        .filter(account=order.account, symbol=order.symbol, status=Position.Status.OPEN)
+        .first()
+    )
+    state = _state_of(position, order.symbol)
+    pnl_fill = PnlFill(side=fill.side, quantity=fill.quantity, price=fill.price, fee=fill.fee,
+                       ts=fill.ts)  # fmt: skip
+    new_state, effect = apply_fill(state, pnl_fill)
+    signal = order.signal
+    if effect.change is PositionChange.FLIPPED:
+        closing_fee = fill.fee * effect.closed_quantity / fill.quantity
+        _close(position, state, effect.realized_pnl, closing_fee, fill, events, counters)
+        opened = Position.objects.create(
+            account=order.account,
+            symbol=order.symbol,
+            quantity=new_state.quantity,
+            average_entry_price=new_state.avg_entry_price,
+            cost_basis=new_state.cost_basis,
+            fees_paid=fill.fee - closing_fee,
+            correlation_id=order.correlation_id,
+            opened_at=fill.ts,
+            stop_loss_price=getattr(signal, "stop_loss_price", None),
+            take_profit_price=getattr(signal, "take_profit_price", None),
+        )
+        _announce("position.opened", opened, events, counters)
+    elif position is None:
+        opened = Position.objects.create(
+            account=order.account,
+            symbol=order.symbol,
+            quantity=new_state.quantity,
+            average_entry_price=new_state.avg_entry_price,
+            cost_basis=new_state.cost_basis,
+            realized_pnl=new_state.realized_pnl,
+            fees_paid=new_state.fees_paid,
+            correlation_id=order.correlation_id,
+            opened_at=fill.ts,
+            stop_loss_price=getattr(signal, "stop_loss_price", None),
+            take_profit_price=getattr(signal, "take_profit_price", None),
+        )
+        _announce("position.opened", opened, events, counters)
+    elif effect.change is PositionChange.CLOSED:
+        _close(position, state, effect.realized_pnl, fill.fee, fill, events, counters)
+    else:
+        position.quantity = new_state.quantity
+        position.average_entry_price = new_state.avg_entry_price
+        position.cost_basis = new_state.cost_basis
+        position.realized_pnl = new_state.realized_pnl
+        position.fees_paid = new_state.fees_paid
+        position.version += 1
+        position.save()
+        _announce("position.changed", position, events, counters)
+    return effect.realized_pnl
+
+
+def _close(position, state, realized, fee, fill, events, counters) -> None:
+    position.quantity = ZERO
+    position.cost_basis = ZERO
+    position.realized_pnl = state.realized_pnl + realized
+    position.fees_paid = state.fees_paid + fee
+    position.status = Position.Status.CLOSED
+    position.closed_at = fill.ts
+    position.version += 1
+    position.save()
+    _announce("position.closed", position, events, counters)
+
+
+def position_payload(position: Position) -> dict:
+    return {
+        "position_id": position.pk,
+        "account": position.account.name,
+        "symbol": position.symbol,
+        "status": position.status,
+        "quantity": str(position.quantity),
+        "average_entry_price": str(position.average_entry_price),
+        "realized_pnl": str(position.realized_pnl),
+        "fees_paid": str(position.fees_paid),
+        "net_realized_pnl": str(position.net_realized_pnl),
+        "opened_at": position.opened_at.isoformat(),
+        "closed_at": position.closed_at.isoformat() if position.closed_at else None,
+    }
+
+
+def _announce(type_: str, position: Position, events: _Events, counters: list) -> None:
+    events.add(type_, position_payload(position), position.correlation_id)
+    if type_ == "position.opened":
+        counters.append((metrics.POSITIONS_OPENED, {}))
+    elif type_ == "position.closed":
+        counters.append((metrics.POSITIONS_CLOSED, {}))
+
+
+# --- bars, exits, flattening ----------------------------------------------------------------
+
+
+def on_bar(bar: Bar) -> None:
+    """A closed bar: open paper orders fill further, and stop-loss / take-profit levels fire."""
+    venue = exchange()
+    if hasattr(venue, "on_bar"):
+        for result in venue.on_bar(bar):
+            order = Order.objects.filter(client_order_id=result.client_order_id).first()
+            if order is not None:
+                apply_order_result(order.pk, result)
+    for position in Position.objects.filter(symbol=bar.symbol, status=Position.Status.OPEN):
+        trigger = exit_trigger(
+            _state_of(position, position.symbol),
+            bar.close,
+            position.stop_loss_price,
+            position.take_profit_price,
+        )
+        if trigger is not None:
+            close_position(position, Order.Purpose(str(trigger).lower()), actor=f"system:{trigger}")
+
+
+def close_position(position: Position, purpose: str, *, actor: str) -> Order | None:
+    """Sends the order that takes the position to zero. Exits reduce risk, so they skip the
+    pre-trade limits (a halted book must still be able to get flat); one exit per purpose."""
+    if position.quantity == 0:
+        return None
+    side = "SELL" if position.quantity > 0 else "BUY"
+    key = f"{position.correlation_id}:{purpose}:{position.pk}"
+    quote = latest_quote(position.symbol)
+    try:
+        order = Order.objects.create(
+            client_order_id=client_order_id_for(key),
+            account=position.account,
+            correlation_id=position.correlation_id,
+            venue=exchange().name,
+            symbol=position.symbol,
+            side=side,
+            purpose=purpose,
+            quantity=abs(position.quantity),
+            reference_price=quote.price if quote else position.average_entry_price,
+        )
+    except IntegrityError:
+        return None
+    logger.warning("closing %s %s (%s) for %s", position.symbol, position.quantity, purpose, actor)
+    return submit_order(order)
+
+
+def flatten_positions(account: Account, *, actor: str) -> list[Order]:
+    orders = []
+    for position in risk.open_positions(account):
+        order = close_position(position, Order.Purpose.FLATTEN, actor=actor)
+        if order is not None:
+            orders.append(order)
+    return orders
+
+
+def reconcile_exchange() -> dict:
+    """Refreshes symbol rules, records whether the exchange answers, and settles every order in
+    doubt (UNKNOWN, or open on our side) with the exchange's view."""
+    from trading.execution.health import record_exchange_status
+    from trading.marketdata.services import refresh_symbol_rules
+
+    venue = exchange()
+    try:
+        venue.ping()
+    except ExchangeError as error:
+        record_exchange_status(venue.name, False, str(error))
+        return {"exchange": "unreachable", "error": str(error)}
+    record_exchange_status(venue.name, True)
+    source = refresh_symbol_rules(venue, list(settings.SYMBOLS))
+    settled = []
+    for order in Order.objects.filter(status__in=Order.OPEN_STATUSES):
+        try:
+            settled.append(reconcile_order(order.pk).status)
+        except ExchangeError as error:
+            logger.warning("could not reconcile %s: %s", order.client_order_id, error)
+    return {"exchange": "ok", "symbol_rules": source, "orders_reconciled": len(settled)}

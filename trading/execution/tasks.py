@@ -1,0 +1,46 @@
+"""exec-risk's tasks (queue ``exec_risk``): thin wrappers that call the execution services."""
+
+from __future__ import annotations
+
+import logging
+
+from celery import shared_task
+
+from trading.execution import services
+
+logger = logging.getLogger(__name__)
+
+
+@shared_task(acks_late=True, reject_on_worker_lost=True)
+def process_signal(signal_id: str) -> dict:
+    """Risk-checks a signal and places its order; safe to deliver more than once."""
+    signal = services.process_signal(signal_id)
+    return {"signal_id": str(signal.pk), "status": signal.status, "reason": signal.reason}
+
+
+@shared_task(acks_late=True, reject_on_worker_lost=True)
+def reconcile_order_task(order_id: int) -> str:
+    return services.reconcile_order(order_id).status
+
+
+@shared_task(acks_late=True, reject_on_worker_lost=True)
+def flatten_positions(account_id: int, actor: str) -> list[str]:
+    from trading.models import Account
+
+    account = Account.objects.get(pk=account_id)
+    return [o.client_order_id for o in services.flatten_positions(account, actor=actor)]
+
+
+@shared_task(acks_late=True, reject_on_worker_lost=True)
+def drain_market_events() -> dict:
+    """Handles new ``market.bar`` events through exec-risk's consumer group, one drain at a time."""
+    from trading.execution.consumers import drain_bars
+
+    return drain_bars()
+
+
+@shared_task(acks_late=True, reject_on_worker_lost=True)
+def reconcile_exchange() -> dict:
+    """At exec-risk start-up and on a schedule: symbol rules, exchange reachability, and every
+    order the platform is unsure of, checked against the exchange."""
+    return services.reconcile_exchange()

@@ -1,0 +1,100 @@
+"""The market feed process: closed bars from a replay of recorded klines or from Binance."""
+
+from __future__ import annotations
+
+import logging
+import signal
+import threading
+import time
+
+from django.conf import settings
+from django.core.management.base import BaseCommand, CommandError
+
+from trading.marketdata.services import publish_bars
+
+logger = logging.getLogger(__name__)
+
+
+class Command(BaseCommand):
+    help = "Publish closed bars as market.bar events: replayed (default) or live from Binance."
+
+    def add_arguments(self, parser) -> None:
+        parser.add_argument("--source", choices=["replay", "binance"],
+                            default=settings.MARKET_DATA_SOURCE)  # fmt: skip
+        parser.add_argument("--symbols", default=",".join(settings.SYMBOLS))
+        parser.add_argument(
+            "--bar-seconds",
+            type=float,
+            default=settings.REPLAY_BAR_SECONDS,
+            help="replay: wall seconds per bar (0 = as fast as possible)",
+        )
+        parser.add_argument("--at-end", choices=["stop", "loop"], default=settings.REPLAY_AT_END)
+        parser.add_argument("--start-index", type=int, default=0)
+        parser.add_argument("--max-steps", type=int, default=0, help="stop after N steps (0: no)")
+        parser.add_argument("--poll-seconds", type=float, default=5.0, help="binance: poll every")
+
+    def handle(self, *args, **options) -> None:
+        self.stopping = threading.Event()
+        signal.signal(signal.SIGTERM, lambda *_: self.stopping.set())
+        symbols = [s.strip().upper() for s in options["symbols"].split(",") if s.strip()]
+        if options["source"] == "replay":
+            self.replay(symbols, options)
+        else:
+            self.binance(symbols, options)
+
+    def replay(self, symbols: list[str], options: dict) -> None:
+        from trading.marketdata.klines import bundled_symbols
+        from trading.marketdata.replay import ReplayConfig, replay_bars
+
+        unknown = sorted(set(symbols) - set(bundled_symbols()))
+        if unknown:
+            raise CommandError(
+                f"no recorded klines for {', '.join(unknown)}; "
+                f"bundled: {', '.join(bundled_symbols())}"
+            )
+        config = ReplayConfig(
+            symbols=tuple(symbols),
+            bar_seconds=options["bar_seconds"],
+            at_end=options["at_end"],
+            start_index=options["start_index"],
+        )
+        run = replay_bars(config, clock=time.monotonic, sleep=self.stopping.wait)
+        self.stdout.write(
+            f"replaying {', '.join(symbols)}: one bar every {config.bar_seconds}s, "
+            f"{config.at_end} at the end of the data"
+        )
+        steps = 0
+        for bars in run:
+            if self.stopping.is_set():
+                break
+            publish_bars(bars)
+            steps += 1
+            if options["max_steps"] and steps >= options["max_steps"]:
+                break
+        if run.end is not None:
+            self.stdout.write(f"replay finished: {run.end}")
+        self.stdout.write(f"published {steps} steps")
+
+    def binance(self, symbols: list[str], options: dict) -> None:
+        from datetime import UTC, datetime
+
+        from trading.marketdata.binance_feed import (
+            BinanceKlineSource,
+            MarketDataError,
+            build_client,
+        )
+
+        source = BinanceKlineSource(build_client(), symbols, settings.KLINE_INTERVAL)
+        self.stdout.write(f"polling Binance klines for {', '.join(symbols)}")
+        delay = options["poll_seconds"]
+        while not self.stopping.is_set():
+            try:
+                bars = source.poll(datetime.now(UTC))
+            except MarketDataError as error:
+                if not error.retryable:
+                    raise CommandError(f"Binance refused the klines request: {error}") from error
+                logger.warning("klines unavailable, retrying: %s", error)
+                self.stopping.wait(error.retry_after or delay)
+                continue
+            publish_bars(bars)
+            self.stopping.wait(delay)

@@ -1,0 +1,76 @@
+"""The latest closed bar of each symbol, readable in constant time from any process.
+
+One Redis hash, ``<prefix>:prices``, maps a symbol to its latest bar payload plus the wall-clock
+time it was received. Readers (risk checks, the paper exchange, health) never scan history.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import dataclass
+from decimal import Decimal
+
+import redis
+
+from trading.marketdata.bars import Bar
+from trading.store import redis_client, rkey
+
+
+@dataclass(frozen=True)
+class Quote:
+    bar: Bar
+    received_at: float  # unix seconds, wall clock
+
+    @property
+    def price(self) -> Decimal:
+        return self.bar.close
+
+    def age(self, now: float) -> float:
+        return max(0.0, now - self.received_at)
+
+
+def _key() -> str:
+    return rkey("prices")
+
+
+def record_bars(bars: list[Bar], *, client: redis.Redis | None = None, now: float | None = None):
+    """Stores each bar as its symbol's latest; an older bar never replaces a newer one."""
+    client = client or redis_client()
+    received = time.time() if now is None else now
+    current = latest_quotes([b.symbol for b in bars], client=client)
+    mapping = {}
+    for bar in bars:
+        known = current.get(bar.symbol)
+        if known is not None and known.bar.close_time > bar.close_time:
+            continue
+        mapping[bar.symbol] = json.dumps({"bar": bar.to_payload(), "received_at": received})
+    if mapping:
+        client.hset(_key(), mapping=mapping)
+
+
+def latest_quotes(
+    symbols: list[str] | None = None, *, client: redis.Redis | None = None
+) -> dict[str, Quote]:
+    """The latest quote of each symbol asked for (all known symbols when None)."""
+    client = client or redis_client()
+    if symbols is None:
+        raw = client.hgetall(_key())
+    else:
+        if not symbols:
+            return {}
+        raw = dict(zip(symbols, client.hmget(_key(), symbols), strict=True))
+    quotes = {}
+    for symbol, value in raw.items():
+        if value:
+            data = json.loads(value)
+            quotes[symbol] = Quote(Bar.from_payload(data["bar"]), float(data["received_at"]))
+    return quotes
+
+
+def latest_quote(symbol: str, *, client: redis.Redis | None = None) -> Quote | None:
+    return latest_quotes([symbol], client=client).get(symbol)
+
+
+def latest_prices(symbols: list[str] | None = None) -> dict[str, Decimal]:
+    return {symbol: quote.price for symbol, quote in latest_quotes(symbols).items()}

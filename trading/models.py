@@ -1,0 +1,344 @@
+"""The system of record: limits, trading state, signals, orders, fills, positions, equity.
+
+Models derive values from their own fields; anything that writes or does I/O is a service
+function in the area's ``services.py`` (``submit_order``, ``record_fill``, ``halt_trading``).
+"""
+
+from __future__ import annotations
+
+import uuid
+from decimal import Decimal
+
+from django.core.validators import MaxValueValidator, MinValueValidator
+from django.db import models
+from django.db.models import Q
+
+MONEY = {"max_digits": 28, "decimal_places": 10}
+ZERO = Decimal("0")
+
+
+class Side(models.TextChoices):
+    BUY = "BUY"
+    SELL = "SELL"
+
+
+class Account(models.Model):
+    """A book of positions and cash. ``main`` is the operator's; sandboxes never touch it."""
+
+    name = models.SlugField(unique=True)
+    venue = models.CharField(max_length=16, default="paper")
+    is_sandbox = models.BooleanField(default=False)
+    starting_cash = models.DecimalField(**MONEY, default=Decimal("100000"))
+    peak_equity = models.DecimalField(**MONEY, default=Decimal("100000"))
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    def __str__(self) -> str:
+        return self.name
+
+
+class Symbol(models.Model):
+    """An exchange symbol and its trading rules (from exchangeInfo, or the bundled snapshot)."""
+
+    symbol = models.CharField(max_length=20, primary_key=True)
+    status = models.CharField(max_length=20)
+    base_asset = models.CharField(max_length=12)
+    quote_asset = models.CharField(max_length=12)
+    tick_size = models.DecimalField(**MONEY)
+    step_size = models.DecimalField(**MONEY)
+    min_qty = models.DecimalField(**MONEY)
+    max_qty = models.DecimalField(**MONEY)
+    market_step_size = models.DecimalField(**MONEY)
+    market_min_qty = models.DecimalField(**MONEY)
+    market_max_qty = models.DecimalField(**MONEY)
+    min_notional = models.DecimalField(**MONEY)
+    max_notional = models.DecimalField(**MONEY, null=True, blank=True)
+    apply_min_to_market = models.BooleanField(default=True)
+    apply_max_to_market = models.BooleanField(default=False)
+    source = models.CharField(max_length=16, help_text="exchange or bundled")
+    refreshed_at = models.DateTimeField()
+
+    def __str__(self) -> str:
+        return self.symbol
+
+
+class RiskLimits(models.Model):
+    """Pre-trade limits: one global row (symbol blank) and optional per-symbol overrides."""
+
+    symbol = models.CharField(max_length=20, blank=True, default="", unique=True)
+    min_confidence = models.DecimalField(
+        max_digits=5,
+        decimal_places=4,
+        default=Decimal("0.7"),
+        validators=[MinValueValidator(ZERO), MaxValueValidator(Decimal("1"))],
+    )
+    max_position_notional = models.DecimalField(
+        **MONEY, default=Decimal("10000"), validators=[MinValueValidator(ZERO)]
+    )
+    max_total_exposure = models.DecimalField(
+        **MONEY, default=Decimal("50000"), validators=[MinValueValidator(ZERO)]
+    )
+    max_leverage = models.PositiveSmallIntegerField(
+        default=3, validators=[MinValueValidator(1), MaxValueValidator(125)]
+    )
+    max_open_positions = models.PositiveSmallIntegerField(default=10)
+    daily_loss_limit = models.DecimalField(
+        **MONEY, default=Decimal("2000"), validators=[MinValueValidator(Decimal("0.01"))]
+    )
+    max_drawdown = models.DecimalField(
+        max_digits=5,
+        decimal_places=4,
+        default=Decimal("0.1"),
+        validators=[MinValueValidator(Decimal("0.0001")), MaxValueValidator(Decimal("1"))],
+        help_text="fraction of peak equity",
+    )
+    max_orders_per_minute = models.PositiveIntegerField(default=60)
+    allowed_symbols = models.CharField(
+        max_length=500,
+        blank=True,
+        default="BTCUSDT,ETHUSDT,SOLUSDT",
+        help_text="comma-separated; global row only",
+    )
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        verbose_name_plural = "risk limits"
+
+    def __str__(self) -> str:
+        return f"limits {self.symbol or 'global'}"
+
+    @property
+    def allowed_symbol_set(self) -> frozenset[str]:
+        return frozenset(s.strip().upper() for s in self.allowed_symbols.split(",") if s.strip())
+
+
+class TradingStateRecord(models.Model):
+    """The current trading state, one row per account."""
+
+    class State(models.TextChoices):
+        ACTIVE = "ACTIVE"
+        REDUCING = "REDUCING"
+        HALTED = "HALTED"
+
+    account = models.OneToOneField(Account, on_delete=models.CASCADE, related_name="trading_state")
+    state = models.CharField(max_length=10, choices=State.choices, default=State.ACTIVE)
+    reason = models.CharField(max_length=200, blank=True, default="")
+    changed_at = models.DateTimeField(auto_now=True)
+
+    def __str__(self) -> str:
+        return f"{self.account}: {self.state}"
+
+
+class TradingStateChange(models.Model):
+    """Audit trail of the trading state: who, when, why."""
+
+    account = models.ForeignKey(Account, on_delete=models.CASCADE, related_name="state_changes")
+    from_state = models.CharField(max_length=10)
+    to_state = models.CharField(max_length=10)
+    actor = models.CharField(max_length=150, help_text="user name, or system:<rule>")
+    reason = models.CharField(max_length=200, blank=True, default="")
+    flatten = models.BooleanField(default=False)
+    at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["-at", "-id"]
+
+    def __str__(self) -> str:
+        return f"{self.from_state} -> {self.to_state} by {self.actor}"
+
+
+class Signal(models.Model):
+    """A request to trade, from the AI service or the API; its fate is its status."""
+
+    class Status(models.TextChoices):
+        PENDING = "pending"
+        DENIED = "denied"
+        SUBMITTED = "submitted"
+        PARTIALLY_FILLED = "partially_filled"
+        FILLED = "filled"
+        REJECTED = "rejected"
+        FAILED = "failed"
+
+    id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
+    correlation_id = models.UUIDField(default=uuid.uuid4, unique=True, editable=False)
+    account = models.ForeignKey(Account, on_delete=models.PROTECT, related_name="signals")
+    symbol = models.CharField(max_length=20)
+    side = models.CharField(max_length=4, choices=Side.choices)
+    confidence = models.DecimalField(max_digits=7, decimal_places=6)
+    notional = models.DecimalField(**MONEY, null=True, blank=True)
+    quantity = models.DecimalField(**MONEY, null=True, blank=True)
+    leverage = models.PositiveSmallIntegerField(default=1)
+    stop_loss_price = models.DecimalField(**MONEY, null=True, blank=True)
+    take_profit_price = models.DecimalField(**MONEY, null=True, blank=True)
+    source = models.CharField(max_length=16, default="api")
+    model_version = models.CharField(max_length=64, blank=True, default="")
+    status = models.CharField(max_length=20, choices=Status.choices, default=Status.PENDING)
+    reason = models.CharField(max_length=32, blank=True, default="")
+    detail = models.CharField(max_length=300, blank=True, default="")
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ["-created_at"]
+        indexes = [models.Index(fields=["symbol", "-created_at"])]
+
+    def __str__(self) -> str:
+        return f"{self.side} {self.symbol} ({self.status})"
+
+
+class Order(models.Model):
+    class Status(models.TextChoices):
+        NEW = "NEW"
+        PARTIALLY_FILLED = "PARTIALLY_FILLED"
+        FILLED = "FILLED"
+        CANCELED = "CANCELED"
+        REJECTED = "REJECTED"
+        EXPIRED = "EXPIRED"
+        UNKNOWN = "UNKNOWN"
+
+    OPEN_STATUSES = (Status.NEW, Status.PARTIALLY_FILLED, Status.UNKNOWN)
+
+    class Purpose(models.TextChoices):
+        SIGNAL = "signal"
+        STOP_LOSS = "stop_loss"
+        TAKE_PROFIT = "take_profit"
+        FLATTEN = "flatten"
+
+    client_order_id = models.CharField(max_length=36, unique=True)
+    exchange_order_id = models.CharField(max_length=64, blank=True, default="")
+    account = models.ForeignKey(Account, on_delete=models.PROTECT, related_name="orders")
+    signal = models.ForeignKey(
+        Signal, on_delete=models.PROTECT, null=True, blank=True, related_name="orders"
+    )
+    correlation_id = models.UUIDField(db_index=True)
+    venue = models.CharField(max_length=16)
+    symbol = models.CharField(max_length=20)
+    side = models.CharField(max_length=4, choices=Side.choices)
+    order_type = models.CharField(max_length=10, default="MARKET")
+    purpose = models.CharField(max_length=16, choices=Purpose.choices, default=Purpose.SIGNAL)
+    quantity = models.DecimalField(**MONEY)
+    price = models.DecimalField(**MONEY, null=True, blank=True)
+    reference_price = models.DecimalField(**MONEY, help_text="mark when the order was placed")
+    status = models.CharField(max_length=20, choices=Status.choices, default=Status.NEW)
+    filled_quantity = models.DecimalField(**MONEY, default=ZERO)
+    average_price = models.DecimalField(**MONEY, null=True, blank=True)
+    error = models.CharField(max_length=300, blank=True, default="")
+    created_at = models.DateTimeField(auto_now_add=True, db_index=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ["-created_at", "-id"]
+
+    def __str__(self) -> str:
+        return f"{self.client_order_id} {self.side} {self.quantity} {self.symbol} {self.status}"
+
+    @property
+    def remaining_quantity(self) -> Decimal:
+        return self.quantity - self.filled_quantity
+
+    @property
+    def is_open(self) -> bool:
+        return self.status in self.OPEN_STATUSES
+
+
+class Fill(models.Model):
+    order = models.ForeignKey(Order, on_delete=models.PROTECT, related_name="fills")
+    trade_id = models.CharField(max_length=64)
+    symbol = models.CharField(max_length=20)
+    side = models.CharField(max_length=4, choices=Side.choices)
+    quantity = models.DecimalField(**MONEY)
+    price = models.DecimalField(**MONEY)
+    fee = models.DecimalField(**MONEY, default=ZERO, help_text="in the quote asset")
+    fee_asset = models.CharField(max_length=12, default="USDT")
+    liquidity = models.CharField(max_length=8, default="taker")
+    realized_pnl = models.DecimalField(**MONEY, default=ZERO, help_text="gross of fees")
+    ts = models.DateTimeField(db_index=True)
+
+    class Meta:
+        ordering = ["ts", "id"]
+        constraints = [
+            models.UniqueConstraint(fields=["order", "trade_id"], name="fill_unique_trade")
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.side} {self.quantity} {self.symbol} @ {self.price}"
+
+    @property
+    def notional(self) -> Decimal:
+        return self.quantity * self.price
+
+
+class Position(models.Model):
+    """A position from its opening fill to its closing one; at most one open per symbol."""
+
+    class Status(models.TextChoices):
+        OPEN = "open"
+        CLOSED = "closed"
+
+    account = models.ForeignKey(Account, on_delete=models.PROTECT, related_name="positions")
+    symbol = models.CharField(max_length=20)
+    status = models.CharField(max_length=8, choices=Status.choices, default=Status.OPEN)
+    quantity = models.DecimalField(**MONEY, default=ZERO, help_text="signed: short is negative")
+    average_entry_price = models.DecimalField(**MONEY, default=ZERO)
+    cost_basis = models.DecimalField(**MONEY, null=True, blank=True)
+    realized_pnl = models.DecimalField(**MONEY, default=ZERO, help_text="gross of fees")
+    fees_paid = models.DecimalField(**MONEY, default=ZERO)
+    stop_loss_price = models.DecimalField(**MONEY, null=True, blank=True)
+    take_profit_price = models.DecimalField(**MONEY, null=True, blank=True)
+    correlation_id = models.UUIDField(help_text="of the signal that opened it")
+    opened_at = models.DateTimeField()
+    closed_at = models.DateTimeField(null=True, blank=True)
+    version = models.PositiveIntegerField(default=0)
+
+    class Meta:
+        ordering = ["-opened_at", "-id"]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["account", "symbol"],
+                condition=Q(status="open"),
+                name="one_open_position_per_symbol",
+            )
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.symbol} {self.quantity} @ {self.average_entry_price} ({self.status})"
+
+    @property
+    def net_realized_pnl(self) -> Decimal:
+        return self.realized_pnl - self.fees_paid
+
+    def unrealized_pnl(self, mark: Decimal | None) -> Decimal:
+        if mark is None or self.quantity == 0:
+            return ZERO
+        return (mark - self.average_entry_price) * self.quantity
+
+
+class EquitySnapshot(models.Model):
+    account = models.ForeignKey(Account, on_delete=models.CASCADE, related_name="equity")
+    ts = models.DateTimeField(db_index=True)
+    equity = models.DecimalField(**MONEY)
+    cash = models.DecimalField(**MONEY)
+    exposure = models.DecimalField(**MONEY)
+    realized_pnl = models.DecimalField(**MONEY)
+    unrealized_pnl = models.DecimalField(**MONEY)
+
+    class Meta:
+        ordering = ["-ts"]
+
+    def __str__(self) -> str:
+        return f"{self.account} equity {self.equity} at {self.ts:%Y-%m-%d %H:%M}"
+
+
+class ProcessedEvent(models.Model):
+    """An event a consumer group has handled: written in the same transaction as the work."""
+
+    event_id = models.UUIDField()
+    consumer = models.CharField(max_length=64)
+    processed_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["consumer", "event_id"], name="event_once_per_consumer")
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.consumer}: {self.event_id}"

@@ -1,0 +1,299 @@
+"""Risk at the edges: limits and trading state from the database, the book from the ledger.
+
+The decisions themselves are pure (``trading.risk.checks``, ``trading.risk.state``); these
+functions load their inputs, persist the outcome with an audit record and publish the event.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from decimal import Decimal
+
+from django.conf import settings
+from django.db import transaction
+from django.db.models import Sum
+from django.utils import timezone
+
+from trading.events.envelope import new_event
+from trading.events.log import publish
+from trading.execution import metrics
+from trading.models import (
+    Account,
+    Fill,
+    Order,
+    Position,
+    RiskLimits,
+    TradingStateChange,
+    TradingStateRecord,
+)
+from trading.risk.checks import BookState, Limits
+from trading.risk.reasons import Reason
+from trading.risk.state import InvalidTransition, TradingState, automatic_state, transition
+
+logger = logging.getLogger(__name__)
+ZERO = Decimal("0")
+
+
+def get_account(name: str = "main") -> Account:
+    """The account by name, created (with its trading state) on first use."""
+    account, _ = Account.objects.get_or_create(
+        name=name,
+        defaults={
+            "venue": settings.EXCHANGE,
+            "starting_cash": settings.STARTING_CASH,
+            "peak_equity": settings.STARTING_CASH,
+        },
+    )
+    TradingStateRecord.objects.get_or_create(account=account)
+    return account
+
+
+def global_limits() -> RiskLimits:
+    limits, _ = RiskLimits.objects.get_or_create(symbol="")
+    return limits
+
+
+def limits_for(symbol: str) -> Limits:
+    """The limits that apply to ``symbol``: the per-symbol row where there is one, else global.
+
+    ``allowed_symbols`` always comes from the global row.
+    """
+    base = global_limits()
+    row = RiskLimits.objects.filter(symbol=symbol).first() or base
+    return Limits(
+        min_confidence=row.min_confidence,
+        max_position_notional=row.max_position_notional,
+        max_total_exposure=base.max_total_exposure,
+        max_leverage=row.max_leverage,
+        max_open_positions=base.max_open_positions,
+        daily_loss_limit=base.daily_loss_limit,
+        max_drawdown=base.max_drawdown,
+        max_orders_per_minute=base.max_orders_per_minute,
+        allowed_symbols=base.allowed_symbol_set,
+    )
+
+
+def current_state(account: Account) -> TradingState:
+    record = TradingStateRecord.objects.get(account=account)
+    return TradingState(record.state)
+
+
+def utc_day_start(now: datetime) -> datetime:
+    return now.astimezone(UTC).replace(hour=0, minute=0, second=0, microsecond=0)
+
+
+def daily_realized_pnl(account: Account, now: datetime | None = None) -> Decimal:
+    """Realized PnL net of fees of fills since 00:00 UTC today."""
+    start = utc_day_start(now or timezone.now())
+    totals = Fill.objects.filter(order__account=account, ts__gte=start).aggregate(
+        realized=Sum("realized_pnl"), fees=Sum("fee")
+    )
+    return (totals["realized"] or ZERO) - (totals["fees"] or ZERO)
+
+
+def daily_trades(account: Account, now: datetime | None = None) -> int:
+    start = utc_day_start(now or timezone.now())
+    return Fill.objects.filter(order__account=account, ts__gte=start).count()
+
+
+def open_positions(account: Account) -> list[Position]:
+    return list(Position.objects.filter(account=account, status=Position.Status.OPEN))
+
+
+def book_state(account: Account, marks: dict[str, Decimal], now: datetime | None = None):
+    """What the pre-trade checks need: state, open positions, marks, today's PnL, order rate."""
+    now = now or timezone.now()
+    positions = {p.symbol: p.quantity for p in open_positions(account) if p.quantity}
+    unpriced = {
+        s: p for s, p in _entry_prices(account).items() if s in positions and s not in marks
+    }
+    recent = Order.objects.filter(account=account, created_at__gte=now - timedelta(minutes=1))
+    return BookState(
+        trading_state=current_state(account),
+        positions=positions,
+        marks={**unpriced, **marks},
+        daily_pnl=daily_realized_pnl(account, now) + unrealized_pnl(account, marks),
+        orders_last_minute=recent.count(),
+    )
+
+
+def _entry_prices(account: Account) -> dict[str, Decimal]:
+    # Without a quote, a position is valued at its entry price rather than not at all.
+    return {p.symbol: p.average_entry_price for p in open_positions(account) if p.quantity}
+
+
+def unrealized_pnl(account: Account, marks: dict[str, Decimal]) -> Decimal:
+    return sum((p.unrealized_pnl(marks.get(p.symbol)) for p in open_positions(account)), ZERO)
+
+
+@dataclass(frozen=True)
+class StateChange:
+    from_state: TradingState
+    to_state: TradingState
+    changed: bool
+
+
+def change_trading_state(
+    account: Account,
+    target: TradingState,
+    *,
+    actor: str,
+    reason: str,
+    resume: bool = False,
+    flatten: bool = False,
+) -> StateChange:
+    """Moves the account to ``target`` with an audit record and a ``risk.state_changed`` event.
+
+    Idempotent: asking for the state the account is already in changes nothing and records
+    nothing. Raises ``InvalidTransition`` for a change the state machine refuses.
+    """
+    with transaction.atomic():
+        record = TradingStateRecord.objects.select_for_update().get(account=account)
+        current = TradingState(record.state)
+        if current == target:
+            return StateChange(current, target, changed=False)
+        transition(current, target, resume=resume)
+        updated = TradingStateRecord.objects.filter(pk=record.pk, state=current).update(
+            state=target, reason=reason[:200], changed_at=timezone.now()
+        )
+        if updated != 1:
+            raise InvalidTransition(current, target, "another process changed the state first")
+        TradingStateChange.objects.create(
+            account=account,
+            from_state=current,
+            to_state=target,
+            actor=actor[:150],
+            reason=reason[:200],
+            flatten=flatten,
+        )
+        event = new_event(
+            "risk.state_changed",
+            {
+                "account": account.name,
+                "from": str(current),
+                "to": str(target),
+                "actor": actor,
+                "reason": reason,
+                "flatten": flatten,
+            },
+            service="exec-risk",
+        )
+        transaction.on_commit(lambda: publish(event))
+    if target is TradingState.HALTED:
+        metrics.EMERGENCY_STOPS.inc()
+    logger.warning("trading state %s -> %s by %s: %s", current, target, actor, reason)
+    return StateChange(current, TradingState(target), changed=True)
+
+
+def halt_trading(account: Account, *, actor: str, reason: str, flatten: bool = False):
+    """The emergency stop: no new orders; with ``flatten``, every open position is closed."""
+    change = change_trading_state(
+        account, TradingState.HALTED, actor=actor, reason=reason or "emergency stop",
+        flatten=flatten,
+    )  # fmt: skip
+    if flatten:
+        from trading.execution.tasks import flatten_positions
+
+        flatten_positions.delay(account.pk, actor)
+    return change
+
+
+def resume_trading(account: Account, *, actor: str, reason: str) -> StateChange:
+    return change_trading_state(
+        account, TradingState.ACTIVE, actor=actor, reason=reason or "resumed", resume=True
+    )
+
+
+def apply_automatic_state(account: Account, marks: dict[str, Decimal]) -> StateChange | None:
+    """After the book changes: the daily loss limit halts, the drawdown limit reduces."""
+    base = global_limits()
+    equity = account_equity(account, marks)
+    if equity > account.peak_equity:
+        Account.objects.filter(pk=account.pk, peak_equity__lt=equity).update(peak_equity=equity)
+        account.peak_equity = equity
+    current = current_state(account)
+    target, why = automatic_state(
+        current,
+        daily_pnl=daily_realized_pnl(account) + unrealized_pnl(account, marks),
+        daily_loss_limit=base.daily_loss_limit,
+        equity=equity,
+        peak_equity=account.peak_equity,
+        max_drawdown=base.max_drawdown,
+    )
+    if target == current or why is None:
+        return None
+    metrics.RISK_ALERTS.inc(reason=str(why))
+    publish(
+        new_event(
+            "risk.alert",
+            {"account": account.name, "reason": str(why), "equity": str(equity)},
+            service="exec-risk",
+        )
+    )
+    return change_trading_state(
+        account, target, actor=f"system:{why}", reason=Reason(why).description
+    )
+
+
+def account_cash(account: Account) -> Decimal:
+    """Starting cash plus every fill's cash flow: sells add, buys spend, fees always cost."""
+    flows = ZERO
+    for side, quantity, price, fee in Fill.objects.filter(order__account=account).values_list(
+        "side", "quantity", "price", "fee"
+    ):
+        notional = quantity * price
+        flows += (notional if side == "SELL" else -notional) - fee
+    return account.starting_cash + flows
+
+
+def account_equity(account: Account, marks: dict[str, Decimal]) -> Decimal:
+    """Cash plus the market value of open positions (at entry price when unpriced)."""
+    value = ZERO
+    for position in open_positions(account):
+        mark = marks.get(position.symbol, position.average_entry_price)
+        value += position.quantity * mark
+    return account_cash(account) + value
+
+
+def limits_json(row: RiskLimits) -> dict:
+    return {
+        "symbol": row.symbol or None,
+        "min_confidence": str(row.min_confidence),
+        "max_position_notional": str(row.max_position_notional),
+        "max_total_exposure": str(row.max_total_exposure),
+        "max_leverage": row.max_leverage,
+        "max_open_positions": row.max_open_positions,
+        "daily_loss_limit": str(row.daily_loss_limit),
+        "max_drawdown": str(row.max_drawdown),
+        "max_orders_per_minute": row.max_orders_per_minute,
+        "allowed_symbols": sorted(row.allowed_symbol_set),
+    }
+
+
+def risk_summary(account: Account) -> dict:
+    """What ``GET /api/v1/risk`` and ``manage.py show_risk`` answer."""
+    record = TradingStateRecord.objects.get(account=account)
+    base = global_limits()
+    changes = TradingStateChange.objects.filter(account=account)[:20]
+    return {
+        "account": account.name,
+        "state": record.state,
+        "reason": record.reason,
+        "changed_at": record.changed_at.isoformat(),
+        "limits": limits_json(base),
+        "symbol_limits": [limits_json(r) for r in RiskLimits.objects.exclude(symbol="")],
+        "daily_pnl": str(daily_realized_pnl(account)),
+        "history": [
+            {
+                "from": c.from_state,
+                "to": c.to_state,
+                "actor": c.actor,
+                "reason": c.reason,
+                "flatten": c.flatten,
+                "at": c.at.isoformat(),
+            }
+            for c in changes
+        ],
+    }

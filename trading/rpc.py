@@ -1,0 +1,60 @@
+"""Calls between services with a deadline: a Celery task sent to the service's queue, its answer
+awaited for at most ``RPC_TIMEOUT_SECONDS``, and the call sent again up to ``RPC_RETRIES`` times.
+
+Only idempotent tasks are called this way (``process_signal`` acts once per signal however often
+it is delivered), so a retry after a slow first delivery can never place a second order.
+"""
+
+from __future__ import annotations
+
+import logging
+
+from celery.exceptions import TimeoutError as CeleryTimeout
+from django.conf import settings
+
+from trading.execution import metrics
+
+logger = logging.getLogger(__name__)
+
+
+class RpcTimeout(Exception):
+    """No answer within the deadline, after every retry."""
+
+    def __init__(self, task: str, attempts: int, timeout: float) -> None:
+        super().__init__(
+            f"{task} did not answer within {timeout * 1000:.0f} ms "
+            f"({attempts} attempt{'s' if attempts > 1 else ''})"
+        )
+        self.task = task
+        self.attempts = attempts
+        self.timeout = timeout
+
+
+def call(
+    task,
+    *args,
+    timeout: float | None = None,
+    retries: int | None = None,
+    queue: str | None = None,
+    **kwargs,
+):
+    """Runs ``task`` on its service (or on ``queue``) and returns its result; raises
+    ``RpcTimeout`` when no attempt answered in time."""
+    timeout = settings.RPC_TIMEOUT_SECONDS if timeout is None else timeout
+    retries = settings.RPC_RETRIES if retries is None else retries
+    attempts = 0
+    pending = []
+    for _ in range(retries + 1):
+        attempts += 1
+        options = {"queue": queue} if queue else {}
+        result = task.apply_async(args=args, kwargs=kwargs, expires=max(timeout * 4, 5), **options)
+        pending.append(result)
+        try:
+            return result.get(timeout=timeout, propagate=True, disable_sync_subtasks=False)
+        except CeleryTimeout:
+            metrics.RPC_TIMEOUTS.inc(task=task.name)
+            logger.warning("rpc %s timed out after %.0f ms (attempt %d)", task.name,
+                           timeout * 1000, attempts)  # fmt: skip
+    for result in pending:
+        result.forget()
+    raise RpcTimeout(task.name, attempts, timeout)
