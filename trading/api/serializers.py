@@ -23,17 +23,33 @@ class SignalCreateSerializer(serializers.Serializer):
         rounding=ROUND_HALF_EVEN,
     )
     notional = serializers.DecimalField(
-        max_digits=28, decimal_places=10, required=False, min_value=Decimal("0.0000000001")
+        max_digits=28,
+        decimal_places=10,
+        required=False,
+        allow_null=True,
+        min_value=Decimal("0.0000000001"),
     )
     quantity = serializers.DecimalField(
-        max_digits=28, decimal_places=10, required=False, min_value=Decimal("0.0000000001")
+        max_digits=28,
+        decimal_places=10,
+        required=False,
+        allow_null=True,
+        min_value=Decimal("0.0000000001"),
     )
     leverage = serializers.IntegerField(min_value=1, max_value=MAX_EXCHANGE_LEVERAGE, default=1)
     stop_loss = serializers.DecimalField(
-        max_digits=28, decimal_places=10, required=False, min_value=Decimal("0.0000000001")
+        max_digits=28,
+        decimal_places=10,
+        required=False,
+        allow_null=True,
+        min_value=Decimal("0.0000000001"),
     )
     take_profit = serializers.DecimalField(
-        max_digits=28, decimal_places=10, required=False, min_value=Decimal("0.0000000001")
+        max_digits=28,
+        decimal_places=10,
+        required=False,
+        allow_null=True,
+        min_value=Decimal("0.0000000001"),
     )
 
     def validate_symbol(self, value: str) -> str:

@@ -51,9 +51,9 @@ def exchange() -> Check:
 def symbol_rules() -> Check:
     rows = list(Symbol.objects.values_list("symbol", "source", "refreshed_at"))
     if not rows:
-        from trading.marketdata.services import symbol_rules as load
+        from trading.marketdata.services import refresh_symbol_rules
 
-        load()
+        refresh_symbol_rules()
         rows = list(Symbol.objects.values_list("symbol", "source", "refreshed_at"))
     missing = sorted(set(settings.SYMBOLS) - {r[0] for r in rows})
     observed = {"symbols": len(rows), "source": sorted({r[1] for r in rows})}
