@@ -34,7 +34,7 @@ def test_counters_from_two_prefork_workers_on_two_nodes_add_up(
     # Two nodes, as two hosts would run them, each with a pool of two processes.
     workers = start_workers([("ai@host-a", "ai"), ("ai@host-b", "ai")], env, concurrency=2)
     try:
-        rpc = Celery("metrics-test", broker=url, backend=url)
+        rpc = Celery("metrics-test", broker=url, backend=url, set_as_current=False)
         rpc.conf.broker_transport_options = settings.CELERY_BROKER_TRANSPORT_OPTIONS
         rpc.conf.result_backend_transport_options = settings.CELERY_RESULT_BACKEND_TRANSPORT_OPTIONS
         results = [rpc.send_task(TASK, args=[str(i)], queue="ai") for i in range(PINGS)]
