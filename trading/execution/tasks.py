@@ -44,3 +44,13 @@ def reconcile_exchange() -> dict:
     """At exec-risk start-up and on a schedule: symbol rules, exchange reachability, and every
     order the platform is unsure of, checked against the exchange."""
     return services.reconcile_exchange()
+
+
+@shared_task
+def snapshot_equity() -> str:
+    """A point of the equity curve of every account, on a schedule."""
+    from trading.models import Account
+
+    for account in Account.objects.all():
+        services.snapshot_equity(account)
+    return "ok"

@@ -16,6 +16,7 @@ SCHEDULES = [
         60,
         "exec_risk",
     ),
+    ("exec-risk: equity snapshot", "trading.execution.tasks.snapshot_equity", 60, "exec_risk"),
 ]
 
 

@@ -36,4 +36,8 @@ def portfolio_summary(account: Account, marks: dict[str, Decimal]) -> dict:
         "daily_pnl": str(risk.daily_realized_pnl(account) + unrealized),
         "daily_trades": risk.daily_trades(account),
         "trading_state": str(risk.current_state(account)),
+        "equity_curve": [
+            {"ts": snap.ts.isoformat(), "equity": str(snap.equity)}
+            for snap in reversed(account.equity.all()[:200])
+        ],
     }

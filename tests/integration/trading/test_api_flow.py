@@ -159,3 +159,18 @@ def test_exec_risk_metrics_and_health_describe_the_book(api, client, market):
     assert health["checks"]["symbol_rules"]["status"] == "pass"
     assert health["checks"]["trading"]["open_positions"] == 1
     assert health["checks"]["trading"]["trading_state"] == "ACTIVE"
+
+
+def test_an_emergency_stop_with_flatten_closes_every_position_through_the_workers(api, market):
+    for symbol in ("BTCUSDT", "SOLUSDT"):
+        settled(api, post_signal(api, symbol=symbol)["id"], "filled")
+    halted = api.post("/api/v1/risk/halt", {"flatten": True, "reason": "drill"}, format="json")
+    assert halted.json()["state"] == "HALTED"
+    wait_for(
+        lambda: api.get("/api/v1/positions", {"status": "open"}).json() == [],
+        20,
+        "every position to be flattened",
+    )
+    flattening = api.get("/api/v1/orders").json()
+    assert sum(1 for o in flattening if o["purpose"] == "flatten") == 2
+    assert all(o["status"] == "FILLED" for o in flattening)

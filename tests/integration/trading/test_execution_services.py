@@ -173,3 +173,31 @@ def test_no_market_data_denies_instead_of_guessing(redis_server):
 
     redis_client().delete(rkey("prices"))
     assert services.process_signal(signal().pk).reason == "NO_MARKET_DATA"
+
+
+def test_a_drawdown_beyond_the_limit_makes_the_book_reduce_only(market):
+    account = risk.get_account()
+    # Equity once stood 10% above the starting cash; the limit allows 5% below the peak.
+    account.peak_equity = account.starting_cash * Decimal("1.1")
+    account.save()
+    RiskLimits.objects.update_or_create(symbol="", defaults={"max_drawdown": Decimal("0.05")})
+    services.process_signal(signal(symbol="BTCUSDT").pk)
+    summary = risk.risk_summary(account)
+    assert summary["state"] == "REDUCING"
+    assert summary["history"][0]["actor"] == "system:MAX_DRAWDOWN"
+    assert services.process_signal(signal(symbol="ETHUSDT").pk).reason == "REDUCE_ONLY"
+    position = Position.objects.get(status="open")
+    closing = services.process_signal(signal(side="SELL", quantity=position.quantity).pk)
+    assert closing.status == "filled"
+
+
+def test_an_equity_snapshot_values_positions_at_their_marks(market):
+    services.process_signal(signal(symbol="SOLUSDT").pk)
+    account = risk.get_account()
+    services.snapshot_equity(account)
+    snapshot = account.equity.get()
+    position = Position.objects.get(status="open")
+    mark = market["SOLUSDT"].close
+    assert snapshot.exposure == position.quantity * mark
+    assert snapshot.equity == snapshot.cash + position.quantity * mark
+    assert snapshot.unrealized_pnl == (mark - position.average_entry_price) * position.quantity

@@ -1,0 +1,102 @@
+from django.contrib import admin
+
+from trading.models import (
+    Account,
+    EquitySnapshot,
+    Fill,
+    Order,
+    Position,
+    RiskLimits,
+    Signal,
+    Symbol,
+    TradingStateChange,
+    TradingStateRecord,
+)
+
+
+@admin.register(RiskLimits)
+class RiskLimitsAdmin(admin.ModelAdmin):
+    list_display = [
+        "__str__", "min_confidence", "max_position_notional", "max_total_exposure",
+        "max_leverage", "max_open_positions", "daily_loss_limit", "max_drawdown",
+        "max_orders_per_minute", "updated_at",
+    ]  # fmt: skip
+
+
+@admin.register(Symbol)
+class SymbolAdmin(admin.ModelAdmin):
+    list_display = ["symbol", "status", "tick_size", "step_size", "min_notional", "source",
+                    "refreshed_at"]  # fmt: skip
+    readonly_fields = ["refreshed_at"]
+
+
+@admin.register(Account)
+class AccountAdmin(admin.ModelAdmin):
+    list_display = ["name", "venue", "is_sandbox", "starting_cash", "peak_equity"]
+
+
+@admin.register(TradingStateRecord)
+class TradingStateAdmin(admin.ModelAdmin):
+    list_display = ["account", "state", "reason", "changed_at"]
+    readonly_fields = ["account", "state", "reason", "changed_at"]
+
+    def has_add_permission(self, request) -> bool:
+        return False
+
+
+@admin.register(TradingStateChange)
+class TradingStateChangeAdmin(admin.ModelAdmin):
+    list_display = ["at", "account", "from_state", "to_state", "actor", "reason", "flatten"]
+    list_filter = ["to_state", "account"]
+
+    def has_add_permission(self, request) -> bool:
+        return False
+
+    def has_change_permission(self, request, obj=None) -> bool:
+        return False
+
+
+class ReadOnlyLedgerAdmin(admin.ModelAdmin):
+    """The ledger is written by the services only."""
+
+    def has_add_permission(self, request) -> bool:
+        return False
+
+    def has_change_permission(self, request, obj=None) -> bool:
+        return False
+
+    def has_delete_permission(self, request, obj=None) -> bool:
+        return False
+
+
+@admin.register(Signal)
+class SignalAdmin(ReadOnlyLedgerAdmin):
+    list_display = ["created_at", "symbol", "side", "confidence", "status", "reason", "source"]
+    list_filter = ["status", "symbol", "reason"]
+    search_fields = ["correlation_id"]
+
+
+@admin.register(Order)
+class OrderAdmin(ReadOnlyLedgerAdmin):
+    list_display = ["created_at", "client_order_id", "symbol", "side", "quantity", "status",
+                    "filled_quantity", "average_price", "purpose"]  # fmt: skip
+    list_filter = ["status", "symbol", "purpose", "venue"]
+    search_fields = ["client_order_id", "correlation_id"]
+
+
+@admin.register(Fill)
+class FillAdmin(ReadOnlyLedgerAdmin):
+    list_display = ["ts", "symbol", "side", "quantity", "price", "fee", "realized_pnl"]
+    list_filter = ["symbol"]
+
+
+@admin.register(Position)
+class PositionAdmin(ReadOnlyLedgerAdmin):
+    list_display = ["opened_at", "symbol", "status", "quantity", "average_entry_price",
+                    "realized_pnl", "fees_paid", "closed_at"]  # fmt: skip
+    list_filter = ["status", "symbol"]
+
+
+@admin.register(EquitySnapshot)
+class EquitySnapshotAdmin(ReadOnlyLedgerAdmin):
+    list_display = ["ts", "account", "equity", "cash", "exposure", "realized_pnl"]
