@@ -333,7 +333,7 @@ class ProcessedEvent(models.Model):
 
     event_id = models.UUIDField()
     consumer = models.CharField(max_length=64)
-    processed_at = models.DateTimeField(auto_now_add=True)
+    processed_at = models.DateTimeField(auto_now_add=True, db_index=True)
 
     class Meta:
         constraints = [

@@ -54,3 +54,18 @@ def snapshot_equity() -> str:
     for account in Account.objects.all():
         services.snapshot_equity(account)
     return "ok"
+
+
+@shared_task
+def prune_processed_events(days: int = 2) -> int:
+    """Forgets handled event ids older than the event log keeps its events: a redelivery can
+    only come from the stream, so an id older than the stream's window can no longer return."""
+    from datetime import timedelta
+
+    from django.utils import timezone
+
+    from trading.models import ProcessedEvent
+
+    cutoff = timezone.now() - timedelta(days=days)
+    deleted, _ = ProcessedEvent.objects.filter(processed_at__lt=cutoff).delete()
+    return deleted

@@ -17,6 +17,12 @@ SCHEDULES = [
         "exec_risk",
     ),
     ("exec-risk: equity snapshot", "trading.execution.tasks.snapshot_equity", 60, "exec_risk"),
+    (
+        "exec-risk: forget old handled events",
+        "trading.execution.tasks.prune_processed_events",
+        3600,
+        "exec_risk",
+    ),
 ]
 
 
