@@ -11,6 +11,17 @@ from trading.models import Fill, Order, Position, Signal
 MAX_EXCHANGE_LEVERAGE = 125
 
 
+def _positive_amount(**options) -> serializers.DecimalField:
+    return serializers.DecimalField(
+        max_digits=28,
+        decimal_places=10,
+        required=False,
+        allow_null=True,
+        min_value=Decimal("0.0000000001"),
+        **options,
+    )
+
+
 class SignalCreateSerializer(serializers.Serializer):
     symbol = serializers.CharField(max_length=20)
     side = serializers.ChoiceField(choices=["BUY", "SELL"])

@@ -401,7 +401,7 @@ def record_fill(order: Order, fill: ExchangeFill, events: _Events, counters: lis
     if Fill.objects.filter(order=order, trade_id=fill.trade_id).exists():
         return False
     now = timezone.now()
-    fee = fill.commission if fill.commission_asset in ("USDT", "") else ZERO
+    fee = _fee_in_quote(order.symbol, fill)
     row = Fill.objects.create(
         order=order,
         trade_id=fill.trade_id,
@@ -423,6 +423,18 @@ def record_fill(order: Order, fill: ExchangeFill, events: _Events, counters: lis
     row.realized_pnl = move_position(order, row, events, counters)
     row.save(update_fields=["realized_pnl"])
     return True
+
+
+def _fee_in_quote(symbol: str, fill: ExchangeFill) -> Decimal:
+    """The commission in the quote asset: paid in quote, or in base (valued at the fill price).
+    A commission in a third asset (BNB) is kept as its own asset and counts 0 here."""
+    rules = symbol_rules().get(symbol)
+    quote = rules.quote_asset if rules else "USDT"
+    if fill.commission_asset in (quote, ""):
+        return fill.commission
+    if rules is not None and fill.commission_asset == rules.base_asset:
+        return fill.commission * fill.price
+    return ZERO
 
 
 def _state_of(position: Position | None, symbol: str) -> PositionState:
@@ -450,38 +462,15 @@ def move_position(order: Order, fill: Fill, events: _Events, counters: list) -> 
     pnl_fill = PnlFill(side=fill.side, quantity=fill.quantity, price=fill.price, fee=fill.fee,
                        ts=fill.ts)  # fmt: skip
     new_state, effect = apply_fill(state, pnl_fill)
-    signal = order.signal
     if effect.change is PositionChange.FLIPPED:
+        # The fill closes the old position and opens the opposite one with the rest.
         closing_fee = fill.fee * effect.closed_quantity / fill.quantity
         _close(position, state, effect.realized_pnl, closing_fee, fill, events, counters)
-        opened = Position.objects.create(
-            account=order.account,
-            symbol=order.symbol,
-            quantity=new_state.quantity,
-            average_entry_price=new_state.avg_entry_price,
-            cost_basis=new_state.cost_basis,
-            fees_paid=fill.fee - closing_fee,
-            correlation_id=order.correlation_id,
-            opened_at=fill.ts,
-            stop_loss_price=getattr(signal, "stop_loss_price", None),
-            take_profit_price=getattr(signal, "take_profit_price", None),
-        )
-        _announce("position.opened", opened, events, counters)
+        _open(order, new_state, fill, fees=fill.fee - closing_fee, realized=ZERO, events=events,
+              counters=counters)  # fmt: skip
     elif position is None:
-        opened = Position.objects.create(
-            account=order.account,
-            symbol=order.symbol,
-            quantity=new_state.quantity,
-            average_entry_price=new_state.avg_entry_price,
-            cost_basis=new_state.cost_basis,
-            realized_pnl=new_state.realized_pnl,
-            fees_paid=new_state.fees_paid,
-            correlation_id=order.correlation_id,
-            opened_at=fill.ts,
-            stop_loss_price=getattr(signal, "stop_loss_price", None),
-            take_profit_price=getattr(signal, "take_profit_price", None),
-        )
-        _announce("position.opened", opened, events, counters)
+        _open(order, new_state, fill, fees=new_state.fees_paid, realized=new_state.realized_pnl,
+              events=events, counters=counters)  # fmt: skip
     elif effect.change is PositionChange.CLOSED:
         _close(position, state, effect.realized_pnl, fill.fee, fill, events, counters)
     else:
@@ -494,6 +483,24 @@ def move_position(order: Order, fill: Fill, events: _Events, counters: list) -> 
         position.save()
         _announce("position.changed", position, events, counters)
     return effect.realized_pnl
+
+
+def _open(order, state, fill, *, fees, realized, events, counters) -> None:
+    signal = order.signal
+    opened = Position.objects.create(
+        account=order.account,
+        symbol=order.symbol,
+        quantity=state.quantity,
+        average_entry_price=state.avg_entry_price,
+        cost_basis=state.cost_basis,
+        realized_pnl=realized,
+        fees_paid=fees,
+        correlation_id=order.correlation_id,
+        opened_at=fill.ts,
+        stop_loss_price=getattr(signal, "stop_loss_price", None),
+        take_profit_price=getattr(signal, "take_profit_price", None),
+    )
+    _announce("position.opened", opened, events, counters)
 
 
 def _close(position, state, realized, fee, fill, events, counters) -> None:
