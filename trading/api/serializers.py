@@ -33,35 +33,11 @@ class SignalCreateSerializer(serializers.Serializer):
         max_value=Decimal("1"),
         rounding=ROUND_HALF_EVEN,
     )
-    notional = serializers.DecimalField(
-        max_digits=28,
-        decimal_places=10,
-        required=False,
-        allow_null=True,
-        min_value=Decimal("0.0000000001"),
-    )
-    quantity = serializers.DecimalField(
-        max_digits=28,
-        decimal_places=10,
-        required=False,
-        allow_null=True,
-        min_value=Decimal("0.0000000001"),
-    )
+    notional = _positive_amount()
+    quantity = _positive_amount()
     leverage = serializers.IntegerField(min_value=1, max_value=MAX_EXCHANGE_LEVERAGE, default=1)
-    stop_loss = serializers.DecimalField(
-        max_digits=28,
-        decimal_places=10,
-        required=False,
-        allow_null=True,
-        min_value=Decimal("0.0000000001"),
-    )
-    take_profit = serializers.DecimalField(
-        max_digits=28,
-        decimal_places=10,
-        required=False,
-        allow_null=True,
-        min_value=Decimal("0.0000000001"),
-    )
+    stop_loss = _positive_amount()
+    take_profit = _positive_amount()
 
     def validate_symbol(self, value: str) -> str:
         symbol = value.strip().upper()
