@@ -19,8 +19,10 @@ app.conf.task_routes = {
     "trading.portfolio.*": {"queue": "analytics"},
     "trading.analytics.*": {"queue": "analytics"},
 }
-app.autodiscover_tasks(["trading.observability"])
-app.autodiscover_tasks()
+# Each area keeps its tasks in its own tasks.py.
+app.autodiscover_tasks(
+    ["trading.observability", "trading.execution", "trading.ai", "trading.analytics"]
+)
 
 # Heartbeats and per-service task metrics for every worker; exec-risk reconciles on start.
 import trading.execution.receivers  # noqa: E402

@@ -171,6 +171,8 @@ class Signal(models.Model):
     take_profit_price = models.DecimalField(**MONEY, null=True, blank=True)
     source = models.CharField(max_length=16, default="api")
     model_version = models.CharField(max_length=64, blank=True, default="")
+    probability_up = models.FloatField(null=True, blank=True, help_text="the model's p(up)")
+    features = models.JSONField(null=True, blank=True, help_text="feature values at the signal")
     status = models.CharField(max_length=20, choices=Status.choices, default=Status.PENDING)
     reason = models.CharField(max_length=32, blank=True, default="")
     detail = models.CharField(max_length=300, blank=True, default="")
@@ -326,6 +328,53 @@ class EquitySnapshot(models.Model):
 
     def __str__(self) -> str:
         return f"{self.account} equity {self.equity} at {self.ts:%Y-%m-%d %H:%M}"
+
+
+class LearningRecord(models.Model):
+    """A closed position tied to the signal that opened it: what the model said, what happened."""
+
+    position = models.OneToOneField(Position, on_delete=models.CASCADE, related_name="learning")
+    signal = models.ForeignKey(
+        Signal, on_delete=models.SET_NULL, null=True, blank=True, related_name="learning"
+    )
+    symbol = models.CharField(max_length=20)
+    model_version = models.CharField(max_length=64, blank=True, default="", db_index=True)
+    side = models.CharField(max_length=4, choices=Side.choices)
+    probability_up = models.FloatField(null=True, blank=True)
+    confidence = models.DecimalField(max_digits=7, decimal_places=6, null=True, blank=True)
+    features = models.JSONField(null=True, blank=True)
+    net_pnl = models.DecimalField(**MONEY)
+    won = models.BooleanField()
+    opened_at = models.DateTimeField()
+    closed_at = models.DateTimeField(db_index=True)
+
+    class Meta:
+        ordering = ["-closed_at"]
+
+    def __str__(self) -> str:
+        return f"{self.symbol} {self.model_version or 'manual'} {'won' if self.won else 'lost'}"
+
+
+class PerformanceSnapshot(models.Model):
+    """The analytics service's view of the portfolio at one moment."""
+
+    account = models.ForeignKey(Account, on_delete=models.CASCADE, related_name="performance")
+    ts = models.DateTimeField(db_index=True)
+    equity = models.DecimalField(**MONEY)
+    cash = models.DecimalField(**MONEY)
+    exposure = models.JSONField(help_text="per symbol, in the quote asset")
+    open_positions = models.PositiveIntegerField()
+    closed_trades = models.PositiveIntegerField()
+    win_rate = models.FloatField(null=True, blank=True)
+    profit_factor = models.FloatField(null=True, blank=True)
+    sharpe_ratio = models.FloatField(null=True, blank=True)
+    max_drawdown = models.FloatField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-ts"]
+
+    def __str__(self) -> str:
+        return f"{self.account} performance at {self.ts:%Y-%m-%d %H:%M}"
 
 
 class ProcessedEvent(models.Model):

@@ -130,6 +130,7 @@ class StreamConsumer:
         reclaim_idle_ms: int = 30_000,
         max_deliveries: int = 5,
         client: redis.Redis | None = None,
+        start: str = "0",
     ) -> None:
         if not group or len(group) > MAX_GROUP_LENGTH:
             raise ValueError(f"a group name has 1 to {MAX_GROUP_LENGTH} characters: {group!r}")
@@ -148,6 +149,8 @@ class StreamConsumer:
         self.stream = events_stream()
         self.dead_letter_stream = dead_letter_stream()
         self._client = client
+        # Where a new group starts: "0" reads the whole log kept, "$" only what comes next.
+        self.start = start
         self._group_ready = False
 
     @property
@@ -212,14 +215,14 @@ class StreamConsumer:
         """Runs a group command, creating the group first, and again if it vanished (the stream
         was deleted, or the group destroyed by an operator)."""
         if not self._group_ready:
-            ensure_group(self.client, self.group, stream=self.stream)
+            ensure_group(self.client, self.group, start=self.start, stream=self.stream)
             self._group_ready = True
         try:
             return call()
         except redis.ResponseError as error:
             if not str(error).startswith("NOGROUP"):
                 raise
-            ensure_group(self.client, self.group, stream=self.stream)
+            ensure_group(self.client, self.group, start=self.start, stream=self.stream)
             return call()
 
     def _read_new(self, count: int, block_ms: int | None) -> list[Entry]:

@@ -37,6 +37,8 @@ def drain_bars() -> dict:
             handle_event,
             types={"market.bar"},
             max_deliveries=settings.EVENT_MAX_DELIVERIES,
+            # Bars from before exec-risk first ran are history, not something to act on.
+            start="$",
         )
         return dataclasses.asdict(consumer.drain())
     finally:

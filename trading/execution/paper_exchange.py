@@ -15,7 +15,7 @@ from __future__ import annotations
 import json
 from dataclasses import replace
 from datetime import UTC, datetime
-from decimal import Decimal
+from decimal import Context, Decimal
 from typing import Any
 
 import redis
@@ -35,6 +35,7 @@ from trading.marketdata.symbols import SymbolRules, load_bundled_rules
 from trading.store import redis_client, rkey
 
 ZERO = Decimal("0")
+_EXACT = Context(prec=50)
 QUOTE_ASSET = "USDT"
 
 
@@ -244,9 +245,20 @@ class PaperExchange:
     def _move_balances(self, symbol: str, side: str, fill: ExchangeFill, rules: SymbolRules):
         sign = 1 if side == "BUY" else -1
         key = rkey("paper", "balances")
-        pipe = self.client.pipeline(transaction=False)
-        pipe.hincrbyfloat(key, rules.base_asset, float(sign * fill.quantity))
-        pipe.hincrbyfloat(
-            key, rules.quote_asset, float(-sign * fill.quantity * fill.price - fill.commission)
-        )
-        pipe.execute()
+        moves = {
+            rules.base_asset: sign * fill.quantity,
+            rules.quote_asset: _EXACT.subtract(
+                _EXACT.multiply(-sign * fill.quantity, fill.price), fill.commission
+            ),
+        }
+
+        # Decimal sums under WATCH, not HINCRBYFLOAT: a float loses digits of fees and notionals.
+        def move(pipe: redis.client.Pipeline) -> None:
+            current = pipe.hmget(key, list(moves))
+            pipe.multi()
+            pipe.hset(key, mapping={
+                asset: str(_EXACT.add(Decimal(now or "0"), delta))
+                for (asset, delta), now in zip(moves.items(), current, strict=True)
+            })  # fmt: skip
+
+        self.client.transaction(move, key)

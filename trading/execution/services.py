@@ -89,7 +89,15 @@ class _Events:
     def publish_on_commit(self) -> None:
         events = list(self.events)
         if events:
-            transaction.on_commit(lambda: publish_many(events))
+            transaction.on_commit(lambda: _publish_and_notify(events))
+
+
+def _publish_and_notify(events: list[Event]) -> None:
+    publish_many(events)
+    # analytics learns from what exec-risk did; tell it there is something to read.
+    from trading.analytics.tasks import drain_events
+
+    drain_events.apply_async(expires=30)
 
 
 # --- signals --------------------------------------------------------------------------------
@@ -150,6 +158,7 @@ def process_signal(signal_id: uuid.UUID | str) -> Signal:
         order = signal.orders.first()
         if order is not None and order.status == Order.Status.UNKNOWN:
             reconcile_order(order.pk)
+            return Signal.objects.get(pk=signal.pk)  # reconcile may have decided it
         return signal
 
     quote = latest_quote(signal.symbol)

@@ -1,0 +1,83 @@
+"""analytics' metrics, named by the original spec."""
+
+from __future__ import annotations
+
+from prometheus_client.core import GaugeMetricFamily
+
+from trading.observability.metrics import Kind, declare, scrape_collector
+
+S = "analytics"
+
+EVENTS_RECEIVED = declare(
+    S,
+    "analytics_os_service_events_received_total",
+    Kind.COUNTER,
+    "Events read from the log by the analytics consumer group",
+    ("type",),
+)
+HEALTH_CHECKS = declare(
+    S, "analytics_os_service_health_checks_total", Kind.COUNTER, "Supervision sweeps run"
+)
+AUTO_RESTARTS = declare(
+    S,
+    "analytics_os_service_auto_restarts_total",
+    Kind.COUNTER,
+    "Remedies applied by supervision (reclaimed messages, restarted pools)",
+    ("service", "remedy"),
+)
+REBALANCES = declare(
+    S, "analytics_os_service_rebalances_executed_total", Kind.COUNTER, "Rebalancing trims sent"
+)
+AMPLIFICATIONS = declare(
+    S,
+    "analytics_os_service_profit_amplifications_total",
+    Kind.COUNTER,
+    "Signals sized up by a sizing multiplier above 1",
+)
+RETRAININGS = declare(
+    S,
+    "analytics_os_service_retrainings_triggered_total",
+    Kind.COUNTER,
+    "Retraining requests sent to the ai service",
+    ("trigger",),
+)
+LEARNING_RECORDED = declare(
+    S,
+    "analytics_os_service_learning_records_total",
+    Kind.COUNTER,
+    "Closed positions recorded against the signal and model that opened them",
+)
+DRIFT = declare(
+    S,
+    "analytics_os_service_drift_detected",
+    Kind.GAUGE,
+    "1 while the live features have drifted from the model's training data, else 0",
+)
+MAX_PSI = declare(
+    S,
+    "analytics_os_service_feature_psi_max",
+    Kind.GAUGE,
+    "The largest population stability index over the model's features at the last check",
+)
+
+
+@scrape_collector(S)
+def portfolio_gauges():
+    """Portfolio value and open positions of the main account, from the ledger."""
+    from trading.marketdata.prices import latest_prices
+    from trading.risk import services as risk
+
+    account = risk.get_account()
+    marks = latest_prices()
+    return [
+        GaugeMetricFamily(
+            "analytics_os_service_portfolio_value_usd",
+            "Equity of the main account: cash plus positions at their marks, in USDT",
+            value=float(risk.account_equity(account, marks)),
+        ),
+        GaugeMetricFamily(
+            "analytics_os_service_positions_count",
+            "Open positions of the main account",
+            value=len(risk.open_positions(account)),
+        ),
+    ]

@@ -1,0 +1,13 @@
+"""analytics' tasks (queue ``analytics``)."""
+
+from __future__ import annotations
+
+from celery import shared_task
+
+
+@shared_task(acks_late=True, reject_on_worker_lost=True)
+def drain_events() -> dict:
+    """Handles new events of every type through the analytics consumer group."""
+    from trading.analytics.consumers import drain_events as drain
+
+    return drain()
