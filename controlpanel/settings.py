@@ -172,6 +172,10 @@ PAPER_SLIPPAGE_BPS = env_decimal("QT_PAPER_SLIPPAGE_BPS", "5", minimum="0", maxi
 PAPER_MAX_VOLUME_SHARE = env_decimal(
     "QT_PAPER_MAX_VOLUME_SHARE", "0.1", minimum="0.0001", maximum="1"
 )
+# Supervision (analytics): what counts as a backlog, and as a stuck event-log message.
+SUPERVISION_QUEUE_BACKLOG = env_int("QT_SUPERVISION_QUEUE_BACKLOG", 100, minimum=1)
+SUPERVISION_STUCK_SECONDS = env_float("QT_SUPERVISION_STUCK_SECONDS", 60.0, minimum=1)
+CELERY_WORKER_POOL_RESTARTS = True
 # RPC between services: a call gives up after this long and is retried this many times.
 RPC_TIMEOUT_SECONDS = env_float("QT_RPC_TIMEOUT", 0.5, minimum=0.01, maximum=60)
 RPC_RETRIES = env_int("QT_RPC_RETRIES", 2, minimum=0, maximum=10)

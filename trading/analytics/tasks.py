@@ -11,3 +11,11 @@ def drain_events() -> dict:
     from trading.analytics.consumers import drain_events as drain
 
     return drain()
+
+
+@shared_task
+def supervise_services() -> dict:
+    """The supervision sweep: degraded services announced, remedies applied."""
+    from trading.analytics.supervision import sweep
+
+    return sweep()

@@ -34,8 +34,12 @@ def _key() -> str:
     return rkey("prices")
 
 
+HISTORY_BARS = 500
+
+
 def record_bars(bars: list[Bar], *, client: redis.Redis | None = None, now: float | None = None):
-    """Stores each bar as its symbol's latest; an older bar never replaces a newer one."""
+    """Stores each bar as its symbol's latest (an older bar never replaces a newer one) and
+    appends it to the symbol's recent history, newest last, capped at ``HISTORY_BARS``."""
     client = client or redis_client()
     received = time.time() if now is None else now
     current = latest_quotes([b.symbol for b in bars], client=client)
@@ -46,7 +50,19 @@ def record_bars(bars: list[Bar], *, client: redis.Redis | None = None, now: floa
             continue
         mapping[bar.symbol] = json.dumps({"bar": bar.to_payload(), "received_at": received})
     if mapping:
-        client.hset(_key(), mapping=mapping)
+        pipe = client.pipeline(transaction=True)
+        pipe.hset(_key(), mapping=mapping)
+        for symbol, value in mapping.items():
+            history = rkey("bars", symbol)
+            pipe.rpush(history, json.dumps(json.loads(value)["bar"]))
+            pipe.ltrim(history, -HISTORY_BARS, -1)
+        pipe.execute()
+
+
+def recent_bars(symbol: str, count: int = HISTORY_BARS, *, client: redis.Redis | None = None):
+    """The symbol's last ``count`` closed bars, oldest first."""
+    raw = (client or redis_client()).lrange(rkey("bars", symbol), -count, -1)
+    return [Bar.from_payload(json.loads(item)) for item in raw]
 
 
 def latest_quotes(
