@@ -262,8 +262,14 @@ def order_payload(order: Order, **extra) -> dict:
 # --- orders ---------------------------------------------------------------------------------
 
 
-def submit_order(order: Order) -> Order:
-    """Sends the order; records what the exchange answered. Never sends an order twice."""
+SUBMIT_ATTEMPTS = 3
+
+
+def submit_order(order: Order, attempt: int = 1) -> Order:
+    """Sends the order; records what the exchange answered. Never sends an order twice.
+
+    A refusal that says a retry can help (a rate limit, a clock drift, no quote yet) and that the
+    exchange did not act on is sent again later, up to ``SUBMIT_ATTEMPTS`` times in all."""
     request = OrderRequest(
         symbol=order.symbol,
         side=order.side,
@@ -278,11 +284,19 @@ def submit_order(order: Order) -> Order:
             venue.validate_order(request)
         result = venue.place_order(request)
     except ExchangeError as error:
-        return _record_exchange_error(order, error)
+        return _record_exchange_error(order, error, attempt)
     return apply_order_result(order.pk, result)
 
 
-def _record_exchange_error(order: Order, error: ExchangeError) -> Order:
+def _record_exchange_error(order: Order, error: ExchangeError, attempt: int = 1) -> Order:
+    if error.retryable and not error.ambiguous and attempt < SUBMIT_ATTEMPTS:
+        Order.objects.filter(pk=order.pk, status=Order.Status.NEW).update(error=str(error)[:300])
+        metrics.EXECUTION_ERRORS.inc(kind="retryable")
+        from trading.execution.tasks import submit_order_task
+
+        delay = error.retry_after or 2 * attempt
+        submit_order_task.apply_async((order.pk, attempt + 1), countdown=delay)
+        return Order.objects.get(pk=order.pk)
     if error.ambiguous or (error.code == -2010 and "Duplicate" in error.message):
         # The exchange may have the order: find out before anything else happens.
         Order.objects.filter(pk=order.pk, status=Order.Status.NEW).update(
@@ -294,19 +308,22 @@ def _record_exchange_error(order: Order, error: ExchangeError) -> Order:
         reconcile_order_task.apply_async((order.pk,), countdown=1)
         return Order.objects.get(pk=order.pk)
     with transaction.atomic():
-        Order.objects.filter(pk=order.pk, status=Order.Status.NEW).update(
+        rejected = Order.objects.filter(pk=order.pk, status=Order.Status.NEW).update(
             status=Order.Status.REJECTED, error=str(error)[:300]
         )
+        if rejected != 1:  # another delivery already settled this order
+            return Order.objects.get(pk=order.pk)
         if order.signal_id:
             Signal.objects.filter(pk=order.signal_id).update(
                 status=Signal.Status.REJECTED,
                 reason=Reason.EXCHANGE_REJECTED,
                 detail=error.message[:300],
+                updated_at=timezone.now(),
             )
         events = _Events()
         events.add("order.rejected", order_payload(order, error=str(error)), order.correlation_id)
         events.publish_on_commit()
-    metrics.EXECUTION_ERRORS.inc(kind="retryable" if error.retryable else "rejected")
+    metrics.EXECUTION_ERRORS.inc(kind="rejected")
     return Order.objects.get(pk=order.pk)
 
 

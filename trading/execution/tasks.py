@@ -19,6 +19,17 @@ def process_signal(signal_id: str) -> dict:
 
 
 @shared_task(acks_late=True, reject_on_worker_lost=True)
+def submit_order_task(order_id: int, attempt: int) -> str:
+    """Sends again an order the exchange refused for a reason a retry can help with."""
+    from trading.models import Order
+
+    order = Order.objects.get(pk=order_id)
+    if order.status != Order.Status.NEW:
+        return order.status
+    return services.submit_order(order, attempt).status
+
+
+@shared_task(acks_late=True, reject_on_worker_lost=True)
 def reconcile_order_task(order_id: int) -> str:
     return services.reconcile_order(order_id).status
 
