@@ -172,6 +172,9 @@ PAPER_SLIPPAGE_BPS = env_decimal("QT_PAPER_SLIPPAGE_BPS", "5", minimum="0", maxi
 PAPER_MAX_VOLUME_SHARE = env_decimal(
     "QT_PAPER_MAX_VOLUME_SHARE", "0.1", minimum="0.0001", maximum="1"
 )
+# The ai service: how much history a (re)training reads, and what a signal asks to trade.
+TRAIN_DAYS = env_float("QT_TRAIN_DAYS", 30.0, minimum=1, maximum=3650)
+AI_ORDER_NOTIONAL = env_decimal("QT_AI_ORDER_NOTIONAL", "100", minimum="0.01")
 # Supervision (analytics): what counts as a backlog, and as a stuck event-log message.
 SUPERVISION_QUEUE_BACKLOG = env_int("QT_SUPERVISION_QUEUE_BACKLOG", 100, minimum=1)
 SUPERVISION_STUCK_SECONDS = env_float("QT_SUPERVISION_STUCK_SECONDS", 60.0, minimum=1)

@@ -130,6 +130,8 @@ def wait_ready(base_url: str, timeout: float, supervisor: subprocess.Popen) -> l
 def main() -> None:
     env = prepare_environment()
     manage(env, "migrate", "--noinput", "-v", "0")
+    # The ai service is ready only with a trained model: train one on the bundled history once.
+    manage(env, "train_model", "--if-missing")
     login = ensure_admin(env)
     supervisor = subprocess.Popen(
         [sys.executable, "-m", "supervisor.supervisord", "-c", "deploy/supervisord.conf"],

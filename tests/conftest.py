@@ -85,3 +85,49 @@ def service_workers(process_env) -> Iterator[dict[str, Process]]:
     yield workers
     for worker in workers.values():
         worker.stop()
+
+
+SYMBOLS = ("BTCUSDT", "ETHUSDT", "SOLUSDT")
+
+
+def bars_at(index: int):
+    from trading.marketdata.klines import load_bundled_bars
+
+    return [load_bundled_bars(symbol)[index] for symbol in SYMBOLS]
+
+
+@pytest.fixture
+def market(redis_server):
+    """The first recorded bar of each symbol, just received: fresh quotes and bar history."""
+    from trading.marketdata.prices import record_bars
+    from trading.store import redis_client, rkey
+
+    client = redis_client()
+    client.delete(rkey("prices"), *(rkey("bars", s) for s in SYMBOLS))
+    bars = bars_at(0)
+    record_bars(bars)
+    return {bar.symbol: bar for bar in bars}
+
+
+@pytest.fixture(scope="session")
+def model_artifact():
+    """A model trained once per session on three days of the bundled history."""
+    from trading.ai.services import training_bars
+    from trading.ai.training import train_walk_forward
+
+    return train_walk_forward(training_bars(days=3))
+
+
+@pytest.fixture
+def trained_model(model_artifact, redis_server):
+    """The session's model, stored as the newest version (the database is emptied between
+    transactional tests)."""
+    from trading.ai.services import store_model
+
+    return store_model(model_artifact, "test")
+
+
+@pytest.fixture
+def ai_ready(trained_model, market):
+    """What the ai service needs to be ready: a model and fresh bars."""
+    return trained_model

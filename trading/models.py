@@ -377,6 +377,31 @@ class PerformanceSnapshot(models.Model):
         return f"{self.account} performance at {self.ts:%Y-%m-%d %H:%M}"
 
 
+class ModelVersion(models.Model):
+    """A trained model: its artifact (kept in the database, so every host can load it), its
+    training window and its out-of-sample scores. The newest is the one the ai service uses."""
+
+    version = models.CharField(max_length=80, unique=True)
+    trained_at = models.DateTimeField(db_index=True)
+    window_start = models.DateTimeField()
+    window_end = models.DateTimeField()
+    symbols = models.CharField(max_length=200)
+    horizon_bars = models.PositiveIntegerField()
+    accuracy = models.FloatField()
+    baseline_accuracy = models.FloatField()
+    roc_auc = models.FloatField(null=True, blank=True)
+    brier = models.FloatField()
+    trigger = models.CharField(max_length=32, default="manual")
+    metadata = models.JSONField()
+    artifact = models.BinaryField()
+
+    class Meta:
+        ordering = ["-trained_at", "-id"]
+
+    def __str__(self) -> str:
+        return self.version
+
+
 class ProcessedEvent(models.Model):
     """An event a consumer group has handled: written in the same transaction as the work."""
 

@@ -16,7 +16,7 @@ def operator(django_user_model):
 
 
 def test_an_operator_logs_in_and_sees_every_service_ready(
-    page: Page, web_url, operator, service_workers, artifacts
+    page: Page, web_url, operator, service_workers, ai_ready, artifacts
 ):
     page.goto(f"{web_url}/")
     expect(page).to_have_url(re.compile(r"/accounts/login/\?next=/$"))

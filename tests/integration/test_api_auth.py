@@ -18,7 +18,9 @@ def test_anonymous_callers_are_refused(client, redis_server):
     assert client.get("/api/v1/services").status_code in (401, 403)
 
 
-def test_a_token_from_drf_create_token_opens_the_api(client, alice, service_workers, capsys):
+def test_a_token_from_drf_create_token_opens_the_api(
+    client, alice, service_workers, ai_ready, capsys
+):
     call_command("drf_create_token", "alice")
     token = Token.objects.get(user=alice).key
     assert token in capsys.readouterr().out

@@ -48,8 +48,8 @@ def test_ready_flips_with_the_worker_and_back_after_sigkill(client, settings, is
 
 
 def test_a_worker_that_stops_cleanly_withdraws_at_once(client, isolated):
-    (worker,) = start_workers([("ai@graceful", "ai")], isolated)
-    assert client.get("/services/ai/ready").status_code == 200
+    (worker,) = start_workers([("analytics@graceful", "analytics")], isolated)
+    assert client.get("/services/analytics/ready").status_code == 200
     worker.stop()
     # The shutdown handler removed the record: no waiting for the expiry.
-    assert client.get("/services/ai/ready").status_code == 503
+    assert client.get("/services/analytics/ready").status_code == 503

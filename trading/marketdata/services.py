@@ -78,6 +78,8 @@ def publish_bars(bars: list[Bar]) -> None:
         return
     record_bars(bars)
     publish_many([new_event("market.bar", bar.to_payload(), service="feed") for bar in bars])
-    from trading.execution.tasks import drain_market_events
+    from trading.ai.tasks import drain_market_events as signal_on_bars
+    from trading.execution.tasks import drain_market_events as fill_on_bars
 
-    drain_market_events.apply_async(expires=30)
+    fill_on_bars.apply_async(expires=30)
+    signal_on_bars.apply_async(expires=30)

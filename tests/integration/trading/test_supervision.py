@@ -45,11 +45,11 @@ def test_a_service_without_workers_is_degraded_then_recovered(isolated, settings
     sweep()  # still degraded: nothing new announced
     assert len(announcements()) == 3
 
-    (worker,) = start_workers([("ai@supervised", "ai")], isolated)
+    (worker,) = start_workers([("analytics@supervised", "analytics")], isolated)
     try:
         result = sweep()
-        assert result["ai"]["degraded"] is False
-        assert announcements()[-1] == ("service.recovered", "ai")
+        assert result["analytics"]["degraded"] is False
+        assert announcements()[-1] == ("service.recovered", "analytics")
     finally:
         worker.stop()
 

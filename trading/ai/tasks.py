@@ -1,0 +1,21 @@
+"""ai's tasks (queue ``ai``)."""
+
+from __future__ import annotations
+
+from celery import shared_task
+
+
+@shared_task(acks_late=True, reject_on_worker_lost=True)
+def drain_market_events() -> dict:
+    """Turns new closed bars into signals through the ai consumer group."""
+    from trading.ai.consumers import drain_bars
+
+    return drain_bars()
+
+
+@shared_task(acks_late=True, reject_on_worker_lost=True, time_limit=1800)
+def retrain_model(trigger: str = "schedule") -> str:
+    """Trains a new model on the bundled history; the ai workers switch to it within seconds."""
+    from trading.ai.services import train_model
+
+    return train_model(trigger=trigger).version
