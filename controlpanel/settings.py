@@ -175,6 +175,12 @@ PAPER_MAX_VOLUME_SHARE = env_decimal(
 # The ai service: how much history a (re)training reads, and what a signal asks to trade.
 TRAIN_DAYS = env_float("QT_TRAIN_DAYS", 30.0, minimum=1, maximum=3650)
 AI_ORDER_NOTIONAL = env_decimal("QT_AI_ORDER_NOTIONAL", "100", minimum="0.01")
+# analytics: the drift alarm, and the largest share of equity one position may hold before it
+# is trimmed.
+DRIFT_THRESHOLD = env_float("QT_DRIFT_THRESHOLD", 0.2, minimum=0.01)
+REBALANCE_TARGET_WEIGHT = env_decimal(
+    "QT_REBALANCE_TARGET_WEIGHT", "0.4", minimum="0.01", maximum="1"
+)
 # Supervision (analytics): what counts as a backlog, and as a stuck event-log message.
 SUPERVISION_QUEUE_BACKLOG = env_int("QT_SUPERVISION_QUEUE_BACKLOG", 100, minimum=1)
 SUPERVISION_STUCK_SECONDS = env_float("QT_SUPERVISION_STUCK_SECONDS", 60.0, minimum=1)

@@ -13,8 +13,8 @@ bars, 5 folds, 21,270 out-of-sample rows; see ``model.py`` for the choice of est
 0.504 against a no-skill baseline of 0.507, ROC AUC 0.502, Brier 0.2501 against 0.2500 for always
 predicting the training base rate. That is no skill: hour-ahead direction on this month of data is
 a coin flip to this model, and its calibrated confidence stays between 0.5 and 0.6 (median 0.52),
-so a minimum confidence of 0.7 lets no signal through. Training takes about 0.4 s on two cores
-(1.2 s with loading the bars and computing the features).
+so a minimum confidence of 0.7 lets no signal through. Training, features included, takes about
+0.4 s on two cores (1.2 s with the imports and loading the bars); the artifact is about 10 kB.
 """
 
 from __future__ import annotations
@@ -93,6 +93,39 @@ def walk_forward_splits(close_ms: np.ndarray, folds: int, gap: int) -> list[Spli
         test = np.flatnonzero((positions >= test_times[0]) & (positions <= test_times[-1]))
         splits.append((train, test))
     return splits
+
+
+@dataclass(frozen=True)
+class ExpandingSplits:
+    """Walk-forward splits of time-ordered rows as row numbers: (train_end, test_start, test_end)
+    per split, for rows [0, train_end) and [test_start, test_end).
+
+    A cross-validation splitter for scikit-learn. The calibrated estimator keeps its splitter, and
+    so does the pickled artifact: these are six integers where the index arrays would be
+    hundreds of kilobytes.
+    """
+
+    blocks: tuple[tuple[int, int, int], ...]
+
+    @classmethod
+    def of(cls, splits: Sequence[Split]) -> ExpandingSplits:
+        """The splits ``walk_forward_splits`` gives; raises ValueError for any other shape."""
+        blocks = []
+        for train, test in splits:
+            if not (
+                np.array_equal(train, np.arange(len(train)))
+                and np.array_equal(test, np.arange(test[0], test[0] + len(test)))
+            ):
+                raise ValueError("not an expanding prefix followed by a contiguous block")
+            blocks.append((len(train), int(test[0]), int(test[-1]) + 1))
+        return cls(tuple(blocks))
+
+    def split(self, X=None, y=None, groups=None):
+        for train_end, test_start, test_end in self.blocks:
+            yield np.arange(train_end), np.arange(test_start, test_end)
+
+    def get_n_splits(self, X=None, y=None, groups=None) -> int:
+        return len(self.blocks)
 
 
 def train_walk_forward(
@@ -238,7 +271,7 @@ def _fit(data: Dataset, rows: np.ndarray, horizon: int):
     # Calibrated on time-ordered splits of the fitting rows themselves: later rows calibrate a
     # model fitted on earlier ones, as the live model is used on bars after its training window.
     calibration = walk_forward_splits(data.close_ms[rows], CALIBRATION_FOLDS, horizon)
-    estimator = build_estimator(calibration)
+    estimator = build_estimator(ExpandingSplits.of(calibration))
     estimator.fit(data.features[rows], data.labels[rows])
     return estimator
 

@@ -19,3 +19,39 @@ def supervise_services() -> dict:
     from trading.analytics.supervision import sweep
 
     return sweep()
+
+
+@shared_task
+def snapshot_performance() -> str:
+    """The portfolio's performance now, persisted."""
+    from trading.analytics.services import snapshot_performance as snapshot
+    from trading.risk.services import get_account
+
+    return str(snapshot(get_account()).pk)
+
+
+@shared_task
+def check_drift() -> str:
+    """Live features against the model's training data; drift asks the ai queue to retrain."""
+    from trading.analytics.services import check_drift as check
+
+    report = check()
+    return "no model" if report is None else report.summary
+
+
+@shared_task
+def update_sizing() -> dict:
+    """Each symbol's size multiplier from its recent risk-adjusted performance."""
+    from trading.analytics.services import update_sizing as update
+    from trading.risk.services import get_account
+
+    return update(get_account())
+
+
+@shared_task
+def rebalance_portfolio() -> list[str]:
+    """Trims positions above the target weight, through exec-risk."""
+    from trading.analytics.services import rebalance
+    from trading.risk.services import get_account
+
+    return [str(signal.id) for signal in rebalance(get_account())]

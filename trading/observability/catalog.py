@@ -14,6 +14,7 @@ TASK_DURATION = declare_for_each_service(
 # Each area's own metrics, so that the web process knows every name it renders.
 from trading.ai import health as _ai_health  # noqa: E402, F401
 from trading.ai import metrics as _ai_metrics  # noqa: E402, F401
+from trading.analytics import health as _analytics_health  # noqa: E402, F401
 from trading.analytics import metrics as _analytics_metrics  # noqa: E402, F401
 from trading.events import log as _events_log  # noqa: E402, F401
 from trading.execution import health as _execution_health  # noqa: E402, F401

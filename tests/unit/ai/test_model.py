@@ -15,6 +15,7 @@ from trading.ai.features import FEATURE_NAMES, latest_features
 from trading.ai.model import (
     HORIZON_BARS,
     PSI_BINS,
+    FeatureStats,
     ModelArtifact,
     direction_labels,
     latest_artifact,
@@ -23,7 +24,12 @@ from trading.ai.model import (
     predict_up_probability,
     save_artifact,
 )
-from trading.ai.training import build_dataset, train_walk_forward, walk_forward_splits
+from trading.ai.training import (
+    ExpandingSplits,
+    build_dataset,
+    train_walk_forward,
+    walk_forward_splits,
+)
 from trading.marketdata.bars import Bar
 from trading.marketdata.klines import bundled_symbols, load_bundled_bars
 
@@ -72,6 +78,12 @@ def test_every_walk_forward_test_bar_closes_more_than_the_horizon_after_the_last
         assert len(train) > previous_train  # the window expands
         assert train[0] == 0  # from the first row on
         previous_train = len(train)
+    compact = ExpandingSplits.of(splits)  # as the calibrated estimator keeps them
+    assert all(
+        np.array_equal(a, b)
+        for pair, same in zip(splits, compact.split(), strict=True)
+        for a, b in zip(pair, same, strict=True)
+    )
     tested = np.concatenate([test for _, test in splits])
     # The first block is never scored: nothing precedes it to learn from.
     assert 0 < len(tested) < len(data.labels)
@@ -170,6 +182,16 @@ def test_the_artifact_records_its_window_features_and_their_distribution(artifac
     assert all(abs(share - 1 / PSI_BINS) < 0.01 for share in rsi.bin_fractions)
 
 
+def test_feature_bins_put_a_value_on_an_edge_in_the_bin_above_and_merge_repeated_edges():
+    # The drift check bins live values as edges[i-1] <= v < edges[i]; training must agree.
+    # Deciles 1-6 fall among the 0s, 7 among the 1s, 8 among the 2s, 9 among the 3s.
+    values = np.array([0.0] * 651 + [1.0] * 100 + [2.0] * 100 + [3.0] * 150)
+    stats = FeatureStats.of(values)
+    assert stats.bin_edges == (0.0, 1.0, 2.0, 3.0)  # the six deciles at 0 are one edge
+    shares = [0, 651, 100, 100, 150]  # below 0, [0, 1), [1, 2), [2, 3), 3 and above
+    assert stats.bin_fractions == pytest.approx([n / 1001 for n in shares])
+
+
 def test_the_version_is_the_same_for_the_same_window_and_params_and_differs_otherwise(
     artifact, last_ten_days
 ):
@@ -187,6 +209,7 @@ def test_a_saved_artifact_loads_back_and_predicts_exactly_the_same(
 ):
     path = save_artifact(artifact, tmp_path)
     assert path == tmp_path / f"{artifact.version}.joblib"
+    assert path.stat().st_size < 50_000  # coefficients and calibrators, not training data
     sidecar = json.loads(path.with_suffix(".json").read_text())
     assert sidecar["version"] == artifact.version
     assert sidecar["scores"]["roc_auc"] == artifact.scores.roc_auc
