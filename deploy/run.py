@@ -25,6 +25,7 @@ from deploy.redis_server import (
     redis_answers,
     server_command,
     url_host_port,
+    wait_until_answering,
 )
 
 BASE_DIR = Path(__file__).resolve().parents[1]
@@ -111,6 +112,20 @@ def ensure_admin(env: dict[str, str]) -> str:
     return result.stdout.strip()
 
 
+def train_first_model(env: dict[str, str], supervisor: subprocess.Popen) -> None:
+    """The ai service is ready only with a trained model: once Redis answers, train one on the
+    bundled history unless the database holds one already (a few seconds)."""
+    try:
+        wait_until_answering(env["REDIS_URL"], 30)
+    except RedisUnavailable as exc:
+        print(f"quantum-trader: {exc}; the ai service will wait for a model", file=sys.stderr)
+        return
+    if supervisor.poll() is None:
+        command = [sys.executable, "manage.py", "train_model", "--if-missing"]
+        if subprocess.run(command, cwd=BASE_DIR, env=env).returncode != 0:
+            print("quantum-trader: training failed; see above", file=sys.stderr)
+
+
 def wait_ready(base_url: str, timeout: float, supervisor: subprocess.Popen) -> list[str]:
     """Waits until the web process and every service answer ready; returns those that did not."""
     deadline = time.monotonic() + timeout
@@ -130,8 +145,6 @@ def wait_ready(base_url: str, timeout: float, supervisor: subprocess.Popen) -> l
 def main() -> None:
     env = prepare_environment()
     manage(env, "migrate", "--noinput", "-v", "0")
-    # The ai service is ready only with a trained model: train one on the bundled history once.
-    manage(env, "train_model", "--if-missing")
     login = ensure_admin(env)
     supervisor = subprocess.Popen(
         [sys.executable, "-m", "supervisor.supervisord", "-c", "deploy/supervisord.conf"],
@@ -145,6 +158,7 @@ def main() -> None:
 
     signal.signal(signal.SIGINT, stop)
     signal.signal(signal.SIGTERM, stop)
+    train_first_model(env, supervisor)
     shown_host = "127.0.0.1" if env["HOST"] in ("0.0.0.0", "::") else env["HOST"]  # noqa: S104
     base_url = f"http://{shown_host}:{env['PORT']}"
     pending = wait_ready(base_url, float(env.get("QT_READY_TIMEOUT", "90")), supervisor)

@@ -29,7 +29,19 @@ class Command(BaseCommand):
             help="replay: wall seconds per bar (0 = as fast as possible)",
         )
         parser.add_argument("--at-end", choices=["stop", "loop"], default=settings.REPLAY_AT_END)
-        parser.add_argument("--start-index", type=int, default=0)
+        parser.add_argument(
+            "--start-index",
+            type=int,
+            default=None,
+            help="replay: the first step to publish (default: right after the warm-up history)",
+        )
+        parser.add_argument(
+            "--history",
+            type=int,
+            default=150,
+            help="replay: steps before the start recorded as recent bars (no events), so the ai "
+            "service can compute its features from the first published bar",
+        )
         parser.add_argument("--max-steps", type=int, default=0, help="stop after N steps (0: no)")
         parser.add_argument("--poll-seconds", type=float, default=5.0, help="binance: poll every")
 
@@ -52,11 +64,14 @@ class Command(BaseCommand):
                 f"no recorded klines for {', '.join(unknown)}; "
                 f"bundled: {', '.join(bundled_symbols())}"
             )
+        history = max(0, options["history"])
+        start = history if options["start_index"] is None else options["start_index"]
+        self.seed_history(symbols, start, history)
         config = ReplayConfig(
             symbols=tuple(symbols),
             bar_seconds=options["bar_seconds"],
             at_end=options["at_end"],
-            start_index=options["start_index"],
+            start_index=start,
         )
         run = replay_bars(config, clock=time.monotonic, sleep=self.stopping.wait)
         self.stdout.write(
@@ -75,6 +90,13 @@ class Command(BaseCommand):
             self.stdout.write(f"replay finished: {run.end}")
         self.stdout.write(f"published {steps} steps")
 
+    def seed_history(self, symbols: list[str], start: int, history: int) -> None:
+        from trading.marketdata.klines import load_bundled_bars
+        from trading.marketdata.prices import record_bars
+
+        for index in range(max(0, start - history), start):
+            record_bars([load_bundled_bars(symbol)[index] for symbol in symbols])
+
     def binance(self, symbols: list[str], options: dict) -> None:
         from datetime import UTC, datetime
 
@@ -84,7 +106,10 @@ class Command(BaseCommand):
             build_client,
         )
 
-        source = BinanceKlineSource(build_client(), symbols, settings.KLINE_INTERVAL)
+        # The first poll brings enough closed bars for the ai service's features.
+        source = BinanceKlineSource(
+            build_client(), symbols, settings.KLINE_INTERVAL, backfill=options["history"]
+        )
         self.stdout.write(f"polling Binance klines for {', '.join(symbols)}")
         delay = options["poll_seconds"]
         while not self.stopping.is_set():
