@@ -131,3 +131,31 @@ def trained_model(model_artifact, redis_server):
 def ai_ready(trained_model, market):
     """What the ai service needs to be ready: a model and fresh bars."""
     return trained_model
+
+
+@pytest.fixture
+def olivia(django_user_model):
+    """An operator: may halt, resume, send signals and edit limits (staff, for the admin)."""
+    from django.contrib.auth.models import Group
+
+    from trading.roles import OPERATOR, ensure_roles
+
+    ensure_roles()
+    user = django_user_model.objects.create_user(
+        "olivia", password="operator password 1", is_staff=True
+    )
+    user.groups.add(Group.objects.get(name=OPERATOR))
+    return user
+
+
+@pytest.fixture
+def victor(django_user_model):
+    """A viewer: sees everything, changes nothing."""
+    from django.contrib.auth.models import Group
+
+    from trading.roles import VIEWER, ensure_roles
+
+    ensure_roles()
+    user = django_user_model.objects.create_user("victor", password="viewer password 1")
+    user.groups.add(Group.objects.get(name=VIEWER))
+    return user

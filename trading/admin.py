@@ -4,14 +4,36 @@ from trading.models import (
     Account,
     EquitySnapshot,
     Fill,
+    LearningRecord,
+    ModelVersion,
     Order,
+    PerformanceSnapshot,
     Position,
     RiskLimits,
+    RiskLimitsChange,
     Signal,
     Symbol,
     TradingStateChange,
     TradingStateRecord,
 )
+
+AUDITED_LIMITS = [
+    "min_confidence", "max_position_notional", "max_total_exposure", "max_leverage",
+    "max_open_positions", "daily_loss_limit", "max_drawdown", "max_orders_per_minute",
+    "allowed_symbols",
+]  # fmt: skip
+
+
+class RiskLimitsChangeInline(admin.TabularInline):
+    model = RiskLimitsChange
+    fields = ["at", "actor", "field", "old_value", "new_value"]
+    readonly_fields = fields
+    extra = 0
+    can_delete = False
+    ordering = ["-at"]
+
+    def has_add_permission(self, request, obj=None) -> bool:
+        return False
 
 
 @admin.register(RiskLimits)
@@ -21,6 +43,42 @@ class RiskLimitsAdmin(admin.ModelAdmin):
         "max_leverage", "max_open_positions", "daily_loss_limit", "max_drawdown",
         "max_orders_per_minute", "updated_at",
     ]  # fmt: skip
+    inlines = [RiskLimitsChangeInline]
+
+    def save_model(self, request, obj, form, change) -> None:
+        """Saves the limits and one audit row per changed limit, in one transaction."""
+        from django.db import transaction
+
+        before = RiskLimits.objects.filter(pk=obj.pk).values(*AUDITED_LIMITS).first() or {}
+        with transaction.atomic():
+            super().save_model(request, obj, form, change)
+            for field in AUDITED_LIMITS:
+                old, new = before.get(field), getattr(obj, field)
+                if change and old == new:
+                    continue
+                RiskLimitsChange.objects.create(
+                    limits=obj,
+                    scope=obj.symbol or "global",
+                    field=field,
+                    old_value="" if old is None else str(old),
+                    new_value=str(new),
+                    actor=request.user.get_username(),
+                )
+
+
+@admin.register(RiskLimitsChange)
+class RiskLimitsChangeAdmin(admin.ModelAdmin):
+    list_display = ["at", "actor", "scope", "field", "old_value", "new_value"]
+    list_filter = ["scope", "field", "actor"]
+
+    def has_add_permission(self, request) -> bool:
+        return False
+
+    def has_change_permission(self, request, obj=None) -> bool:
+        return False
+
+    def has_delete_permission(self, request, obj=None) -> bool:
+        return False
 
 
 @admin.register(Symbol)
@@ -100,3 +158,23 @@ class PositionAdmin(ReadOnlyLedgerAdmin):
 @admin.register(EquitySnapshot)
 class EquitySnapshotAdmin(ReadOnlyLedgerAdmin):
     list_display = ["ts", "account", "equity", "cash", "exposure", "realized_pnl"]
+
+
+@admin.register(ModelVersion)
+class ModelVersionAdmin(ReadOnlyLedgerAdmin):
+    list_display = ["version", "trained_at", "trigger", "accuracy", "baseline_accuracy", "roc_auc",
+                    "brier", "window_start", "window_end"]  # fmt: skip
+    exclude = ["artifact"]
+
+
+@admin.register(LearningRecord)
+class LearningRecordAdmin(ReadOnlyLedgerAdmin):
+    list_display = ["closed_at", "symbol", "model_version", "side", "probability_up", "net_pnl",
+                    "won"]  # fmt: skip
+    list_filter = ["model_version", "symbol", "won"]
+
+
+@admin.register(PerformanceSnapshot)
+class PerformanceSnapshotAdmin(ReadOnlyLedgerAdmin):
+    list_display = ["ts", "equity", "open_positions", "closed_trades", "win_rate",
+                    "profit_factor", "sharpe_ratio", "max_drawdown"]  # fmt: skip

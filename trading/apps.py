@@ -1,6 +1,12 @@
 from django.apps import AppConfig
+from django.db.models.signals import post_migrate
 
 
 class TradingConfig(AppConfig):
     name = "trading"
     verbose_name = "Trading"
+
+    def ready(self) -> None:
+        from trading.receivers import ensure_roles_after_migrate
+
+        post_migrate.connect(ensure_roles_after_migrate, sender=self)

@@ -106,6 +106,29 @@ class RiskLimits(models.Model):
     def __str__(self) -> str:
         return f"limits {self.symbol or 'global'}"
 
+    def clean(self) -> None:
+        """Limits that contradict each other, or name symbols nobody trades, are refused."""
+        from django.core.exceptions import ValidationError
+
+        errors = {}
+        exposure = self.max_total_exposure
+        if self.symbol:
+            base = RiskLimits.objects.filter(symbol="").first()
+            exposure = base.max_total_exposure if base else exposure
+        if self.max_position_notional > exposure:
+            errors["max_position_notional"] = (
+                f"cannot exceed the maximum total exposure ({exposure}); "
+                "lower it or raise the exposure limit"
+            )
+        known = set(Symbol.objects.values_list("symbol", flat=True))
+        unknown = sorted(self.allowed_symbol_set - known) if known and not self.symbol else []
+        if unknown:
+            errors["allowed_symbols"] = "unknown symbols: " + ", ".join(unknown)
+        if self.symbol and known and self.symbol.upper() not in known:
+            errors["symbol"] = f"unknown symbol {self.symbol}"
+        if errors:
+            raise ValidationError(errors)
+
     @property
     def allowed_symbol_set(self) -> frozenset[str]:
         return frozenset(s.strip().upper() for s in self.allowed_symbols.split(",") if s.strip())
@@ -123,6 +146,9 @@ class TradingStateRecord(models.Model):
     state = models.CharField(max_length=10, choices=State.choices, default=State.ACTIVE)
     reason = models.CharField(max_length=200, blank=True, default="")
     changed_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        permissions = [("operate_trading", "Can halt and resume trading and send signals")]
 
     def __str__(self) -> str:
         return f"{self.account}: {self.state}"
@@ -328,6 +354,26 @@ class EquitySnapshot(models.Model):
 
     def __str__(self) -> str:
         return f"{self.account} equity {self.equity} at {self.ts:%Y-%m-%d %H:%M}"
+
+
+class RiskLimitsChange(models.Model):
+    """Audit trail of the risk limits: who changed which limit, when, from what to what."""
+
+    limits = models.ForeignKey(
+        RiskLimits, on_delete=models.SET_NULL, null=True, related_name="changes"
+    )
+    scope = models.CharField(max_length=20, help_text="global, or the symbol")
+    field = models.CharField(max_length=40)
+    old_value = models.CharField(max_length=500, blank=True, default="")
+    new_value = models.CharField(max_length=500, blank=True, default="")
+    actor = models.CharField(max_length=150)
+    at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["-at", "-id"]
+
+    def __str__(self) -> str:
+        return f"{self.scope}.{self.field}: {self.old_value} -> {self.new_value} by {self.actor}"
 
 
 class LearningRecord(models.Model):

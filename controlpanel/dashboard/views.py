@@ -9,4 +9,8 @@ from trading.observability.services import SERVICES
 
 @login_required
 def index(request: HttpRequest) -> HttpResponse:
-    return render(request, "dashboard/index.html", {"services": SERVICES.values()})
+    context = {
+        "services": SERVICES.values(),
+        "can_operate": request.user.has_perm("trading.operate_trading"),
+    }
+    return render(request, "dashboard/index.html", context)

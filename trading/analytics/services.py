@@ -3,6 +3,7 @@ rebalancing. Each reads the ledger, calls the pure statistics, and acts only thr
 
 from __future__ import annotations
 
+import json
 import logging
 from decimal import Decimal
 
@@ -136,6 +137,17 @@ def check_drift(live_rows_limit: int = 1000) -> DriftReport | None:
     metrics.DRIFT.set(1 if report.drift_detected else 0)
     if report.sufficient_data:
         metrics.MAX_PSI.set(report.max_psi)
+    redis_client().set(
+        rkey("drift", "last"),
+        json.dumps(
+            {
+                "model_version": model.version,
+                "detected": report.drift_detected,
+                "max_psi": report.max_psi,
+                "summary": report.summary,
+            }
+        ),
+    )
     if report.drift_detected:
         publish(
             new_event(

@@ -21,6 +21,7 @@ from collections.abc import Iterable
 import redis
 from django.conf import settings
 
+from trading.events.broadcast import broadcast
 from trading.events.envelope import Event
 from trading.observability.metrics import Kind, declare_for_each_service
 from trading.observability.services import SERVICES
@@ -81,4 +82,6 @@ def publish_many(events: Iterable[Event], *, client: redis.Redis | None = None) 
     counts = Counter((e.service, e.type) for e in events if e.service in SERVICES)
     for (service, type_), count in counts.items():
         EVENTS_PUBLISHED[service].inc(count, client=pipe, type=type_)
-    return [str(stream_id) for stream_id in pipe.execute()[: len(events)]]
+    ids = [str(stream_id) for stream_id in pipe.execute()[: len(events)]]
+    broadcast(events)
+    return ids

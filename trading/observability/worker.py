@@ -100,3 +100,25 @@ def _task_finished(task_id: str, task, state: str | None = None, **kwargs) -> No
             )
     except redis.RedisError:
         logger.warning("could not record metrics for task %s", task.name)
+
+
+@signals.task_failure.connect
+def _task_failed(sender=None, task_id: str = "", exception=None, **kwargs) -> None:
+    """The service's last error, for its dashboard tile: which task, what, when."""
+    import json
+
+    from trading.store import redis_client, rkey
+
+    delivery = getattr(sender.request, "delivery_info", None) or {} if sender else {}
+    service = service_for_queue(delivery.get("routing_key"))
+    if service is None:
+        return
+    record = {
+        "task": getattr(sender, "name", ""),
+        "error": f"{type(exception).__name__}: {exception}"[:300],
+        "at": time.time(),
+    }
+    try:
+        redis_client().set(rkey("last_error", service.name), json.dumps(record))
+    except redis.RedisError:
+        logger.warning("could not record the failure of task %s", task_id)

@@ -11,12 +11,6 @@ from tests.conftest import SYMBOLS, bars_at  # noqa: F401 - shared with the test
 
 
 @pytest.fixture
-def olivia(django_user_model):
-    """An operator."""
-    return django_user_model.objects.create_user("olivia", password="operator password 1")
-
-
-@pytest.fixture
 def api(olivia):
     client = APIClient()
     client.force_authenticate(olivia)

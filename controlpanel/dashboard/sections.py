@@ -1,0 +1,303 @@
+"""The dashboard's sections (docs/dashboard-protocol.md), built from the ledger and Redis.
+
+Each builder returns one section, complete; the consumer sends the ones that changed."""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Callable, Iterable
+from decimal import Decimal
+
+from django.db.models import Q
+
+from trading.marketdata.prices import latest_quotes, recent_bars
+from trading.models import (
+    EquitySnapshot,
+    LearningRecord,
+    ModelVersion,
+    Order,
+    Signal,
+    TradingStateChange,
+    TradingStateRecord,
+)
+from trading.observability.probes import queue_length, service_report
+from trading.observability.services import SERVICES
+from trading.risk import services as risk
+from trading.store import redis_client, rkey
+
+ZERO = Decimal("0")
+
+
+def _iso(moment) -> str | None:
+    return moment.isoformat() if moment else None
+
+
+def _str(value) -> str | None:
+    return None if value is None else str(value)
+
+
+def prices() -> dict:
+    now = time.time()
+    section = {}
+    for symbol, quote in sorted(latest_quotes().items()):
+        history = recent_bars(symbol, 2)
+        change = None
+        if len(history) == 2 and history[0].close:
+            change = (history[1].close / history[0].close - 1) * 100
+        section[symbol] = {
+            "price": str(quote.price),
+            "close_time": _iso(quote.bar.close_time),
+            "age_seconds": round(quote.age(now), 1),
+            "change_pct": None if change is None else f"{change:.3f}",
+        }
+    return section
+
+
+def _marks() -> dict[str, Decimal]:
+    return {symbol: quote.price for symbol, quote in latest_quotes().items()}
+
+
+def pnl() -> dict:
+    from trading.portfolio.services import portfolio_summary
+
+    summary = portfolio_summary(risk.get_account(), _marks())
+    keys = ("equity", "cash", "realized_pnl", "unrealized_pnl", "daily_pnl", "daily_trades",
+            "total_exposure")  # fmt: skip
+    return {key: summary[key] for key in keys}
+
+
+def equity_curve() -> list[dict]:
+    account = risk.get_account()
+    points = [
+        {"ts": _iso(s.ts), "equity": str(s.equity)}
+        for s in reversed(EquitySnapshot.objects.filter(account=account).order_by("-ts")[:499])
+    ]
+    points.append({"ts": _iso_now(), "equity": str(risk.account_equity(account, _marks()))})
+    return points
+
+
+def _iso_now() -> str:
+    from django.utils import timezone
+
+    return timezone.now().isoformat()
+
+
+def positions() -> list[dict]:
+    marks = _marks()
+    rows = []
+    for p in risk.open_positions(risk.get_account()):
+        mark = marks.get(p.symbol)
+        rows.append(
+            {
+                "symbol": p.symbol,
+                "quantity": str(p.quantity),
+                "average_entry_price": str(p.average_entry_price),
+                "mark_price": _str(mark),
+                "unrealized_pnl": str(p.unrealized_pnl(mark)),
+                "realized_pnl": str(p.net_realized_pnl),
+                "opened_at": _iso(p.opened_at),
+                "stop_loss_price": _str(p.stop_loss_price),
+                "take_profit_price": _str(p.take_profit_price),
+            }
+        )
+    return rows
+
+
+def signals() -> list[dict]:
+    return [
+        {
+            "id": str(s.id),
+            "created_at": _iso(s.created_at),
+            "symbol": s.symbol,
+            "side": s.side,
+            "confidence": str(s.confidence),
+            "source": s.source,
+            "status": s.status,
+            "reason": s.reason,
+            "model_version": s.model_version,
+        }
+        for s in Signal.objects.order_by("-created_at")[:30]
+    ]
+
+
+def orders() -> list[dict]:
+    return [
+        {
+            "id": o.pk,
+            "created_at": _iso(o.created_at),
+            "client_order_id": o.client_order_id,
+            "symbol": o.symbol,
+            "side": o.side,
+            "quantity": str(o.quantity),
+            "filled_quantity": str(o.filled_quantity),
+            "average_price": _str(o.average_price),
+            "status": o.status,
+            "purpose": o.purpose,
+        }
+        for o in Order.objects.order_by("-created_at", "-id")[:30]
+    ]
+
+
+def denials() -> list[dict]:
+    denied = Signal.objects.filter(
+        Q(status=Signal.Status.DENIED) | Q(status=Signal.Status.REJECTED)
+    ).order_by("-updated_at")[:20]
+    return [
+        {
+            "created_at": _iso(s.created_at),
+            "symbol": s.symbol,
+            "side": s.side,
+            "reason": s.reason,
+            "detail": s.detail,
+            "source": s.source,
+        }
+        for s in denied
+    ]
+
+
+def summarize_event(event: dict) -> str:
+    """One line for the event feed."""
+    p = event.get("payload") or {}
+    kind = event.get("type", "")
+    if kind == "market.bar":
+        return f"{p.get('symbol')} closed at {p.get('close')}"
+    if kind == "order.denied":
+        return f"{p.get('side')} {p.get('symbol')} denied: {p.get('reason')}"
+    if kind.startswith("order."):
+        return (
+            f"{p.get('side')} {p.get('quantity')} {p.get('symbol')} {p.get('status', '')}".strip()
+        )
+    if kind.startswith("position."):
+        return f"{p.get('symbol')} {p.get('quantity')} @ {p.get('average_entry_price')}"
+    if kind == "signal.generated":
+        confidence = p.get("confidence")
+        return f"{p.get('side')} {p.get('symbol')} confidence {confidence} ({p.get('source')})"
+    if kind == "risk.state_changed":
+        return f"{p.get('from')} -> {p.get('to')} by {p.get('actor')}: {p.get('reason')}"
+    return ", ".join(f"{k}={v}" for k, v in list(p.items())[:4])
+
+
+def event_row(event: dict) -> dict:
+    return {
+        "ts": event["ts"],
+        "type": event["type"],
+        "service": event["service"],
+        "correlation_id": event.get("correlation_id", ""),
+        "summary": summarize_event(event),
+    }
+
+
+def events() -> list[dict]:
+    from trading.events.log import events_stream
+
+    raw = redis_client().xrevrange(events_stream(), count=50)
+    from trading.events.envelope import Event, MalformedEvent
+
+    rows = []
+    for _id, fields in raw:
+        try:
+            rows.append(event_row(Event.from_fields(fields).as_json()))
+        except MalformedEvent:
+            continue
+    return rows
+
+
+def services() -> dict:
+    client = redis_client()
+    section = {}
+    for name, service in SERVICES.items():
+        report = service_report(service)
+        raw_error = client.get(rkey("last_error", name))
+        error = json.loads(raw_error) if raw_error else None
+        ages = [w.age(report.now) for w in report.workers]
+        section[name] = {
+            "title": service.title,
+            "status": str(report.status),
+            "ready": report.ready,
+            "workers": [w.node for w in report.workers],
+            "heartbeat_age_seconds": round(max(ages), 1) if ages else None,
+            "queue_length": queue_length(client, service.queue),
+            "failing": [c.component for c in report.failing],
+            "last_error": None if error is None else f"{error['task']}: {error['error']}",
+        }
+    return section
+
+
+def trading() -> dict:
+    account = risk.get_account()
+    record = TradingStateRecord.objects.get(account=account)
+    return {
+        "state": record.state,
+        "reason": record.reason,
+        "changed_at": _iso(record.changed_at),
+        "history": [
+            {
+                "from": c.from_state,
+                "to": c.to_state,
+                "actor": c.actor,
+                "reason": c.reason,
+                "at": _iso(c.at),
+            }
+            for c in TradingStateChange.objects.filter(account=account)[:5]
+        ],
+    }
+
+
+def model() -> dict | None:
+    latest = ModelVersion.objects.defer("artifact", "metadata").first()
+    if latest is None:
+        return None
+    records = LearningRecord.objects.filter(model_version=latest.version)
+    closed = records.count()
+    won = records.filter(won=True).count()
+    raw = redis_client().get(rkey("drift", "last"))
+    drift = json.loads(raw) if raw else {}
+    checked = drift.get("model_version") == latest.version
+    return {
+        "version": latest.version,
+        "age_seconds": round(time.time() - latest.trained_at.timestamp(), 1),
+        "oos_accuracy": round(latest.accuracy, 4),
+        "baseline_accuracy": round(latest.baseline_accuracy, 4),
+        "hit_rate": round(won / closed, 4) if closed else None,
+        "closed_trades": closed,
+        "drift_detected": drift.get("detected") if checked else None,
+        "max_psi": drift.get("max_psi") if checked else None,
+    }
+
+
+BUILDERS: dict[str, Callable[[], object]] = {
+    "prices": prices,
+    "pnl": pnl,
+    "equity_curve": equity_curve,
+    "positions": positions,
+    "signals": signals,
+    "orders": orders,
+    "denials": denials,
+    "events": events,
+    "services": services,
+    "trading": trading,
+    "model": model,
+}
+
+# Which sections an event can change (every event also joins the feed).
+AFFECTS: dict[str, tuple[str, ...]] = {
+    "market.bar": ("prices", "pnl", "positions"),
+    "signal.generated": ("signals",),
+    "order.requested": ("signals", "orders"),
+    "order.denied": ("signals", "denials"),
+    "order.rejected": ("signals", "orders", "denials"),
+    "order.submitted": ("signals", "orders"),
+    "order.filled": ("signals", "orders", "pnl", "positions"),
+    "position.opened": ("positions", "pnl"),
+    "position.changed": ("positions", "pnl"),
+    "position.closed": ("positions", "pnl", "equity_curve"),
+    "risk.state_changed": ("trading",),
+    "model.trained": ("model",),
+    "drift.detected": ("model",),
+    "learning.recorded": ("model",),
+}
+
+
+def build(names: Iterable[str]) -> dict[str, object]:
+    return {name: BUILDERS[name]() for name in names}
