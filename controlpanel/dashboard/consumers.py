@@ -34,6 +34,8 @@ class DashboardConsumer(AsyncJsonWebsocketConsumer):
     async def connect(self) -> None:
         user = self.scope.get("user")
         if user is None or not user.is_authenticated:
+            # Accepted first so that the browser sees the 4401 close code, not a failed handshake.
+            await self.accept()
             await self.close(code=UNAUTHENTICATED)
             return
         self.seq = 0
@@ -63,8 +65,9 @@ class DashboardConsumer(AsyncJsonWebsocketConsumer):
     async def send_snapshot(self) -> None:
         self.dirty.clear()
         self.pending.clear()
-        self.seq += 1
         built = await _build(list(sections.BUILDERS))
+        # The number is taken after the build, so no delta sent meanwhile can carry a later one.
+        self.seq += 1
         await self.send_json(
             {"type": "snapshot", "seq": self.seq, "user": self.user_info, "sections": built}
         )

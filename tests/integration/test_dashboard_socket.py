@@ -37,8 +37,10 @@ def run(coroutine):
 def test_an_anonymous_socket_is_closed(redis_server):
     async def scenario():
         socket = communicator()
-        connected, code = await socket.connect()
-        assert not connected and code == 4401
+        connected, _ = await socket.connect()
+        assert connected
+        closed = await socket.receive_output(timeout=5)
+        assert closed == {"type": "websocket.close", "code": 4401}
 
     run(scenario())
 

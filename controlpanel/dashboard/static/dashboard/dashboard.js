@@ -1,0 +1,833 @@
+// The dashboard page: one websocket (docs/dashboard-protocol.md), rendered section by section.
+//
+// The server sends a snapshot, then deltas with a sequence number. Every section in a message is
+// complete and replaces what the page holds; events are the exception: a delta carries only the new
+// ones, which join the top of the feed. Data is only ever written with textContent or attributes.
+
+const SOCKET_URL = `${location.protocol === "https:" ? "wss" : "ws"}://${location.host}/ws/dashboard/`;
+const BACKOFF_FIRST_MS = 1_000;
+const BACKOFF_MAX_MS = 30_000;
+const OFFLINE_AFTER_FAILURES = 4; // "reconnecting" turns into "offline" after this many tries
+const SNAPSHOT_TIMEOUT_MS = 10_000; // a resync that gets no answer ends the connection
+const EVENTS_KEPT = 50;
+const UNAUTHENTICATED = 4401;
+const DASH = "–";
+
+const state = {
+  sections: {}, // section name -> the value last received
+  receivedAt: {}, // section name -> performance.now() when it arrived, to age "age" fields
+  lastSeq: null,
+  awaitingSnapshot: true,
+  connection: "connecting",
+  live: false,
+};
+
+// --- formatting --------------------------------------------------------------------------------
+
+const numberFormats = new Map();
+
+function numberFormat(minDigits, maxDigits, signed) {
+  const key = `${minDigits}:${maxDigits}:${signed}`;
+  if (!numberFormats.has(key)) {
+    numberFormats.set(key, new Intl.NumberFormat("en-US", {
+      minimumFractionDigits: minDigits,
+      maximumFractionDigits: maxDigits,
+      signDisplay: signed ? "exceptZero" : "auto",
+    }));
+  }
+  return numberFormats.get(key);
+}
+
+/** Returns the number a decimal string (or number) holds, or null when there is none. */
+function toNumber(value) {
+  if (value === null || value === undefined || value === "") return null;
+  const number = Number(value);
+  return Number.isFinite(number) ? number : null;
+}
+
+function formatFixed(value, digits, { signed = false, minDigits = digits } = {}) {
+  const number = toNumber(value);
+  return number === null ? DASH : numberFormat(minDigits, digits, signed).format(number);
+}
+
+const formatMoney = (value, signed = false) => formatFixed(value, 2, { signed });
+const formatQuantity = (value) => formatFixed(value, 8, { minDigits: 0 });
+
+function formatPrice(value) {
+  const number = toNumber(value);
+  if (number === null) return DASH;
+  const magnitude = Math.abs(number);
+  const digits = magnitude >= 1000 ? 2 : magnitude >= 1 ? 4 : 6;
+  return numberFormat(2, digits, false).format(number);
+}
+
+/** A ratio (0.5432) as a percentage ("54.3 %"). */
+function formatRatio(value, digits = 1) {
+  const number = toNumber(value);
+  return number === null ? DASH : `${numberFormat(digits, digits, false).format(number * 100)} %`;
+}
+
+function formatAge(seconds) {
+  if (seconds === null || seconds === undefined || !Number.isFinite(seconds)) return DASH;
+  if (seconds < 60) return `${Math.max(0, Math.floor(seconds))} s`;
+  if (seconds < 3600) return `${Math.floor(seconds / 60)} min`;
+  if (seconds < 86400) return `${(seconds / 3600).toFixed(1)} h`;
+  return `${(seconds / 86400).toFixed(1)} d`;
+}
+
+const pad = (n) => String(n).padStart(2, "0");
+
+/** An ISO time in UTC: the time of day when it is today, else the date and minute. */
+function formatTime(iso) {
+  if (!iso) return DASH;
+  const moment = new Date(iso);
+  if (Number.isNaN(moment.getTime())) return String(iso);
+  const time = `${pad(moment.getUTCHours())}:${pad(moment.getUTCMinutes())}:${pad(moment.getUTCSeconds())}`;
+  const day = moment.toISOString().slice(0, 10);
+  return day === new Date().toISOString().slice(0, 10) ? time : `${day} ${time.slice(0, 5)}`;
+}
+
+function signOf(value) {
+  const number = toNumber(value);
+  if (number === null) return "";
+  return number > 0 ? "pos" : number < 0 ? "neg" : "zero";
+}
+
+// --- DOM helpers -------------------------------------------------------------------------------
+
+const $ = (selector, root = document) => root.querySelector(selector);
+const byTestId = (id) => $(`[data-testid="${CSS.escape(id)}"]`);
+const field = (root, name) => $(`[data-field="${CSS.escape(name)}"]`, root);
+
+function setText(element, text) {
+  if (element && element.textContent !== text) element.textContent = text;
+}
+
+/** Writes a signed amount and colours it by its sign. */
+function setSigned(element, value, format = (v) => formatMoney(v, true)) {
+  if (!element) return;
+  setText(element, format(value));
+  element.dataset.sign = signOf(value);
+}
+
+/** Shows an age that keeps counting between messages: the server's figure plus time since. */
+function setAge(element, seconds, receivedAt, suffix = "") {
+  if (!element) return;
+  const number = toNumber(seconds);
+  if (number === null) {
+    delete element.dataset.age;
+    setText(element, DASH);
+    return;
+  }
+  element.dataset.age = String(number);
+  element.dataset.ageAt = String(receivedAt);
+  element.dataset.ageSuffix = suffix;
+  setText(element, formatAge(number) + suffix);
+}
+
+function tickAges() {
+  const now = performance.now();
+  for (const element of document.querySelectorAll("[data-age]")) {
+    const seconds = Number(element.dataset.age) + (now - Number(element.dataset.ageAt)) / 1000;
+    setText(element, formatAge(seconds) + (element.dataset.ageSuffix || ""));
+  }
+}
+
+function timeElement(iso) {
+  const element = document.createElement("time");
+  element.textContent = formatTime(iso);
+  if (iso) {
+    element.dateTime = iso;
+    element.title = `${iso} (times are UTC)`;
+  }
+  return element;
+}
+
+/** A table cell holding text (or a node), with an optional class and data-* attributes. */
+function cell(content, { className, data, title } = {}) {
+  const td = document.createElement("td");
+  if (content instanceof Node) td.append(content);
+  else td.textContent = content === null || content === undefined || content === "" ? DASH : String(content);
+  if (className) td.className = className;
+  if (title) td.title = title;
+  for (const [key, value] of Object.entries(data || {})) td.dataset[key] = value;
+  return td;
+}
+
+function row(cells, data = {}) {
+  const tr = document.createElement("tr");
+  for (const [key, value] of Object.entries(data)) {
+    if (value !== null && value !== undefined && value !== "") tr.dataset[key] = String(value);
+  }
+  tr.append(...cells);
+  return tr;
+}
+
+/** Replaces a table's body in one DOM operation, or shows why it is empty. */
+function renderTable(testId, items, emptyText, makeRow) {
+  const table = byTestId(testId);
+  if (!table) return;
+  const body = table.tBodies[0];
+  const fragment = document.createDocumentFragment();
+  if (!Array.isArray(items) || items.length === 0) {
+    const td = document.createElement("td");
+    td.colSpan = table.tHead.rows[0].cells.length;
+    td.textContent = emptyText;
+    const tr = document.createElement("tr");
+    tr.className = "empty";
+    tr.append(td);
+    fragment.append(tr);
+  } else {
+    for (const item of items) fragment.append(makeRow(item));
+  }
+  body.replaceChildren(fragment);
+}
+
+const sideCell = (side) => cell(side, { className: "side", data: { side: String(side || "").toLowerCase() } });
+const statusCell = (status) => cell(status, { className: "status", data: { status: String(status || "").toLowerCase() } });
+
+// --- section renderers -------------------------------------------------------------------------
+
+function renderTrading(trading) {
+  const box = byTestId("trading");
+  const known = trading && trading.state;
+  box.dataset.state = known ? String(trading.state).toLowerCase() : "unknown";
+  setText(byTestId("trading-state"), known ? String(trading.state) : DASH);
+  setText(byTestId("trading-reason"), known ? trading.reason || "no reason given" : "no data yet");
+  const changed = byTestId("trading-changed-at");
+  changed.replaceChildren();
+  if (known && trading.changed_at) changed.append("since ", timeElement(trading.changed_at));
+  document.title = known ? `${trading.state} · Dashboard · Quantum Trader` : "Dashboard · Quantum Trader";
+  updateControls();
+
+  renderTable("trading-history", trading && trading.history, "no state changes recorded", (change) =>
+    row([
+      cell(timeElement(change.at)),
+      cell(change.from),
+      cell(change.to, { data: { state: String(change.to || "").toLowerCase() } }),
+      cell(change.actor),
+      cell(change.reason),
+    ]));
+}
+
+function priceCard(symbol) {
+  const container = byTestId("prices");
+  let card = $(`.price[data-symbol="${CSS.escape(symbol)}"]`, container);
+  if (!card) {
+    card = $("#price-template").content.firstElementChild.cloneNode(true);
+    card.dataset.symbol = symbol;
+    card.dataset.testid = `price-${symbol}`;
+    setText(field(card, "symbol"), symbol);
+    // Keep the cards in symbol order whatever order they first arrive in.
+    const next = [...container.querySelectorAll(".price")].find((other) => other.dataset.symbol > symbol);
+    container.insertBefore(card, next || null);
+  }
+  return card;
+}
+
+function renderPrices(prices) {
+  const container = byTestId("prices");
+  const entries = Object.entries(prices || {});
+  const empty = $("[data-empty]", container);
+  if (empty) empty.hidden = entries.length > 0;
+  if (empty && !entries.length) setText(empty, "no prices yet");
+  const seen = new Set();
+  for (const [symbol, quote] of entries) {
+    seen.add(symbol);
+    const card = priceCard(symbol);
+    const priceField = field(card, "price");
+    const previous = toNumber(card.dataset.price);
+    const current = toNumber(quote.price);
+    setText(priceField, formatPrice(quote.price));
+    card.dataset.price = quote.price ?? "";
+    if (previous !== null && current !== null && previous !== current) {
+      // Restart the flash animation on every tick.
+      priceField.dataset.tick = "";
+      void priceField.offsetWidth;
+      priceField.dataset.tick = current > previous ? "up" : "down";
+    }
+    setSigned(field(card, "change"), quote.change_pct, (v) =>
+      toNumber(v) === null ? DASH : `${formatFixed(v, 2, { signed: true })} %`);
+    const closeTime = field(card, "close-time");
+    closeTime.replaceChildren(timeElement(quote.close_time));
+    setAge(field(card, "age"), quote.age_seconds, state.receivedAt.prices, " ago");
+  }
+  // A symbol that left the section keeps its card but no longer shows a price it does not have.
+  for (const card of container.querySelectorAll(".price")) {
+    if (seen.has(card.dataset.symbol)) continue;
+    for (const name of ["price", "change", "close-time"]) setText(field(card, name), DASH);
+    setAge(field(card, "age"), null);
+    card.dataset.price = "";
+  }
+}
+
+function renderPnl(pnl) {
+  const p = pnl || {};
+  setText(byTestId("pnl-equity"), formatMoney(p.equity));
+  setText(byTestId("pnl-cash"), formatMoney(p.cash));
+  setSigned(byTestId("pnl-realized"), p.realized_pnl);
+  setSigned(byTestId("pnl-unrealized"), p.unrealized_pnl);
+  setSigned(byTestId("pnl-daily"), p.daily_pnl);
+  setText(byTestId("pnl-daily-trades"), toNumber(p.daily_trades) === null ? DASH : String(p.daily_trades));
+  setText(byTestId("pnl-exposure"), formatMoney(p.total_exposure));
+}
+
+let chart = null;
+
+function chartOptions(width) {
+  const axis = {
+    stroke: "#8b96a5",
+    grid: { stroke: "#263040", width: 1 },
+    ticks: { stroke: "#263040", width: 1 },
+  };
+  return {
+    width,
+    height: 260,
+    tzDate: (ts) => window.uPlot.tzDate(new Date(ts * 1e3), "Etc/UTC"),
+    scales: { x: { time: true } },
+    cursor: { drag: { x: false, y: false } },
+    series: [
+      { label: "Time (UTC)", value: "{YYYY}-{MM}-{DD} {HH}:{mm}:{ss}" },
+      {
+        label: "Equity",
+        stroke: "#4c8dff",
+        width: 2,
+        fill: "rgba(76, 141, 255, 0.12)",
+        value: (u, v) => (v === null || v === undefined ? DASH : formatMoney(v)),
+      },
+    ],
+    axes: [
+      { ...axis, values: (u, splits) => formatAxisTimes(splits) },
+      { ...axis, size: 80, values: (u, splits) => splits.map((v) => formatFixed(v, 0, { minDigits: 0 })) },
+    ],
+  };
+}
+
+/** Axis labels in UTC, 24-hour: times of day, or dates when the ticks are days apart. */
+function formatAxisTimes(splits) {
+  const daysApart = splits.length > 1 && splits[1] - splits[0] >= 86400;
+  return splits.map((ts) => {
+    const iso = new Date(ts * 1000).toISOString();
+    return daysApart ? iso.slice(5, 10) : iso.slice(11, 16);
+  });
+}
+
+function renderEquityCurve(points) {
+  const container = byTestId("equity-chart");
+  const empty = $("[data-empty]", container);
+  const xs = [];
+  const ys = [];
+  for (const point of Array.isArray(points) ? points : []) {
+    const ts = Date.parse(point.ts);
+    const equity = toNumber(point.equity);
+    if (Number.isFinite(ts) && equity !== null) {
+      xs.push(ts / 1000);
+      ys.push(equity);
+    }
+  }
+  if (!window.uPlot) {
+    setText(empty, "the chart library did not load");
+    empty.hidden = false;
+    return;
+  }
+  empty.hidden = xs.length > 0;
+  if (!xs.length) setText(empty, "no equity recorded yet");
+  container.dataset.points = String(xs.length);
+  if (chart) {
+    chart.setData([xs, ys]);
+  } else if (xs.length) {
+    chart = new window.uPlot(chartOptions(container.clientWidth), [xs, ys], container);
+    new ResizeObserver(() => {
+      const width = container.clientWidth;
+      if (width && width !== chart.width) chart.setSize({ width, height: chart.height });
+    }).observe(container);
+  }
+}
+
+function renderPositions(positions) {
+  renderTable("positions", positions, "no open positions", (p) =>
+    row([
+      cell(p.symbol, { className: "symbol" }),
+      cell(formatQuantity(p.quantity), { className: "num" }),
+      cell(formatPrice(p.average_entry_price), { className: "num" }),
+      cell(formatPrice(p.mark_price), { className: "num" }),
+      cell(formatMoney(p.unrealized_pnl, true), { className: "num", data: { sign: signOf(p.unrealized_pnl), field: "unrealized" } }),
+      cell(formatMoney(p.realized_pnl, true), { className: "num", data: { sign: signOf(p.realized_pnl) } }),
+      cell(formatPrice(p.stop_loss_price), { className: "num" }),
+      cell(formatPrice(p.take_profit_price), { className: "num" }),
+      cell(timeElement(p.opened_at)),
+    ], { symbol: p.symbol, sign: signOf(p.unrealized_pnl) }));
+}
+
+function renderSignals(signals) {
+  renderTable("signals", signals, "no signals yet", (s) =>
+    row([
+      cell(timeElement(s.created_at)),
+      cell(s.symbol, { className: "symbol" }),
+      sideCell(s.side),
+      cell(formatRatio(s.confidence), { className: "num" }),
+      cell(s.source, { title: s.model_version ? `model ${s.model_version}` : undefined }),
+      statusCell(s.status),
+      cell(s.reason || "", { className: "reason" }),
+    ], { symbol: s.symbol, id: s.id, status: s.status, reason: s.reason }));
+}
+
+function renderOrders(orders) {
+  renderTable("orders", orders, "no orders yet", (o) =>
+    row([
+      cell(timeElement(o.created_at)),
+      cell(o.symbol, { className: "symbol" }),
+      sideCell(o.side),
+      cell(`${formatQuantity(o.filled_quantity)} / ${formatQuantity(o.quantity)}`, { className: "num" }),
+      cell(formatPrice(o.average_price), { className: "num" }),
+      statusCell(o.status),
+      cell(o.purpose),
+    ], { symbol: o.symbol, id: o.id, status: o.status, clientOrderId: o.client_order_id }));
+}
+
+function renderDenials(denials) {
+  renderTable("denials", denials, "no denials", (d) =>
+    row([
+      cell(timeElement(d.created_at)),
+      cell(d.symbol, { className: "symbol" }),
+      sideCell(d.side),
+      cell(d.reason, { className: "code" }),
+      cell(d.detail || "", { className: "reason" }),
+      cell(d.source),
+    ], { symbol: d.symbol, reason: d.reason }));
+}
+
+function renderEvents(events) {
+  renderTable("events", events, "no events yet", (e) =>
+    row([
+      cell(timeElement(e.ts)),
+      cell(e.type, { className: "code" }),
+      cell(e.service),
+      cell(e.summary || "", { className: "reason" }),
+    ], { type: e.type, service: e.service, correlationId: e.correlation_id }));
+}
+
+function serviceTile(name, service) {
+  const tiles = byTestId("services");
+  let tile = $(`.tile[data-service="${CSS.escape(name)}"]`, tiles);
+  if (!tile && tiles.firstElementChild) {
+    // A service the page was not rendered with: copy a tile's layout and point it at this one.
+    tile = tiles.firstElementChild.cloneNode(true);
+    tile.dataset.service = name;
+    for (const link of tile.querySelectorAll("footer a")) {
+      link.href = `/services/${encodeURIComponent(name)}/${link.textContent}`;
+    }
+    const queue = $("dt code", tile);
+    if (queue) queue.remove();
+    tiles.append(tile);
+  }
+  if (tile) setText(field(tile, "title"), service.title || name);
+  return tile;
+}
+
+function renderServices(services) {
+  const reported = new Set();
+  for (const [name, service] of Object.entries(services || {})) {
+    const tile = serviceTile(name, service);
+    if (!tile) continue;
+    reported.add(name);
+    const ready = service.ready === true ? "ready" : service.ready === false ? "not-ready" : "unknown";
+    tile.dataset.state = ready;
+    const badge = field(tile, "status");
+    setText(badge, service.status || "unknown");
+    badge.dataset.status = String(service.status || "unknown").toLowerCase();
+    setText(field(tile, "ready"), ready === "ready" ? "ready" : ready === "not-ready" ? "not ready" : DASH);
+    const workers = Array.isArray(service.workers)
+      ? service.workers.map((w) => (typeof w === "string" ? w : w.node)).join(", ") || "none"
+      : toNumber(service.workers) === null ? DASH : String(service.workers);
+    setText(field(tile, "workers"), workers);
+    setAge(field(tile, "heartbeat"), service.heartbeat_age_seconds, state.receivedAt.services);
+    setText(field(tile, "queue-length"), toNumber(service.queue_length) === null ? DASH : String(service.queue_length));
+    const failing = Array.isArray(service.failing) ? service.failing.join(", ") || "none" : DASH;
+    setText(field(tile, "failing"), failing);
+    setText(field(tile, "last-error"), service.last_error ? `Last error: ${service.last_error}` : "");
+  }
+  for (const tile of byTestId("services").querySelectorAll(".tile")) {
+    if (reported.has(tile.dataset.service)) continue;
+    tile.dataset.state = "unknown";
+    setText(field(tile, "status"), "no data");
+    setText(field(tile, "ready"), DASH);
+  }
+}
+
+function renderModel(model) {
+  const tile = byTestId("model");
+  const empty = $("[data-empty]", tile);
+  const body = $("[data-body]", tile);
+  if (!model) {
+    tile.dataset.state = "none";
+    setText(empty, "no model trained yet");
+    empty.hidden = false;
+    body.hidden = true;
+    return;
+  }
+  empty.hidden = true;
+  body.hidden = false;
+  setText(field(tile, "version"), model.version ?? DASH);
+  setAge(field(tile, "age"), model.age_seconds, state.receivedAt.model);
+  const accuracy = toNumber(model.oos_accuracy);
+  const baseline = toNumber(model.baseline_accuracy);
+  const accuracyField = field(tile, "accuracy");
+  const edge = accuracy !== null && baseline !== null ? (accuracy - baseline) * 100 : null;
+  setText(accuracyField, accuracy === null ? DASH
+    : edge === null ? formatRatio(accuracy)
+    : `${formatRatio(accuracy)} (${formatFixed(edge, 1, { signed: true })} pts vs baseline)`);
+  accuracyField.dataset.sign = edge === null ? "" : signOf(edge);
+  setText(field(tile, "baseline"), formatRatio(baseline));
+  setText(field(tile, "hit-rate"), model.hit_rate === null || model.hit_rate === undefined
+    ? "no closed trades yet" : formatRatio(model.hit_rate));
+  setText(field(tile, "closed-trades"), toNumber(model.closed_trades) === null ? DASH : String(model.closed_trades));
+  const psi = toNumber(model.max_psi);
+  const psiText = psi === null ? "" : ` · max PSI ${psi.toFixed(3)}`;
+  const drift = field(tile, "drift");
+  if (model.drift_detected === true) {
+    setText(drift, `drift detected${psiText}`);
+    tile.dataset.state = "drift";
+  } else if (model.drift_detected === false) {
+    setText(drift, `none${psiText}`);
+    tile.dataset.state = "ok";
+  } else {
+    setText(drift, "not checked yet for this version");
+    tile.dataset.state = "unchecked";
+  }
+  drift.dataset.drift = String(model.drift_detected ?? "unknown");
+}
+
+const RENDERERS = {
+  trading: renderTrading,
+  prices: renderPrices,
+  pnl: renderPnl,
+  equity_curve: renderEquityCurve,
+  positions: renderPositions,
+  signals: renderSignals,
+  orders: renderOrders,
+  denials: renderDenials,
+  events: renderEvents,
+  services: renderServices,
+  model: renderModel,
+};
+
+// --- applying messages -------------------------------------------------------------------------
+
+const dirty = new Set();
+let frameRequested = false;
+
+function markDirty(name) {
+  dirty.add(name);
+  if (!frameRequested) {
+    frameRequested = true;
+    requestAnimationFrame(renderDirty);
+  }
+}
+
+function renderDirty() {
+  frameRequested = false;
+  const names = [...dirty];
+  dirty.clear();
+  for (const name of names) {
+    try {
+      RENDERERS[name](state.sections[name]);
+    } catch (error) {
+      // A rendering bug in one section must not blank the others; a resync would not fix it.
+      console.error(`dashboard: could not render ${name}`, error);
+    }
+  }
+}
+
+function setSection(name, value) {
+  if (!(name in RENDERERS)) return; // a section this page does not show (yet)
+  state.sections[name] = value;
+  state.receivedAt[name] = performance.now();
+  markDirty(name);
+}
+
+function addEvents(events) {
+  // Delta events arrive oldest first; the feed shows the newest first.
+  const feed = [...events].reverse().concat(state.sections.events || []);
+  state.sections.events = feed.slice(0, EVENTS_KEPT);
+  markDirty("events");
+}
+
+function applySnapshot(message) {
+  if (!Number.isInteger(message.seq) || typeof message.sections !== "object" || message.sections === null) {
+    throw new Error("snapshot without seq or sections");
+  }
+  applyUser(message.user);
+  for (const [name, value] of Object.entries(message.sections)) setSection(name, value);
+  state.lastSeq = message.seq;
+  state.awaitingSnapshot = false;
+  clearTimeout(snapshotTimer);
+  failures = 0;
+  setConnection("live");
+}
+
+function applyDelta(message) {
+  if (state.awaitingSnapshot) return; // the snapshot on its way replaces all of it
+  if (!Number.isInteger(message.seq)) throw new Error("delta without seq");
+  if (message.seq !== state.lastSeq + 1) {
+    requestResync(`expected seq ${state.lastSeq + 1}, got ${message.seq}`);
+    return;
+  }
+  state.lastSeq = message.seq;
+  for (const [name, value] of Object.entries(message.sections || {})) setSection(name, value);
+  if (Array.isArray(message.events) && message.events.length) addEvents(message.events);
+}
+
+function onMessage(raw) {
+  let message;
+  try {
+    message = JSON.parse(raw);
+  } catch (error) {
+    requestResync("a message that is not JSON");
+    return;
+  }
+  try {
+    if (message.type === "snapshot") applySnapshot(message);
+    else if (message.type === "delta") applyDelta(message);
+    else if (message.type === "error") console.warn("dashboard: the server says", message.detail);
+    else console.warn("dashboard: unknown message type", message.type);
+  } catch (error) {
+    console.error("dashboard: could not apply a message", error);
+    requestResync(String(error));
+  }
+  setText(byTestId("seq"), state.lastSeq === null ? DASH : String(state.lastSeq));
+}
+
+// --- the connection ----------------------------------------------------------------------------
+
+let socket = null;
+let failures = 0;
+let reconnectTimer = null;
+let reconnectAt = null;
+let snapshotTimer = null;
+
+function send(payload) {
+  if (socket && socket.readyState === WebSocket.OPEN) socket.send(JSON.stringify(payload));
+}
+
+function requestResync(why) {
+  if (state.awaitingSnapshot) return; // one request at a time; the snapshot timer guards it
+  console.info("dashboard: resync:", why);
+  state.awaitingSnapshot = true;
+  send({ action: "resync" });
+  armSnapshotTimer();
+}
+
+function armSnapshotTimer() {
+  clearTimeout(snapshotTimer);
+  const waitingOn = socket;
+  snapshotTimer = setTimeout(() => {
+    if (state.awaitingSnapshot && socket === waitingOn && socket) {
+      console.warn("dashboard: no snapshot arrived; reconnecting");
+      socket.close(4000, "no snapshot");
+    }
+  }, SNAPSHOT_TIMEOUT_MS);
+}
+
+function connect() {
+  clearTimeout(reconnectTimer);
+  reconnectTimer = null;
+  reconnectAt = null;
+  state.awaitingSnapshot = true;
+  state.lastSeq = null;
+  setConnection(failures === 0 ? "connecting" : failures >= OFFLINE_AFTER_FAILURES ? "offline" : "reconnecting");
+  let ws;
+  try {
+    ws = new WebSocket(SOCKET_URL);
+  } catch (error) {
+    console.error("dashboard: cannot open the websocket", error);
+    scheduleReconnect();
+    return;
+  }
+  socket = ws;
+  let opened = false;
+  ws.addEventListener("open", () => {
+    opened = true;
+    if (ws === socket) armSnapshotTimer();
+  });
+  ws.addEventListener("message", (event) => {
+    if (ws === socket) onMessage(event.data);
+  });
+  ws.addEventListener("close", (event) => {
+    if (ws !== socket) return;
+    socket = null;
+    clearTimeout(snapshotTimer);
+    if (event.code === UNAUTHENTICATED) {
+      signedOut();
+    } else if (!opened) {
+      // A handshake the server refused looks like any network failure from here (a consumer that
+      // closes before accepting answers HTTP 403): ask the page itself whether the session is gone.
+      sessionExpired().then((expired) => (expired ? signedOut() : scheduleReconnect()));
+    } else {
+      scheduleReconnect();
+    }
+  });
+}
+
+/** Resolves true when the page's own URL now redirects (to the login page). */
+async function sessionExpired() {
+  try {
+    const response = await fetch(location.href, { redirect: "manual", cache: "no-store", credentials: "same-origin" });
+    return response.type === "opaqueredirect" || response.status === 401 || response.status === 403;
+  } catch {
+    return false; // the server is unreachable: that is not a sign-out
+  }
+}
+
+function signedOut() {
+  reconnectAt = null;
+  setConnection("offline", "signed out: reload the page to log in");
+}
+
+function scheduleReconnect() {
+  failures += 1;
+  // 1 s doubling to 30 s; up to 30 % less at random so that many pages do not retry in step.
+  const ceiling = Math.min(BACKOFF_MAX_MS, BACKOFF_FIRST_MS * 2 ** (failures - 1));
+  const delay = ceiling * (1 - 0.3 * Math.random());
+  reconnectAt = performance.now() + delay;
+  reconnectTimer = setTimeout(connect, delay);
+  setConnection(failures >= OFFLINE_AFTER_FAILURES ? "offline" : "reconnecting");
+}
+
+function setConnection(status, note) {
+  state.connection = status;
+  state.live = status === "live";
+  const indicator = byTestId("connection");
+  indicator.dataset.status = status;
+  document.querySelector("main").dataset.live = String(state.live);
+  let text = status === "connecting" ? "connecting…" : status;
+  if (note) text = `${status}: ${note}`;
+  else if (reconnectAt !== null) text += ` · retry in ${Math.max(1, Math.ceil((reconnectAt - performance.now()) / 1000))} s`;
+  else if (status !== "live" && status !== "connecting") text += " · connecting…";
+  indicator.dataset.note = note || "";
+  setText(field(indicator, "status"), text);
+  updateControls();
+}
+
+// --- operator controls -------------------------------------------------------------------------
+
+function applyUser(user) {
+  if (user && user.can_operate === false) {
+    // The server rendered controls for an operator who no longer is one: take them away.
+    for (const element of document.querySelectorAll('[data-testid="controls"], dialog.confirm')) element.remove();
+  } else if (user && user.can_operate && !byTestId("controls")) {
+    console.warn("dashboard: operator without controls; the page needs can_operate in its context");
+  }
+}
+
+function updateControls() {
+  const resume = byTestId("resume");
+  if (!resume) return;
+  // Resuming an active desk does nothing; when the page is not live it cannot know, so it lets the
+  // API decide.
+  const trading = state.sections.trading;
+  resume.disabled = state.live && Boolean(trading) && trading.state === "ACTIVE";
+}
+
+function csrfToken() {
+  const cookie = document.cookie.split("; ").find((part) => part.startsWith("csrftoken="));
+  if (cookie) return decodeURIComponent(cookie.slice("csrftoken=".length));
+  const input = $('input[name="csrfmiddlewaretoken"]');
+  return input ? input.value : "";
+}
+
+/** Returns the API's explanation of a refusal, in one line. */
+function describeError(response, payload) {
+  let detail = "";
+  if (payload && typeof payload === "object") {
+    if (typeof payload.detail === "string") detail = payload.detail;
+    else {
+      detail = Object.entries(payload)
+        .map(([key, value]) => `${key}: ${Array.isArray(value) ? value.join(" ") : String(value)}`)
+        .join("; ");
+    }
+  } else if (typeof payload === "string") {
+    detail = payload.slice(0, 200);
+  }
+  return `Refused (HTTP ${response.status}${response.statusText ? ` ${response.statusText}` : ""})${detail ? `: ${detail}` : ""}`;
+}
+
+async function submitAction(dialog, form) {
+  const error = field(form, "error");
+  const submit = $('button[type="submit"]', form);
+  const body = { reason: form.elements.reason.value.trim() };
+  if (form.elements.flatten) body.flatten = form.elements.flatten.checked;
+  setText(error, "");
+  submit.disabled = true;
+  try {
+    const response = await fetch(form.dataset.url, {
+      method: "POST",
+      credentials: "same-origin",
+      headers: {
+        "Content-Type": "application/json",
+        Accept: "application/json",
+        "X-CSRFToken": csrfToken(),
+      },
+      body: JSON.stringify(body),
+    });
+    const text = await response.text();
+    let payload = text;
+    try {
+      payload = text ? JSON.parse(text) : null;
+    } catch {
+      // not JSON: describeError shows the start of the text
+    }
+    if (!response.ok) {
+      setText(error, describeError(response, payload));
+      return;
+    }
+    // The API answers with the new trading state; show it now rather than wait for the delta.
+    if (payload && typeof payload === "object" && payload.state) {
+      setSection("trading", {
+        state: payload.state,
+        reason: payload.reason,
+        changed_at: payload.changed_at,
+        history: payload.history,
+      });
+    }
+    dialog.close();
+  } catch (failure) {
+    setText(error, `The request did not reach the server: ${failure.message}`);
+  } finally {
+    submit.disabled = false;
+  }
+}
+
+function setupControls() {
+  for (const button of document.querySelectorAll("[data-opens]")) {
+    button.addEventListener("click", () => {
+      const dialog = document.getElementById(button.dataset.opens);
+      if (!dialog) return;
+      const form = $("form", dialog);
+      form.reset();
+      setText(field(form, "error"), "");
+      dialog.showModal();
+      form.elements.reason.focus();
+    });
+  }
+  for (const dialog of document.querySelectorAll("dialog.confirm")) {
+    const form = $("form", dialog);
+    $("[data-close]", dialog).addEventListener("click", () => dialog.close());
+    form.addEventListener("submit", (event) => {
+      event.preventDefault();
+      submitAction(dialog, form);
+    });
+  }
+}
+
+// --- start -------------------------------------------------------------------------------------
+
+setupControls();
+setInterval(() => {
+  tickAges();
+  if (reconnectAt !== null) setConnection(state.connection);
+}, 1000);
+window.addEventListener("online", () => {
+  if (reconnectTimer !== null) connect();
+});
+connect();
