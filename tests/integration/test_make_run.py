@@ -21,7 +21,7 @@ PLATFORM_DB = 7
 
 
 def health(base: str, service: str) -> dict:
-    with urllib.request.urlopen(f"{base}/services/{service}/health", timeout=3) as response:  # noqa: S310
+    with urllib.request.urlopen(f"{base}/services/{service}/health", timeout=3) as response:
         return json.loads(response.read())
 
 
@@ -79,7 +79,7 @@ def test_make_run_serves_every_service_and_restarts_a_killed_worker(platform):
 
     wait_for(all_ready, 60, "every service to be ready under make run", step=0.5)
     assert http_status(f"{base}/ready") == 200
-    with urllib.request.urlopen(f"{base}/", timeout=3) as response:  # noqa: S310
+    with urllib.request.urlopen(f"{base}/", timeout=3) as response:
         assert response.url == f"{base}/accounts/login/?next=/"
     wait_for(lambda: f"dashboard  {base}/" in (tmp_path / "run.log").read_text(), 10, "banner")
     password = (var_dir / "admin-password").read_text().strip()

@@ -108,7 +108,7 @@ def web_server(port: int, env: Mapping[str, str], log_dir: Path) -> Process:
 
 def http_status(url: str, timeout: float = 2.0) -> int | None:
     try:
-        with urllib.request.urlopen(url, timeout=timeout) as response:  # noqa: S310
+        with urllib.request.urlopen(url, timeout=timeout) as response:
             return response.status
     except urllib.error.HTTPError as error:
         return error.code
