@@ -11,6 +11,7 @@ if [ "$mode" = test ]; then
   command -v redis-server >/dev/null || missing+=(redis-server)
   [ -x /usr/bin/chromium ] || missing+=(chromium)
   command -v docker-compose >/dev/null || missing+=(docker-compose)
+  command -v promtool >/dev/null || missing+=(prometheus)
 fi
 [ ${#missing[@]} -eq 0 ] && exit 0
 

@@ -159,3 +159,13 @@ def victor(django_user_model):
     user = django_user_model.objects.create_user("victor", password="viewer password 1")
     user.groups.add(Group.objects.get(name=VIEWER))
     return user
+
+
+@pytest.hookimpl(trylast=True)
+def pytest_collection_modifyitems(items):
+    """Browser tests run last: Playwright's sync API leaves an event loop running in the main
+    thread for the rest of the session, which async_to_sync (the dashboard broadcaster) and
+    asyncio.run (the websocket tests) cannot share."""
+    browser = [item for item in items if "/tests/e2e/" in str(item.fspath)]
+    others = [item for item in items if "/tests/e2e/" not in str(item.fspath)]
+    items[:] = others + browser
