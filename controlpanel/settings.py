@@ -185,6 +185,14 @@ REBALANCE_TARGET_WEIGHT = env_decimal(
 SUPERVISION_QUEUE_BACKLOG = env_int("QT_SUPERVISION_QUEUE_BACKLOG", 100, minimum=1)
 SUPERVISION_STUCK_SECONDS = env_float("QT_SUPERVISION_STUCK_SECONDS", 60.0, minimum=1)
 CELERY_WORKER_POOL_RESTARTS = True
+# System checks reach the platform's web server here.
+_web_host = env_str("HOST", "127.0.0.1")
+SELFTEST_BASE_URL = env_url(
+    "QT_SELFTEST_BASE_URL",
+    f"http://{'127.0.0.1' if _web_host in ('0.0.0.0', '::') else _web_host}:"  # noqa: S104
+    f"{env_int('PORT', 8000, minimum=1, maximum=65535)}",
+    ("http", "https"),
+)
 # RPC between services: a call gives up after this long and is retried this many times.
 RPC_TIMEOUT_SECONDS = env_float("QT_RPC_TIMEOUT", 0.5, minimum=0.01, maximum=60)
 RPC_RETRIES = env_int("QT_RPC_RETRIES", 2, minimum=0, maximum=10)

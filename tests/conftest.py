@@ -8,9 +8,9 @@ from pathlib import Path
 
 import pytest
 
-from deploy.redis_server import LocalRedis
+from deploy.redis_server import LocalRedis, free_port
 from tests import environment
-from tests.support.processes import Process, celery_worker, wait_for
+from tests.support.processes import Process, celery_worker, http_status, wait_for, web_server
 
 LOG_DIR = environment.VAR_DIR / "log"
 
@@ -159,6 +159,20 @@ def victor(django_user_model):
     user = django_user_model.objects.create_user("victor", password="viewer password 1")
     user.groups.add(Group.objects.get(name=VIEWER))
     return user
+
+
+@pytest.fixture(scope="session")
+def web_url(process_env) -> Iterator[str]:
+    """The platform's web process, served by uvicorn as make run serves it."""
+    port = free_port()
+    server = web_server(port, process_env, LOG_DIR).start()
+    url = f"http://127.0.0.1:{port}"
+    try:
+        wait_for(lambda: http_status(f"{url}/ready") == 200 or not server.alive(), 30, "web server")
+        assert server.alive(), server.log_tail()
+        yield url
+    finally:
+        server.stop()
 
 
 @pytest.hookimpl(trylast=True)

@@ -10,3 +10,10 @@ class TradingConfig(AppConfig):
         from trading.receivers import ensure_roles_after_migrate
 
         post_migrate.connect(ensure_roles_after_migrate, sender=self)
+
+        from prometheus_client import REGISTRY
+
+        from trading.selftest.metrics import SelfTestCollector
+
+        if not any(isinstance(c, SelfTestCollector) for c in REGISTRY._collector_to_names):
+            REGISTRY.register(SelfTestCollector())

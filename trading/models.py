@@ -448,6 +448,52 @@ class ModelVersion(models.Model):
         return self.version
 
 
+class SelfTestRun(models.Model):
+    """One run of a suite of system checks against the running platform."""
+
+    class Status(models.TextChoices):
+        RUNNING = "running"
+        PASSED = "passed"
+        FAILED = "failed"
+
+    suite = models.CharField(max_length=20)
+    trigger = models.CharField(max_length=20, help_text="cli, api, dashboard or schedule")
+    actor = models.CharField(max_length=150, blank=True, default="")
+    status = models.CharField(max_length=10, choices=Status.choices, default=Status.RUNNING)
+    started_at = models.DateTimeField(auto_now_add=True, db_index=True)
+    finished_at = models.DateTimeField(null=True, blank=True)
+    passed = models.PositiveIntegerField(default=0)
+    failed = models.PositiveIntegerField(default=0)
+    skipped = models.PositiveIntegerField(default=0)
+
+    class Meta:
+        ordering = ["-started_at", "-id"]
+
+    def __str__(self) -> str:
+        return f"{self.suite} run {self.pk}: {self.status}"
+
+
+class SelfTestResult(models.Model):
+    run = models.ForeignKey(SelfTestRun, on_delete=models.CASCADE, related_name="results")
+    position = models.PositiveSmallIntegerField()
+    name = models.CharField(max_length=64)
+    title = models.CharField(max_length=120)
+    status = models.CharField(max_length=4)
+    duration_seconds = models.FloatField()
+    detail = models.TextField(blank=True, default="")
+    data = models.JSONField(default=dict, blank=True)
+    finished_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["run", "position"]
+        constraints = [
+            models.UniqueConstraint(fields=["run", "name"], name="one_result_per_scenario")
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.name}: {self.status}"
+
+
 class ProcessedEvent(models.Model):
     """An event a consumer group has handled: written in the same transaction as the work."""
 

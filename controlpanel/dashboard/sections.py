@@ -117,7 +117,7 @@ def signals() -> list[dict]:
             "reason": s.reason,
             "model_version": s.model_version,
         }
-        for s in Signal.objects.order_by("-created_at")[:30]
+        for s in Signal.objects.filter(account__is_sandbox=False).order_by("-created_at")[:30]
     ]
 
 
@@ -135,14 +135,16 @@ def orders() -> list[dict]:
             "status": o.status,
             "purpose": o.purpose,
         }
-        for o in Order.objects.order_by("-created_at", "-id")[:30]
+        for o in Order.objects.filter(account__is_sandbox=False).order_by("-created_at", "-id")[:30]
     ]
 
 
 def denials() -> list[dict]:
-    denied = Signal.objects.filter(
-        Q(status=Signal.Status.DENIED) | Q(status=Signal.Status.REJECTED)
-    ).order_by("-updated_at")[:20]
+    denied = (
+        Signal.objects.filter(Q(status=Signal.Status.DENIED) | Q(status=Signal.Status.REJECTED))
+        .filter(account__is_sandbox=False)
+        .order_by("-updated_at")[:20]
+    )
     return [
         {
             "created_at": _iso(s.created_at),
@@ -266,6 +268,41 @@ def model() -> dict | None:
     }
 
 
+def checks() -> dict | None:
+    """The newest run of the system checks with its results so far."""
+    from trading.models import SelfTestRun
+
+    run = SelfTestRun.objects.prefetch_related("results").first()
+    if run is None:
+        return None
+    from trading.selftest.base import SUITES
+
+    return {
+        "id": run.pk,
+        "suite": run.suite,
+        "status": run.status,
+        "trigger": run.trigger,
+        "actor": run.actor,
+        "started_at": _iso(run.started_at),
+        "finished_at": _iso(run.finished_at),
+        "total": len(SUITES.get(run.suite, [])),
+        "passed": sum(r.status == "PASS" for r in run.results.all()),
+        "failed": sum(r.status == "FAIL" for r in run.results.all()),
+        "skipped": sum(r.status == "SKIP" for r in run.results.all()),
+        "results": [
+            {
+                "position": r.position,
+                "name": r.name,
+                "title": r.title,
+                "status": r.status,
+                "duration_seconds": r.duration_seconds,
+                "detail": r.detail,
+            }
+            for r in run.results.all()
+        ],
+    }
+
+
 BUILDERS: dict[str, Callable[[], object]] = {
     "prices": prices,
     "pnl": pnl,
@@ -278,6 +315,7 @@ BUILDERS: dict[str, Callable[[], object]] = {
     "services": services,
     "trading": trading,
     "model": model,
+    "checks": checks,
 }
 
 # Which sections an event can change (every event also joins the feed).
@@ -296,6 +334,9 @@ AFFECTS: dict[str, tuple[str, ...]] = {
     "model.trained": ("model",),
     "drift.detected": ("model",),
     "learning.recorded": ("model",),
+    "selftest.started": ("checks",),
+    "selftest.result": ("checks",),
+    "selftest.finished": ("checks",),
 }
 
 

@@ -3,14 +3,11 @@
 from __future__ import annotations
 
 import os
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
-from deploy.redis_server import free_port
-from tests.conftest import LOG_DIR
-from tests.support.processes import ROOT, http_status, wait_for, web_server
+from tests.support.processes import ROOT
 
 # Playwright's sync API keeps an event loop running in the test thread, which makes Django refuse
 # ORM calls from the same thread (used here to create the test users).
@@ -43,20 +40,6 @@ def browser_type_launch_args(browser_type_launch_args):
             "--disable-quic",
         ],
     }
-
-
-@pytest.fixture(scope="session")
-def web_url(process_env) -> Iterator[str]:
-    """The platform's web process, served by uvicorn as make run serves it."""
-    port = free_port()
-    server = web_server(port, process_env, LOG_DIR).start()
-    url = f"http://127.0.0.1:{port}"
-    try:
-        wait_for(lambda: http_status(f"{url}/ready") == 200 or not server.alive(), 30, "web server")
-        assert server.alive(), server.log_tail()
-        yield url
-    finally:
-        server.stop()
 
 
 @pytest.fixture(scope="session")

@@ -26,9 +26,9 @@ DASHBOARDS = sorted((GRAFANA / "dashboards").glob("*.json"))
 DATASOURCE = {"type": "prometheus", "uid": "quantum-prometheus"}
 EXPECTED_DASHBOARDS = {"overview", "ai", "exec-risk", "analytics", "trading"}
 
-# Names a dashboard or rule may use although no page exports them yet: the system checks
-# feature (issue 6) exports them. Only quantum_trader_selftest_* may ever be listed here.
-PENDING_SYSTEM_CHECKS = {"quantum_trader_selftest_scenario_passed"}
+# Names a dashboard or rule may use although no page exports them yet. Only
+# quantum_trader_selftest_* may ever be listed here; the web process exports them all now.
+PENDING_SYSTEM_CHECKS: set[str] = set()
 
 # The metric names this test can vouch for: the services' prefixes, the web process'
 # django-prometheus metrics, Prometheus' own `up`, and the system checks' metrics.

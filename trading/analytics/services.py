@@ -88,12 +88,15 @@ def learning_state() -> dict:
     state = {}
     versions = (
         LearningRecord.objects.exclude(model_version="")
+        .exclude(position__account__is_sandbox=True)
         .values_list("model_version", flat=True)
         .distinct()
     )
     for version in versions:
         records = list(
-            LearningRecord.objects.filter(model_version=version).values_list("won", "confidence")
+            LearningRecord.objects.filter(model_version=version)
+            .exclude(position__account__is_sandbox=True)
+            .values_list("won", "confidence")
         )
         outcomes = [1 if won else 0 for won, _ in records]
         confidences = [float(c) for _, c in records if c is not None]

@@ -55,3 +55,17 @@ def rebalance_portfolio() -> list[str]:
     from trading.risk.services import get_account
 
     return [str(signal.id) for signal in rebalance(get_account())]
+
+
+@shared_task(time_limit=900)
+def run_selftest(run_id: int | None = None, suite: str = "integration") -> str:
+    """Runs a suite of system checks (a run made by the API, or a new one on the schedule)."""
+    from trading.models import SelfTestRun
+    from trading.selftest.runner import run_suite, start_run
+
+    run = (
+        SelfTestRun.objects.get(pk=run_id)
+        if run_id is not None
+        else start_run(suite, trigger="schedule")
+    )
+    return run_suite(run).status

@@ -5,7 +5,7 @@ from decimal import ROUND_HALF_EVEN, Decimal
 from rest_framework import serializers
 
 from trading.marketdata.services import symbol_rules
-from trading.models import Fill, Order, Position, Signal
+from trading.models import Fill, Order, Position, SelfTestResult, SelfTestRun, Signal
 
 # The widest leverage any Binance market offers; risk limits narrow it further.
 MAX_EXCHANGE_LEVERAGE = 125
@@ -150,6 +150,27 @@ class PositionSerializer(serializers.ModelSerializer):
 
     def get_unrealized_pnl(self, position: Position) -> str:
         return str(position.unrealized_pnl(self._mark(position)))
+
+
+class SelfTestResultSerializer(serializers.ModelSerializer):
+    class Meta:
+        model = SelfTestResult
+        fields = ["position", "name", "title", "status", "duration_seconds", "detail", "data"]
+
+
+class SelfTestRunSerializer(serializers.ModelSerializer):
+    results = SelfTestResultSerializer(many=True, read_only=True)
+
+    class Meta:
+        model = SelfTestRun
+        fields = [
+            "id", "suite", "trigger", "actor", "status", "started_at", "finished_at", "passed",
+            "failed", "skipped", "results",
+        ]  # fmt: skip
+
+
+class SelfTestRequestSerializer(serializers.Serializer):
+    suite = serializers.ChoiceField(choices=["integration", "e2e"], default="integration")
 
 
 class HaltSerializer(serializers.Serializer):

@@ -18,6 +18,9 @@ urlpatterns = [
     path("risk", views.RiskView.as_view(), name="api-risk"),
     path("risk/halt", views.HaltView.as_view(), name="api-risk-halt"),
     path("risk/resume", views.ResumeView.as_view(), name="api-risk-resume"),
+    # --- System checks ---
+    path("selftest/runs", views.SelfTestRunsView.as_view(), name="api-selftest-runs"),
+    path("selftest/runs/<int:run_id>", views.SelfTestRunView.as_view(), name="api-selftest-run"),
     # --- Schema ---
     path("schema", SpectacularAPIView.as_view(), name="api-schema"),
 ]

@@ -15,7 +15,7 @@ from trading.events.replay import read_window
 from trading.execution import services as execution
 from trading.execution.tasks import process_signal
 from trading.marketdata.prices import latest_prices
-from trading.models import Order, Position, Signal
+from trading.models import Order, Position, SelfTestRun, Signal
 from trading.observability.probes import service_report
 from trading.observability.services import SERVICES
 from trading.portfolio.services import portfolio_summary
@@ -126,6 +126,36 @@ class EventsView(APIView):
             limit=params["limit"], correlation_id=params.get("correlation_id"),
         )  # fmt: skip
         return Response({"events": [event.as_json(sid) for sid, event in window]})
+
+
+class SelfTestRunsView(APIView):
+    @extend_schema(request=s.SelfTestRequestSerializer, responses={202: s.SelfTestRunSerializer})
+    def post(self, request: Request) -> Response:
+        """Starts a run of the system checks on the analytics service; results stream to the
+        dashboard and accumulate at the run's URL."""
+        from trading.analytics.tasks import run_selftest
+        from trading.selftest.runner import start_run
+
+        incoming = s.SelfTestRequestSerializer(data=request.data)
+        incoming.is_valid(raise_exception=True)
+        trigger = "dashboard" if request.headers.get("X-Requested-From") == "dashboard" else "api"
+        run = start_run(
+            incoming.validated_data["suite"], trigger=trigger, actor=request.user.get_username()
+        )
+        run_selftest.delay(run.pk)
+        return Response(s.SelfTestRunSerializer(run).data, status=status.HTTP_202_ACCEPTED)
+
+    @extend_schema(responses=s.SelfTestRunSerializer(many=True))
+    def get(self, request: Request) -> Response:
+        runs = SelfTestRun.objects.prefetch_related("results")[: _query(request)["limit"]]
+        return Response(s.SelfTestRunSerializer(runs, many=True).data)
+
+
+class SelfTestRunView(APIView):
+    @extend_schema(responses=s.SelfTestRunSerializer)
+    def get(self, request: Request, run_id: int) -> Response:
+        run = get_object_or_404(SelfTestRun.objects.prefetch_related("results"), pk=run_id)
+        return Response(s.SelfTestRunSerializer(run).data)
 
 
 class RiskView(APIView):

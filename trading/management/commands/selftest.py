@@ -1,0 +1,38 @@
+"""Run the system checks against the running platform, one line per scenario."""
+
+from __future__ import annotations
+
+import getpass
+
+from django.core.management.base import BaseCommand, CommandError
+
+from trading.selftest.base import SUITES
+
+
+class Command(BaseCommand):
+    help = "Run the system checks (the original spec's integration and e2e suites)."
+
+    def add_arguments(self, parser) -> None:
+        parser.add_argument("--suite", choices=[*SUITES, "all"], default="all")
+
+    def handle(self, *args, suite: str, **options) -> None:
+        from trading.selftest import scenarios  # noqa: F401 - fills the catalogue
+        from trading.selftest.runner import run_suite, start_run
+
+        failed = 0
+        for name in SUITES if suite == "all" else [suite]:
+            self.stdout.write(f"{name}: {len(SUITES[name])} scenarios")
+
+            def show(result) -> None:
+                line = f"{result.status:<4}  {result.name:<24} {result.duration_seconds:7.2f}s  "
+                self.stdout.write(
+                    line + result.detail.splitlines()[0][:160] if result.detail else line
+                )
+
+            run = run_suite(start_run(name, trigger="cli", actor=getpass.getuser()), show)
+            failed += run.failed
+            self.stdout.write(
+                f"{name}: {run.passed} passed, {run.failed} failed, {run.skipped} skipped"
+            )
+        if failed:
+            raise CommandError(f"{failed} system checks failed")
