@@ -8,6 +8,7 @@ it is delivered), so a retry after a slow first delivery can never place a secon
 from __future__ import annotations
 
 import logging
+import time
 
 from celery.exceptions import TimeoutError as CeleryTimeout
 from django.conf import settings
@@ -15,6 +16,7 @@ from django.conf import settings
 from trading.execution import metrics
 
 logger = logging.getLogger(__name__)
+POLL_SECONDS = 0.01
 
 
 class RpcTimeout(Exception):
@@ -49,8 +51,14 @@ def call(
         options = {"queue": queue} if queue else {}
         result = task.apply_async(args=args, kwargs=kwargs, expires=max(timeout * 4, 5), **options)
         pending.append(result)
+        # Celery's get(timeout=...) waits in whole-second steps; poll to keep the deadline exact.
+        deadline = time.monotonic() + timeout
+        while not result.ready() and time.monotonic() < deadline:
+            time.sleep(POLL_SECONDS)
         try:
-            return result.get(timeout=timeout, propagate=True, disable_sync_subtasks=False)
+            if not result.ready():
+                raise CeleryTimeout()
+            return result.get(timeout=1, propagate=True, disable_sync_subtasks=False)
         except CeleryTimeout:
             metrics.RPC_TIMEOUTS.inc(task=task.name)
             logger.warning("rpc %s timed out after %.0f ms (attempt %d)", task.name,

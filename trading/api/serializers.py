@@ -160,12 +160,19 @@ class SelfTestResultSerializer(serializers.ModelSerializer):
 
 class SelfTestRunSerializer(serializers.ModelSerializer):
     results = SelfTestResultSerializer(many=True, read_only=True)
+    total = serializers.SerializerMethodField()
+
+    def get_total(self, run: SelfTestRun) -> int:
+        from trading.selftest import scenarios  # noqa: F401 - fills the catalogue
+        from trading.selftest.base import SUITES
+
+        return len(SUITES.get(run.suite, []))
 
     class Meta:
         model = SelfTestRun
         fields = [
             "id", "suite", "trigger", "actor", "status", "started_at", "finished_at", "passed",
-            "failed", "skipped", "results",
+            "failed", "skipped", "total", "results",
         ]  # fmt: skip
 
 

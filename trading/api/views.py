@@ -134,14 +134,17 @@ class SelfTestRunsView(APIView):
         """Starts a run of the system checks on the analytics service; results stream to the
         dashboard and accumulate at the run's URL."""
         from trading.analytics.tasks import run_selftest
-        from trading.selftest.runner import start_run
+        from trading.selftest.runner import RunInProgress, start_run
 
         incoming = s.SelfTestRequestSerializer(data=request.data)
         incoming.is_valid(raise_exception=True)
         trigger = "dashboard" if request.headers.get("X-Requested-From") == "dashboard" else "api"
-        run = start_run(
-            incoming.validated_data["suite"], trigger=trigger, actor=request.user.get_username()
-        )
+        try:
+            run = start_run(
+                incoming.validated_data["suite"], trigger=trigger, actor=request.user.get_username()
+            )
+        except RunInProgress as busy:
+            return Response({"detail": str(busy)}, status=status.HTTP_409_CONFLICT)
         run_selftest.delay(run.pk)
         return Response(s.SelfTestRunSerializer(run).data, status=status.HTTP_202_ACCEPTED)
 

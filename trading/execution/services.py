@@ -381,7 +381,10 @@ def apply_order_result(order_id: int, result: OrderResult) -> Order:
     counters: list = []
     with transaction.atomic():
         order = Order.objects.select_for_update().select_related("account").get(pk=order_id)
-        was_new = order.status in (Order.Status.NEW, Order.Status.UNKNOWN)
+        if order.status in (Order.Status.NEW, Order.Status.UNKNOWN):
+            # The exchange has the order: said before any of its fills, as it happened.
+            events.add("order.submitted", order_payload(order, status="submitted"),
+                       order.correlation_id)  # fmt: skip
         new_fills = [f for f in result.fills if record_fill(order, f, events, counters)]
         filled = sum((f.quantity for f in order.fills.all()), ZERO)
         notional = sum((f.quantity * f.price for f in order.fills.all()), ZERO)
@@ -394,8 +397,6 @@ def apply_order_result(order_id: int, result: OrderResult) -> Order:
         previous = order.status
         order.status = status
         order.save()
-        if was_new:
-            events.add("order.submitted", order_payload(order), order.correlation_id)
         if order.signal_id:
             _update_signal(order)
         events.publish_on_commit()

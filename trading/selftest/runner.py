@@ -12,6 +12,7 @@ import logging
 import time
 import traceback
 from collections.abc import Callable
+from datetime import timedelta
 
 from django.conf import settings
 from django.db import transaction
@@ -50,10 +51,26 @@ def sandbox_account() -> Account:
     return account
 
 
+class RunInProgress(Exception):
+    """Another run holds the sandbox account."""
+
+
+# A run that has not finished after this long died with its worker: it no longer blocks.
+STALE_RUN = timedelta(minutes=15)
+
+
 def start_run(suite: str, *, trigger: str, actor: str = "") -> SelfTestRun:
+    """Records a new run; refuses while another one (not stale) is running, since both would
+    trade on the one sandbox account."""
     if suite not in SUITES:
         raise ValueError(f"unknown suite {suite!r}; known: {', '.join(SUITES)}")
-    return SelfTestRun.objects.create(suite=suite, trigger=trigger, actor=actor)
+    with transaction.atomic():
+        running = SelfTestRun.objects.filter(
+            status=SelfTestRun.Status.RUNNING, started_at__gte=timezone.now() - STALE_RUN
+        ).first()
+        if running is not None:
+            raise RunInProgress(f"run {running.pk} ({running.suite}) is still running")
+        return SelfTestRun.objects.create(suite=suite, trigger=trigger, actor=actor)
 
 
 def run_suite(run: SelfTestRun, report: Report | None = None) -> SelfTestRun:

@@ -84,18 +84,12 @@ def test_the_event_log_replays_a_signals_flow_in_order(api, market):
     settled(api, buy["id"], "filled")
     events = api.get("/api/v1/events", {"correlation_id": buy["correlation_id"]}).json()["events"]
     types = [e["type"] for e in events]
-    assert types == [
+    assert types[:5] == [
         "signal.generated",
         "order.requested",
         "order.submitted",
         "order.filled",
         "position.opened",
-    ] or types == [
-        "signal.generated",
-        "order.requested",
-        "order.filled",
-        "position.opened",
-        "order.submitted",
     ], types
     stream_ids = [e["stream_id"] for e in events]
     assert stream_ids == sorted(stream_ids, key=lambda s: tuple(map(int, s.split("-"))))

@@ -17,7 +17,7 @@ class Command(BaseCommand):
 
     def handle(self, *args, suite: str, **options) -> None:
         from trading.selftest import scenarios  # noqa: F401 - fills the catalogue
-        from trading.selftest.runner import run_suite, start_run
+        from trading.selftest.runner import RunInProgress, run_suite, start_run
 
         failed = 0
         for name in SUITES if suite == "all" else [suite]:
@@ -29,7 +29,11 @@ class Command(BaseCommand):
                     line + result.detail.splitlines()[0][:160] if result.detail else line
                 )
 
-            run = run_suite(start_run(name, trigger="cli", actor=getpass.getuser()), show)
+            try:
+                run = start_run(name, trigger="cli", actor=getpass.getuser())
+            except RunInProgress as busy:
+                raise CommandError(str(busy)) from busy
+            run = run_suite(run, show)
             failed += run.failed
             self.stdout.write(
                 f"{name}: {run.passed} passed, {run.failed} failed, {run.skipped} skipped"

@@ -498,6 +498,70 @@ function renderModel(model) {
   drift.dataset.drift = String(model.drift_detected ?? "unknown");
 }
 
+/** A scenario's duration: milliseconds under a second, else seconds. */
+function formatDuration(seconds) {
+  const number = toNumber(seconds);
+  if (number === null) return DASH;
+  return number < 1 ? `${Math.round(number * 1000)} ms` : `${formatFixed(number, 2)} s`;
+}
+
+const count = (value) => (toNumber(value) === null ? DASH : String(value));
+
+function renderChecks(run) {
+  const panel = byTestId("checks");
+  const empty = $("[data-empty]", panel);
+  const body = $("[data-body]", panel);
+  const status = byTestId("checks-status");
+  if (!run) {
+    status.dataset.status = "none";
+    setText(status, "never run");
+    setText(empty, "no system checks have run yet");
+    empty.hidden = false;
+    body.hidden = true;
+    updateControls();
+    return;
+  }
+  empty.hidden = true;
+  body.hidden = false;
+  const known = ["running", "passed", "failed"].includes(run.status);
+  status.dataset.status = known ? run.status : "none";
+  setText(status, run.status || DASH);
+  setText(field(panel, "suite"), run.suite || DASH);
+  setText(field(panel, "trigger"), run.trigger || DASH);
+  setText(field(panel, "actor"), run.actor || DASH);
+  field(panel, "started").replaceChildren(timeElement(run.started_at));
+  const finished = field(panel, "finished");
+  if (run.finished_at) finished.replaceChildren(timeElement(run.finished_at));
+  else setText(finished, run.status === "running" ? "still running" : DASH);
+
+  const counts = byTestId("checks-counts");
+  setText(counts, `${count(run.passed)} passed / ${count(run.failed)} failed / ${count(run.skipped)} skipped of ${count(run.total)}`);
+  for (const name of ["passed", "failed", "skipped", "total"]) counts.dataset[name] = toNumber(run[name]) === null ? "" : String(run[name]);
+
+  const results = Array.isArray(run.results)
+    ? [...run.results].sort((a, b) => (toNumber(a.position) ?? 0) - (toNumber(b.position) ?? 0))
+    : [];
+  const running = run.status === "running";
+  // While a run is in progress, follow the new rows unless the operator has scrolled up to read.
+  const wrap = byTestId("checks-results").closest(".table-wrap");
+  const following = wrap.scrollHeight - wrap.scrollTop - wrap.clientHeight < 8;
+  renderTable("checks-results", results, running ? "waiting for the first result…" : "no results recorded", (r) =>
+    row([
+      cell(r.position, { className: "num" }),
+      cell(r.title || r.name, { title: r.name }),
+      statusCell(r.status),
+      cell(formatDuration(r.duration_seconds), { className: "num" }),
+      cell(r.detail || "", { className: "reason" }),
+    ], { name: r.name, status: r.status, position: r.position }));
+  if (running && following) wrap.scrollTop = wrap.scrollHeight;
+
+  const total = toNumber(run.total);
+  setText(field(panel, "progress"), !running ? ""
+    : total !== null && results.length < total ? `running scenario ${results.length + 1} of ${total}…`
+    : "running…");
+  updateControls();
+}
+
 const RENDERERS = {
   trading: renderTrading,
   prices: renderPrices,
@@ -510,6 +574,7 @@ const RENDERERS = {
   events: renderEvents,
   services: renderServices,
   model: renderModel,
+  checks: renderChecks,
 };
 
 // --- applying messages -------------------------------------------------------------------------
@@ -714,19 +779,31 @@ function setConnection(status, note) {
 function applyUser(user) {
   if (user && user.can_operate === false) {
     // The server rendered controls for an operator who no longer is one: take them away.
-    for (const element of document.querySelectorAll('[data-testid="controls"], dialog.confirm')) element.remove();
+    for (const element of document.querySelectorAll('[data-testid="controls"], [data-testid="checks-controls"], dialog.confirm')) {
+      element.remove();
+    }
   } else if (user && user.can_operate && !byTestId("controls")) {
     console.warn("dashboard: operator without controls; the page needs can_operate in its context");
   }
 }
 
+let checksStarting = false; // a start request is on its way
+
 function updateControls() {
   const resume = byTestId("resume");
-  if (!resume) return;
-  // Resuming an active desk does nothing; when the page is not live it cannot know, so it lets the
-  // API decide.
-  const trading = state.sections.trading;
-  resume.disabled = state.live && Boolean(trading) && trading.state === "ACTIVE";
+  if (resume) {
+    // Resuming an active desk does nothing; when the page is not live it cannot know, so it lets
+    // the API decide.
+    const trading = state.sections.trading;
+    resume.disabled = state.live && Boolean(trading) && trading.state === "ACTIVE";
+  }
+  const runChecks = byTestId("run-checks");
+  if (runChecks) {
+    // One run at a time: the last known run must have finished (a second one would share the
+    // sandbox account with it).
+    const checks = state.sections.checks;
+    runChecks.disabled = checksStarting || Boolean(checks && checks.status === "running");
+  }
 }
 
 function csrfToken() {
@@ -752,6 +829,29 @@ function describeError(response, payload) {
   return `Refused (HTTP ${response.status}${response.statusText ? ` ${response.statusText}` : ""})${detail ? `: ${detail}` : ""}`;
 }
 
+/** POSTs JSON to the API; resolves to the response and its payload (parsed when it is JSON). */
+async function postJson(url, body, headers = {}) {
+  const response = await fetch(url, {
+    method: "POST",
+    credentials: "same-origin",
+    headers: {
+      "Content-Type": "application/json",
+      Accept: "application/json",
+      "X-CSRFToken": csrfToken(),
+      ...headers,
+    },
+    body: JSON.stringify(body),
+  });
+  const text = await response.text();
+  let payload = text;
+  try {
+    payload = text ? JSON.parse(text) : null;
+  } catch {
+    // not JSON: describeError shows the start of the text
+  }
+  return { response, payload };
+}
+
 async function submitAction(dialog, form) {
   const error = field(form, "error");
   const submit = $('button[type="submit"]', form);
@@ -760,23 +860,7 @@ async function submitAction(dialog, form) {
   setText(error, "");
   submit.disabled = true;
   try {
-    const response = await fetch(form.dataset.url, {
-      method: "POST",
-      credentials: "same-origin",
-      headers: {
-        "Content-Type": "application/json",
-        Accept: "application/json",
-        "X-CSRFToken": csrfToken(),
-      },
-      body: JSON.stringify(body),
-    });
-    const text = await response.text();
-    let payload = text;
-    try {
-      payload = text ? JSON.parse(text) : null;
-    } catch {
-      // not JSON: describeError shows the start of the text
-    }
+    const { response, payload } = await postJson(form.dataset.url, body);
     if (!response.ok) {
       setText(error, describeError(response, payload));
       return;
@@ -798,6 +882,34 @@ async function submitAction(dialog, form) {
   }
 }
 
+async function startChecks(form) {
+  const error = field(form, "error");
+  setText(error, "");
+  checksStarting = true;
+  updateControls();
+  try {
+    const { response, payload } = await postJson(
+      form.dataset.url, { suite: form.elements.suite.value }, { "X-Requested-From": "dashboard" });
+    if (!response.ok) {
+      setText(error, describeError(response, payload));
+      return;
+    }
+    // The API answers 202 with the new run; show it now unless the websocket already brought it
+    // (or a newer one). Its results then arrive one by one as deltas.
+    const current = state.sections.checks;
+    const id = payload && typeof payload === "object" ? toNumber(payload.id) : null;
+    if (id !== null && !(current && toNumber(current.id) !== null && toNumber(current.id) >= id)) {
+      const sameSuite = current && current.suite === payload.suite;
+      setSection("checks", { ...payload, total: payload.total ?? (sameSuite ? current.total : null) });
+    }
+  } catch (failure) {
+    setText(error, `The request did not reach the server: ${failure.message}`);
+  } finally {
+    checksStarting = false;
+    updateControls();
+  }
+}
+
 function setupControls() {
   for (const button of document.querySelectorAll("[data-opens]")) {
     button.addEventListener("click", () => {
@@ -816,6 +928,13 @@ function setupControls() {
     form.addEventListener("submit", (event) => {
       event.preventDefault();
       submitAction(dialog, form);
+    });
+  }
+  const checksForm = byTestId("checks-controls");
+  if (checksForm) {
+    checksForm.addEventListener("submit", (event) => {
+      event.preventDefault();
+      if (!checksStarting) startChecks(checksForm);
     });
   }
 }

@@ -1,0 +1,71 @@
+"""The system checks against the running platform: stored, streamed, exported, and harmless to
+the operator's book."""
+
+from __future__ import annotations
+
+from io import StringIO
+
+import pytest
+from django.core.management import call_command
+from prometheus_client.parser import text_string_to_metric_families
+
+from trading.models import Account, Order, Position, SelfTestRun, Signal
+from trading.selftest.base import SUITES
+
+pytestmark = pytest.mark.django_db(transaction=True)
+
+
+@pytest.fixture
+def platform(settings, web_url, service_workers, ai_ready):
+    settings.SELFTEST_BASE_URL = web_url
+    return web_url
+
+
+def test_the_integration_suite_passes_against_the_running_platform(platform, client):
+    from trading.risk.services import get_account
+
+    main = get_account()
+    out = StringIO()
+    call_command("selftest", "--suite", "integration", stdout=out)
+    lines = out.getvalue().splitlines()
+    run = SelfTestRun.objects.get()
+    assert run.status == "passed", out.getvalue()
+    results = list(run.results.order_by("position"))
+    assert [r.name for r in results] == [s.name for s in SUITES["integration"]]
+    for result in results:
+        assert any(line.startswith(f"{result.status:<4}  {result.name}") for line in lines)
+        assert result.duration_seconds >= 0
+    # Without the process supervisor, stopping a worker is not safe here: said, not faked.
+    recovery = next(r for r in results if r.name == "service_recovery")
+    assert recovery.status == "SKIP" and "supervisor" in recovery.detail
+
+    # The sandbox is empty again and the operator's book was never touched.
+    sandbox = Account.objects.get(name="selftest")
+    assert sandbox.is_sandbox
+    assert not Signal.objects.filter(account=sandbox).exists()
+    assert not Position.objects.filter(account=sandbox).exists()
+    assert not Order.objects.filter(account=sandbox).exists()
+    assert not Signal.objects.filter(account=main).exists()
+
+    text = client.get("/metrics").content.decode()
+    samples = {
+        (s.name, s.labels.get("scenario")): s.value
+        for family in text_string_to_metric_families(text)
+        for s in family.samples
+        if s.name.startswith("quantum_trader_selftest_")
+    }
+    assert samples[("quantum_trader_selftest_scenario_passed", "services_healthy")] == 1
+    assert ("quantum_trader_selftest_scenario_passed", "service_recovery") not in samples
+
+
+def test_a_second_run_is_refused_while_one_is_running(platform, olivia):
+    from rest_framework.test import APIClient
+
+    from trading.selftest.runner import start_run
+
+    start_run("integration", trigger="test")
+    api = APIClient()
+    api.force_authenticate(olivia)
+    response = api.post("/api/v1/selftest/runs", {"suite": "e2e"}, format="json")
+    assert response.status_code == 409
+    assert "still running" in response.json()["detail"]
