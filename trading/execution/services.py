@@ -70,8 +70,11 @@ def _adapter(kind: str) -> ExchangeAdapter:
     )
 
 
-def exchange() -> ExchangeAdapter:
-    """The configured exchange, one per process (built after the worker forks)."""
+def exchange(account: Account | None = None) -> ExchangeAdapter:
+    """The configured exchange, one per process (built after the worker forks). A sandbox
+    account (the system checks') always trades on the paper exchange, whatever is configured."""
+    if account is not None and account.is_sandbox:
+        return _adapter("paper")
     return _adapter(settings.EXCHANGE)
 
 
@@ -229,7 +232,7 @@ def open_order(signal: Signal, quantity: Decimal, price: Decimal) -> Order | Non
                 account=signal.account,
                 signal=signal,
                 correlation_id=signal.correlation_id,
-                venue=exchange().name,
+                venue=exchange(signal.account).name,
                 symbol=signal.symbol,
                 side=signal.side,
                 quantity=quantity,
@@ -277,7 +280,7 @@ def submit_order(order: Order, attempt: int = 1) -> Order:
         quantity=order.quantity,
         client_order_id=order.client_order_id,
     )
-    venue = exchange()
+    venue = exchange(order.account)
     try:
         if venue.name != "paper":
             # order/test first: a filter failure is learnt without an order in doubt.
@@ -336,7 +339,7 @@ def reconcile_order(order_id: int) -> Order:
     """
     order = Order.objects.get(pk=order_id)
     try:
-        result = exchange().query_order(order.symbol, order.client_order_id)
+        result = exchange(order.account).query_order(order.symbol, order.client_order_id)
     except ExchangeError as error:
         if error.code == -2013:
             Order.objects.filter(pk=order.pk, status=Order.Status.UNKNOWN).update(
@@ -571,12 +574,12 @@ def _announce(type_: str, position: Position, events: _Events, counters: list) -
 
 def on_bar(bar: Bar) -> None:
     """A closed bar: open paper orders fill further, and stop-loss / take-profit levels fire."""
-    venue = exchange()
-    if hasattr(venue, "on_bar"):
-        for result in venue.on_bar(bar):
-            order = Order.objects.filter(client_order_id=result.client_order_id).first()
-            if order is not None:
-                apply_order_result(order.pk, result)
+    # The paper exchange fills on bars (the configured venue's, or the sandbox's).
+    paper = _adapter("paper")
+    for result in paper.on_bar(bar):
+        order = Order.objects.filter(client_order_id=result.client_order_id).first()
+        if order is not None:
+            apply_order_result(order.pk, result)
     for position in Position.objects.filter(symbol=bar.symbol, status=Position.Status.OPEN):
         trigger = exit_trigger(
             _state_of(position, position.symbol),
@@ -601,7 +604,7 @@ def close_position(position: Position, purpose: str, *, actor: str) -> Order | N
             client_order_id=client_order_id_for(key),
             account=position.account,
             correlation_id=position.correlation_id,
-            venue=exchange().name,
+            venue=exchange(position.account).name,
             symbol=position.symbol,
             side=side,
             purpose=purpose,

@@ -147,17 +147,6 @@ def _down(problems: list[str]) -> bool:
 # --- trading on the sandbox -----------------------------------------------------------------
 
 
-def _not_paper() -> str:
-    """Why sandbox trades must not be sent here (empty when they may): orders go to the
-    configured exchange, and only the paper exchange keeps them off a real market."""
-    if settings.EXCHANGE == "paper":
-        return ""
-    return (
-        f"the platform trades on {settings.EXCHANGE}, not the paper exchange: sandbox signals "
-        "would place real orders there"
-    )
-
-
 def _wait_signals(
     signals: list[Signal], until: frozenset[str], timeout: float
 ) -> tuple[list[Signal], bool]:
@@ -411,8 +400,6 @@ def signal_flow(ctx: Context) -> Outcome:
     """A sandbox BUY of BTCUSDT is filled and opens a position, a SELL of the whole position
     closes it, and the event log holds ``position.opened``, ``position.closed`` and the
     analytics service's ``learning.recorded`` under the signal's correlation id."""
-    if why := _not_paper():
-        return Outcome.skipped(why)
     cycle = _trading_cycle(
         ctx, "BTCUSDT", wanted=("position.opened", "position.closed", "learning.recorded")
     )
@@ -544,8 +531,6 @@ def service_recovery(ctx: Context) -> Outcome:
     expiry while the web process, exec-risk and analytics stay ready and exec-risk still decides
     signals (graceful degradation); started again, ai is ready again. The worker is always
     started again, whatever happens in between."""
-    if why := _not_paper():
-        return Outcome.skipped(why)
     socket_path = Path(settings.VAR_DIR) / "run" / "supervisor.sock"
     if not socket_path.exists():
         return Outcome.skipped(
@@ -685,8 +670,6 @@ def event_replay(ctx: Context) -> Outcome:
 
     flow = ctx.shared.get("signal_flow")
     if flow is None:  # signal_flow did not complete in this run: make a trade of our own
-        if why := _not_paper():
-            return Outcome.skipped(f"no trade of this run to replay, and {why}")
         cycle = _trading_cycle(ctx, "BTCUSDT", wanted=("position.closed",))
         if cycle.problem:
             return Outcome.failed(f"no trade to replay: {cycle.problem}", **cycle.data())
@@ -721,8 +704,6 @@ def concurrent_signals(ctx: Context) -> Outcome:
     """20 sandbox signals sent together over BTCUSDT, ETHUSDT and SOLUSDT (about 50 USDT each,
     alternately BUY and SELL so the book stays small) are all decided within 30 s, and every
     service is still ready afterwards."""
-    if why := _not_paper():
-        return Outcome.skipped(why)
     quantities = {}
     for symbol in SYMBOLS:
         quantities[symbol], why = _small_quantity(symbol)
@@ -795,8 +776,6 @@ def full_trading_cycle(ctx: Context) -> Outcome:
     """On ETHUSDT: signal -> order requested -> submitted -> filled -> position opened -> SELL ->
     position closed -> learning recorded, every step an event under the signal's correlation id,
     and the learning record stored against the closed position."""
-    if why := _not_paper():
-        return Outcome.skipped(why)
     cycle = _trading_cycle(ctx, "ETHUSDT")
     if cycle.problem:
         return Outcome.failed(cycle.problem, **cycle.data())
@@ -846,8 +825,6 @@ def _trades_outcome(ctx: Context, signals: list[Signal], started: float, label: 
 @scenario(E2E, "multi_symbol", "BTCUSDT, ETHUSDT and SOLUSDT at once")
 def multi_symbol(ctx: Context) -> Outcome:
     """Three sandbox signals, one per symbol, sent together: at least 95% of them filled."""
-    if why := _not_paper():
-        return Outcome.skipped(why)
     started = time.perf_counter()
     signals = _submit_together(
         ctx,
@@ -928,8 +905,6 @@ def risk_validation(ctx: Context) -> Outcome:
     """exec-risk denies a signal below the minimum confidence (LOW_CONFIDENCE), one whose
     position would exceed the symbol's maximum position notional (MAX_POSITION_NOTIONAL) and one
     above the maximum leverage (MAX_LEVERAGE), each with exactly that reason."""
-    if why := _not_paper():
-        return Outcome.skipped(why)
     symbol = "BTCUSDT"
     cases = _risk_cases(symbol)
     runnable = [c for c in cases if not c.skip]
@@ -1015,8 +990,6 @@ def performance(ctx: Context) -> Outcome:
 def load(ctx: Context) -> Outcome:
     """Ten sandbox trades of 50 USDT sent together over the three symbols are all decided and at
     least 95% filled; reports the throughput in trades per second."""
-    if why := _not_paper():
-        return Outcome.skipped(why)
     started = time.perf_counter()
     signals = _submit_together(
         ctx,
