@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from deploy.redis_server import LocalRedis, free_port
+from deploy.redis_server import LocalRedis
 from tests import environment
 from tests.support.processes import Process, celery_worker, http_status, wait_for, web_server
 
@@ -77,11 +77,11 @@ def start_workers(
 
 @pytest.fixture(scope="session")
 def service_workers(process_env) -> Iterator[dict[str, Process]]:
-    """One worker per service on the shared Redis, as make run starts them."""
+    """One worker per service on the shared Redis, each with a pool of two processes, as make
+    run starts them (a system-check run holds one analytics process while the other drains)."""
     specs = [("ai@tests", "ai"), ("exec_risk@tests", "exec_risk"), ("analytics@tests", "analytics")]
-    workers = dict(
-        zip(("ai", "exec-risk", "analytics"), start_workers(specs, process_env), strict=True)
-    )
+    started = start_workers(specs, process_env, concurrency=2)
+    workers = dict(zip(("ai", "exec-risk", "analytics"), started, strict=True))
     yield workers
     for worker in workers.values():
         worker.stop()
@@ -164,7 +164,7 @@ def victor(django_user_model):
 @pytest.fixture(scope="session")
 def web_url(process_env) -> Iterator[str]:
     """The platform's web process, served by uvicorn as make run serves it."""
-    port = free_port()
+    port = environment.WEB_PORT
     server = web_server(port, process_env, LOG_DIR).start()
     url = f"http://127.0.0.1:{port}"
     try:

@@ -12,6 +12,9 @@ from deploy.redis_server import free_port
 
 VAR_DIR = Path(tempfile.mkdtemp(prefix="qt-test-"))
 REDIS_PORT = free_port()
+# The web server the tests start listens here, so that every process (the analytics worker
+# running the system checks too) knows where to reach it.
+WEB_PORT = free_port()
 
 os.environ.update(
     DJANGO_SETTINGS_MODULE="controlpanel.settings",
@@ -23,6 +26,7 @@ os.environ.update(
     # Fast beats so that a dead worker shows within a few seconds.
     QT_HEARTBEAT_INTERVAL="0.5",
     QT_HEARTBEAT_EXPIRY="3",
+    QT_SELFTEST_BASE_URL=f"http://127.0.0.1:{WEB_PORT}",
 )
 os.environ.pop("DATABASE_URL", None)
 (VAR_DIR / "static").mkdir()

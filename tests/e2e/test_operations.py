@@ -156,6 +156,31 @@ def test_a_killed_worker_turns_its_tile_not_ready_and_back_when_restarted(
     expect(tile).to_have_attribute("data-state", "not-ready", timeout=expiry_ms)
     expect(tile.locator('[data-field="ready"]')).to_have_text("not ready")
 
-    (restarted,) = start_workers([("analytics@tests", "analytics")], process_env)
+    (restarted,) = start_workers([("analytics@tests", "analytics")], process_env, concurrency=2)
     service_workers["analytics"] = restarted
     expect(tile).to_have_attribute("data-state", "ready", timeout=10_000)
+
+
+def test_system_checks_run_from_the_dashboard_stream_their_results(
+    page: Page, web_url, olivia, service_workers, ai_ready, artifacts
+):
+    from trading.models import SelfTestRun
+
+    log_in(page, web_url, "olivia", "operator password 1")
+    expect(page.get_by_test_id("checks-status")).to_have_attribute("data-status", "none")
+    page.get_by_test_id("checks-suite").select_option("integration")
+    page.get_by_test_id("run-checks").click()
+
+    rows = page.get_by_test_id("checks").locator("tbody tr[data-name]")
+    # results arrive one by one while the run is in progress
+    expect(page.get_by_test_id("checks-status")).to_have_attribute("data-status", "running")
+    expect(rows.first).to_be_visible(timeout=30_000)
+    expect(rows).to_have_count(10, timeout=90_000)
+    status = page.get_by_test_id("checks-status")
+    expect(status).not_to_have_attribute("data-status", "running", timeout=30_000)
+    run = SelfTestRun.objects.get()
+    assert run.trigger == "dashboard" and run.actor == "olivia"
+    assert status.get_attribute("data-status") == run.status == "passed", [
+        (r.name, r.status, r.detail) for r in run.results.all() if r.status == "FAIL"
+    ]
+    page.screenshot(path=str(artifacts / "dashboard-system-checks.png"), full_page=True)

@@ -16,8 +16,7 @@ pytestmark = pytest.mark.django_db(transaction=True)
 
 
 @pytest.fixture
-def platform(settings, web_url, service_workers, ai_ready):
-    settings.SELFTEST_BASE_URL = web_url
+def platform(web_url, service_workers, ai_ready):
     return web_url
 
 
