@@ -11,6 +11,8 @@ from trading.models import (
     Position,
     RiskLimits,
     RiskLimitsChange,
+    SelfTestResult,
+    SelfTestRun,
     Signal,
     Symbol,
     TradingStateChange,
@@ -178,3 +180,22 @@ class LearningRecordAdmin(ReadOnlyLedgerAdmin):
 class PerformanceSnapshotAdmin(ReadOnlyLedgerAdmin):
     list_display = ["ts", "equity", "open_positions", "closed_trades", "win_rate",
                     "profit_factor", "sharpe_ratio", "max_drawdown"]  # fmt: skip
+
+
+class SelfTestResultInline(admin.TabularInline):
+    model = SelfTestResult
+    fields = ["position", "title", "status", "duration_seconds", "detail"]
+    readonly_fields = fields
+    extra = 0
+    can_delete = False
+
+    def has_add_permission(self, request, obj=None) -> bool:
+        return False
+
+
+@admin.register(SelfTestRun)
+class SelfTestRunAdmin(ReadOnlyLedgerAdmin):
+    list_display = ["started_at", "suite", "status", "passed", "failed", "skipped", "trigger",
+                    "actor", "finished_at"]  # fmt: skip
+    list_filter = ["suite", "status", "trigger"]
+    inlines = [SelfTestResultInline]
