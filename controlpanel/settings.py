@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from datetime import timedelta
 from pathlib import Path
 
 import dj_database_url
@@ -47,6 +48,7 @@ INSTALLED_APPS = [
     "rest_framework.authtoken",
     "drf_spectacular",
     "django_celery_beat",
+    "axes",
     "controlpanel.health",
     "controlpanel.dashboard",
     "trading",
@@ -62,6 +64,8 @@ MIDDLEWARE = [
     "django.contrib.auth.middleware.AuthenticationMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
+    # Last but Prometheus': turns a refused login into the lockout answer.
+    "axes.middleware.AxesMiddleware",
     "django_prometheus.middleware.PrometheusAfterMiddleware",
 ]
 
@@ -152,6 +156,10 @@ if HEARTBEAT_EXPIRY_SECONDS <= HEARTBEAT_INTERVAL_SECONDS:
     )
 # Health and ready views never wait longer than this on Redis.
 HEALTH_REDIS_TIMEOUT_SECONDS = env_float("QT_HEALTH_REDIS_TIMEOUT", 0.5, minimum=0.05, maximum=10)
+# Unset: the metrics pages are open, like /health and /ready. Set: they want it as a bearer token.
+METRICS_TOKEN = env_str("QT_METRICS_TOKEN", "")
+if METRICS_TOKEN and len(METRICS_TOKEN) < 16:
+    raise ImproperlyConfigured("QT_METRICS_TOKEN is too short: use at least 16 random characters")
 PROMETHEUS_EXPORT_MIGRATIONS = False
 
 # --- Trading --------------------------------------------------------------------------------
@@ -198,6 +206,23 @@ RPC_TIMEOUT_SECONDS = env_float("QT_RPC_TIMEOUT", 0.5, minimum=0.01, maximum=60)
 RPC_RETRIES = env_int("QT_RPC_RETRIES", 2, minimum=0, maximum=10)
 
 # --- Auth and API ---------------------------------------------------------------------------
+AUTHENTICATION_BACKENDS = [
+    # First: refuses a locked-out login before the password is even checked.
+    "controlpanel.auth.LoginThrottleBackend",
+    "django.contrib.auth.backends.ModelBackend",
+]
+# Login throttling (django-axes), for the login page and the admin's alike: after this many
+# failures from one address for one username, that pair is refused, even with the right password,
+# until the cool-off has passed. Attempts are kept in the database (visible in the admin).
+AXES_FAILURE_LIMIT = env_int("QT_LOGIN_FAILURE_LIMIT", 5, minimum=1, maximum=1000)
+AXES_COOLOFF_TIME = timedelta(
+    minutes=env_float("QT_LOGIN_COOLOFF_MINUTES", 15.0, minimum=0.1, maximum=7 * 24 * 60)
+)
+AXES_LOCKOUT_PARAMETERS = [["username", "ip_address"]]
+AXES_RESET_ON_SUCCESS = True
+AXES_VERBOSE = False  # no banner from every process; lockouts are still logged as warnings
+# Failures are logged with the username and address (axes would mask them); never the password.
+AXES_SENSITIVE_PARAMETERS: list[str] = []
 LOGIN_URL = "/accounts/login/"
 LOGIN_REDIRECT_URL = "/"
 LOGOUT_REDIRECT_URL = "/accounts/login/"
@@ -220,6 +245,10 @@ SPECTACULAR_SETTINGS = {
     "TITLE": "Quantum Trader API",
     "VERSION": "1",
     "SERVE_INCLUDE_SCHEMA": False,
+    # The schema is for callers of the API, who log in anyway.
+    "SERVE_PERMISSIONS": ["rest_framework.permissions.IsAuthenticated"],
+    # Signals, orders and fills share one BUY/SELL enum.
+    "ENUM_NAME_OVERRIDES": {"SideEnum": "trading.models.Side"},
 }
 
 # --- Internationalisation and static files --------------------------------------------------
@@ -250,8 +279,18 @@ LOGGING = {
     "loggers": {"django.db.backends": {"level": "WARNING"}},
 }
 
-# --- Production hardening (applies when DEBUG is off) ---------------------------------------
+# --- Production hardening ---------------------------------------------------------------------
+# The defaults suit plain http on 127.0.0.1 (make run); a deployment behind TLS turns them on.
 SESSION_COOKIE_SECURE = env_bool("DJANGO_SECURE_COOKIES", False)
 CSRF_COOKIE_SECURE = SESSION_COOKIE_SECURE
+SECURE_SSL_REDIRECT = env_bool("DJANGO_SECURE_SSL_REDIRECT", False)
+# Probes and scrapers (docker healthchecks, Prometheus) speak plain http inside the deployment.
+SECURE_REDIRECT_EXEMPT = [r"^(health|ready|metrics)$", r"^services/[^/]+/(health|ready|metrics)$"]
+SECURE_HSTS_SECONDS = env_int("DJANGO_HSTS_SECONDS", 0, minimum=0)
+SECURE_HSTS_INCLUDE_SUBDOMAINS = env_bool("DJANGO_HSTS_INCLUDE_SUBDOMAINS", True)
+SECURE_HSTS_PRELOAD = env_bool("DJANGO_HSTS_PRELOAD", False)
+# Behind a proxy that terminates TLS and sets X-Forwarded-Proto (and strips it from clients).
+if env_bool("DJANGO_SECURE_PROXY_SSL_HEADER", False):
+    SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
 SECURE_CONTENT_TYPE_NOSNIFF = True
 X_FRAME_OPTIONS = "DENY"

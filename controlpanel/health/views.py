@@ -1,14 +1,21 @@
 """Liveness, readiness and metrics: for the web process and for each service.
 
 Every view reads recorded state (heartbeats and metric samples in Redis) and probes Redis and the
-database with a short timeout; none sends a message to a worker.
+database with a short timeout; none sends a message to a worker. The metrics pages want
+``Authorization: Bearer <QT_METRICS_TOKEN>`` when that setting is set.
 """
 
 from __future__ import annotations
 
+import hmac
+from collections.abc import Callable
+from functools import wraps
+
+from django.conf import settings
 from django.http import Http404, HttpRequest, HttpResponse, JsonResponse
 from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_GET
+from django_prometheus.exports import ExportToDjangoView
 from prometheus_client import CONTENT_TYPE_LATEST
 
 from trading.observability.health import Status
@@ -34,6 +41,32 @@ def _health_response(body: dict[str, object], ok: bool) -> JsonResponse:
     return JsonResponse(body, status=200 if ok else 503, content_type=HEALTH_JSON)
 
 
+def metrics_authorized(request: HttpRequest) -> bool:
+    """True when no metrics token is set, or the request carries it as a bearer token."""
+    token = settings.METRICS_TOKEN
+    if not token:
+        return True
+    scheme, _, given = request.headers.get("Authorization", "").partition(" ")
+    # Bytes: compare_digest refuses str with non-ASCII characters, which a caller may send.
+    return scheme.lower() == "bearer" and hmac.compare_digest(
+        given.strip().encode(), token.encode()
+    )
+
+
+def metrics_token_required(view: Callable[..., HttpResponse]) -> Callable[..., HttpResponse]:
+    @wraps(view)
+    def guarded(request: HttpRequest, *args, **kwargs) -> HttpResponse:
+        if not metrics_authorized(request):
+            refused = HttpResponse(
+                "a bearer token is required\n", status=401, content_type="text/plain"
+            )
+            refused["WWW-Authenticate"] = 'Bearer realm="metrics"'
+            return refused
+        return view(request, *args, **kwargs)
+
+    return guarded
+
+
 @require_GET
 @never_cache
 def service_health(request: HttpRequest, service: str) -> JsonResponse:
@@ -50,8 +83,17 @@ def service_ready(request: HttpRequest, service: str) -> JsonResponse:
 
 @require_GET
 @never_cache
+@metrics_token_required
 def service_metrics(request: HttpRequest, service: str) -> HttpResponse:
     return HttpResponse(service_metrics_text(_service(service)), content_type=CONTENT_TYPE_LATEST)
+
+
+@require_GET
+@never_cache
+@metrics_token_required
+def web_metrics(request: HttpRequest) -> HttpResponse:
+    """The web process's own metrics, as django-prometheus exports them."""
+    return ExportToDjangoView(request)
 
 
 @require_GET

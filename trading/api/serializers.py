@@ -25,19 +25,18 @@ def _positive_amount(**options) -> serializers.DecimalField:
 class SignalCreateSerializer(serializers.Serializer):
     symbol = serializers.CharField(max_length=20)
     side = serializers.ChoiceField(choices=["BUY", "SELL"])
-    # A probability may come with any number of digits; six are kept.
+    # A probability may come with any number of digits; six are kept (validate_confidence).
     confidence = serializers.DecimalField(
-        max_digits=7,
-        decimal_places=6,
-        min_value=Decimal("0"),
-        max_value=Decimal("1"),
-        rounding=ROUND_HALF_EVEN,
+        max_digits=None, decimal_places=None, min_value=Decimal("0"), max_value=Decimal("1")
     )
     notional = _positive_amount()
     quantity = _positive_amount()
     leverage = serializers.IntegerField(min_value=1, max_value=MAX_EXCHANGE_LEVERAGE, default=1)
     stop_loss = _positive_amount()
     take_profit = _positive_amount()
+
+    def validate_confidence(self, value: Decimal) -> Decimal:
+        return value.quantize(Decimal("0.000001"), rounding=ROUND_HALF_EVEN)
 
     def validate_symbol(self, value: str) -> str:
         symbol = value.strip().upper()

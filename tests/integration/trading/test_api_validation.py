@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from decimal import Decimal
+
 import pytest
 
 from trading.models import Order, Signal
@@ -95,3 +97,10 @@ def test_the_api_refuses_anonymous_writes(client, redis_server):
         403,
     )
     assert not Signal.objects.exists()
+
+
+def test_a_confidence_with_many_digits_is_kept_to_six(api, market):
+    body = {**GOOD, "confidence": 0.87345678912}
+    response = api.post("/api/v1/signals", body, format="json")
+    assert response.status_code == 202, response.content
+    assert Signal.objects.get().confidence == Decimal("0.873457")

@@ -1,0 +1,236 @@
+"""No input makes the API fail: generated requests (hypothesis, and schemathesis from the OpenAPI
+schema the API serves) are answered below 500, and every refusal says why."""
+
+from __future__ import annotations
+
+import json
+from decimal import Decimal
+
+import pytest
+import schemathesis
+from django.core.wsgi import get_wsgi_application
+from hypothesis import HealthCheck, event, given, settings
+from hypothesis import strategies as st
+from rest_framework.authtoken.models import Token
+from rest_framework.test import APIClient
+from schemathesis import GenerationMode
+
+from trading.models import Signal
+
+pytestmark = pytest.mark.django_db(transaction=True)
+
+FUZZ = settings(
+    max_examples=75,
+    deadline=None,
+    database=None,
+    suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
+)
+
+
+@pytest.fixture
+def no_task_sending(monkeypatch) -> list[str]:
+    """The API's hand-offs to the workers, recorded instead of queued: no worker runs here, and
+    none started later should find a backlog of signals that no longer exist."""
+    from trading.analytics.tasks import run_selftest
+    from trading.execution.tasks import flatten_positions, process_signal
+
+    sent: list[str] = []
+    for task in (process_signal, flatten_positions, run_selftest):
+        monkeypatch.setattr(task, "delay", lambda *args, _name=task.name, **kw: sent.append(_name))
+    return sent
+
+
+@pytest.fixture
+def api(olivia, market, no_task_sending) -> APIClient:
+    """The operator, who may call everything."""
+    client = APIClient()
+    client.force_authenticate(olivia)
+    return client
+
+
+def says_why(body: object) -> bool:
+    """A refusal names its reason: a ``detail``, or each bad field with its messages."""
+    if not isinstance(body, dict) or not body:
+        return False
+    if "detail" in body:
+        return isinstance(body["detail"], str) and bool(body["detail"].strip())
+    return all(isinstance(field, str) and messages for field, messages in body.items())
+
+
+def assert_answered(response) -> None:
+    event(f"HTTP {response.status_code}")
+    assert response.status_code < 500, (response.status_code, response.content[:2000])
+    if 400 <= response.status_code < 500:
+        assert response["Content-Type"].startswith("application/json"), response.content[:500]
+        assert says_why(response.json()), response.content[:2000]
+
+
+# --- hypothesis: bodies, queries and paths ----------------------------------------------------
+
+json_scalars = (
+    st.none()
+    | st.booleans()
+    | st.integers()
+    | st.integers(min_value=-(10**60), max_value=10**60)
+    | st.floats()
+    | st.text(max_size=30)
+)
+json_values = st.recursive(
+    json_scalars,
+    lambda inner: (
+        st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=8), inner, max_size=3)
+    ),
+    max_leaves=6,
+)
+number_texts = st.one_of(
+    st.decimals(allow_nan=True, allow_infinity=True).map(str),
+    st.sampled_from(["1e999999999", "-1e-999999999", "0x10", "1_000", " 5 ", "", "٣", "1e4300"]),
+)
+good_amounts = st.decimals(min_value=Decimal("0.0001"), max_value=10**5, places=4).map(str)
+good_signals = st.fixed_dictionaries(
+    {
+        "symbol": st.sampled_from(["BTCUSDT", "ETHUSDT", "SOLUSDT", "btcusdt"]),
+        "side": st.sampled_from(["BUY", "SELL"]),
+        "confidence": st.decimals(0, 1, places=6).map(str) | st.floats(0, 1),
+        "notional": good_amounts,
+    },
+    optional={
+        "leverage": st.integers(1, 125),
+        "stop_loss": good_amounts,
+        "take_profit": good_amounts,
+    },
+)
+bad_values = {
+    "symbol": st.sampled_from(["DOGEBTC", " ", "x" * 50]) | json_values,
+    "side": st.sampled_from(["buy", "HOLD", ""]) | json_values,
+    "confidence": number_texts | json_values,
+    "notional": number_texts | json_values,
+    "quantity": number_texts | json_values,
+    "leverage": st.integers() | number_texts | json_values,
+    "stop_loss": number_texts | json_values,
+    "take_profit": number_texts | json_values,
+    "unknown": json_values,
+}
+
+
+@st.composite
+def signal_bodies(draw) -> dict:
+    """A good signal with up to three fields dropped or spoilt, so that both answers occur."""
+    body = draw(good_signals)
+    if draw(st.booleans()):
+        body["quantity"] = body.pop("notional")
+    for field in draw(st.sets(st.sampled_from(sorted(bad_values)), max_size=3)):
+        if draw(st.booleans()):
+            body.pop(field, None)
+        else:
+            body[field] = draw(bad_values[field])
+    return body
+
+
+@FUZZ
+@given(body=signal_bodies())
+def test_any_signal_is_accepted_or_refused_with_the_reason(api, body):
+    before = Signal.objects.count()
+    response = api.post("/api/v1/signals", json.dumps(body), content_type="application/json")
+    assert_answered(response)
+    assert response.status_code in (202, 400), response.content
+    assert Signal.objects.count() == before + (response.status_code == 202)
+
+
+@FUZZ
+@given(
+    path=st.sampled_from(["/api/v1/signals", "/api/v1/risk/halt", "/api/v1/risk/resume",
+                          "/api/v1/selftest/runs"]),
+    raw=st.binary(max_size=200) | st.text(max_size=200).map(str.encode),
+    content_type=st.sampled_from(["application/json", "application/x-www-form-urlencoded",
+                                  "multipart/form-data; boundary=x", "text/plain", ""]),
+)  # fmt: skip
+def test_any_raw_body_is_answered_with_the_reason(api, path, raw, content_type):
+    assert_answered(api.generic("POST", path, raw, content_type=content_type))
+
+
+@FUZZ
+@given(
+    path=st.sampled_from(["/api/v1/risk/halt", "/api/v1/risk/resume", "/api/v1/selftest/runs"]),
+    body=st.dictionaries(
+        st.sampled_from(["flatten", "reason", "suite"]) | st.text(max_size=8), json_values
+    ),
+)
+def test_any_risk_or_selftest_request_is_answered_with_the_reason(api, path, body):
+    response = api.post(path, json.dumps(body), content_type="application/json")
+    assert_answered(response)
+
+
+query_values = st.text(max_size=40) | number_texts | st.integers().map(str)
+
+
+@FUZZ
+@given(
+    path=st.sampled_from(["/api/v1/signals", "/api/v1/orders", "/api/v1/positions",
+                          "/api/v1/events", "/api/v1/selftest/runs", "/api/v1/portfolio",
+                          "/api/v1/risk", "/api/v1/services"]),
+    query=st.dictionaries(
+        st.sampled_from(["symbol", "correlation_id", "status", "limit", "type", "since",
+                         "until"]) | st.text(max_size=8),
+        query_values,
+        max_size=4,
+    ),
+)  # fmt: skip
+def test_any_query_is_answered_with_the_reason(api, path, query):
+    response = api.get(path, query)
+    assert_answered(response)
+    assert response.status_code in (200, 400), response.content
+
+
+@FUZZ
+@given(
+    path=st.one_of(
+        st.uuids().map(lambda u: f"/api/v1/signals/{u}"),
+        st.integers(min_value=0).map(lambda n: f"/api/v1/selftest/runs/{n}"),
+        st.integers(min_value=0, max_value=10**40).map(lambda n: f"/api/v1/selftest/runs/{n}"),
+    )
+)
+def test_any_id_is_found_or_a_404_with_the_reason(api, path):
+    response = api.get(path)
+    assert_answered(response)
+    assert response.status_code in (200, 404)
+
+
+# --- schemathesis: every operation of the served schema ---------------------------------------
+
+
+def test_no_request_generated_from_the_served_schema_fails_the_api(olivia, market, no_task_sending):
+    """Valid and invalid requests for every operation in the schema at /api/v1/schema, called
+    through the WSGI application in this process (so on the test database) as the operator."""
+    token = Token.objects.create(user=olivia).key
+    auth = {"Authorization": f"Token {token}"}
+    schema = schemathesis.openapi.from_wsgi(
+        "/api/v1/schema?format=json", get_wsgi_application(), headers=auth
+    )
+    operations = [result.ok() for result in schema.get_all_operations()]
+    assert {op.path for op in operations} >= {"/api/v1/signals", "/api/v1/risk/halt"}
+
+    for operation in operations:
+        # Only an operation that takes something (credentials aside) can be sent something invalid.
+        takes_input = bool(
+            list(operation.query) or list(operation.path_parameters) or operation.body
+        )
+        modes = [GenerationMode.POSITIVE] + [GenerationMode.NEGATIVE] * takes_input
+        for mode in modes:
+
+            @settings(
+                max_examples=25,
+                deadline=None,
+                database=None,
+                suppress_health_check=list(HealthCheck),
+            )
+            @given(case=operation.as_strategy(generation_mode=mode))
+            def answered(case):
+                response = case.call(headers=auth)
+                shown = f"{case.as_curl_command()}\n{response.status_code} {response.text[:2000]}"
+                assert response.status_code < 500, shown
+                # An id that is not one (a 404 from the URL resolver) has no API body to give.
+                if 400 <= response.status_code < 500 and response.status_code != 404:
+                    assert says_why(response.json()), shown
+
+            answered()
