@@ -11,4 +11,4 @@ def _reconcile_on_start(sender, **kwargs) -> None:
     if "exec_risk" in queues:
         from trading.execution.tasks import reconcile_exchange
 
-        reconcile_exchange.apply_async(queue="exec_risk")
+        reconcile_exchange.apply_async(kwargs={"startup": True}, queue="exec_risk")

@@ -18,6 +18,7 @@ import logging
 import time
 import uuid
 from dataclasses import dataclass
+from datetime import timedelta
 from decimal import Decimal
 
 from django.conf import settings
@@ -626,9 +627,39 @@ def flatten_positions(account: Account, *, actor: str) -> list[Order]:
     return orders
 
 
-def reconcile_exchange() -> dict:
-    """Refreshes symbol rules, records whether the exchange answers, and settles every order in
-    doubt (UNKNOWN, or open on our side) with the exchange's view."""
+# A signal still pending after this long lost its task: a worker died holding it (the broker
+# would give the message back only after its visibility timeout, an hour).
+STALE_SIGNAL = timedelta(seconds=30)
+
+
+def requeue_stale_signals(older_than: timedelta = STALE_SIGNAL) -> list[str]:
+    """Sends every signal left pending too long to exec-risk again. Safe: processing a signal
+    twice places at most one order."""
+    from trading.execution.tasks import process_signal
+
+    cutoff = timezone.now() - older_than
+    stale = [
+        str(pk)
+        for pk in Signal.objects.filter(
+            status=Signal.Status.PENDING, created_at__lt=cutoff
+        ).values_list("pk", flat=True)
+    ]
+    for signal_id in stale:
+        process_signal.delay(signal_id)
+    if stale:
+        logger.warning("re-sent %d signals left pending since before %s", len(stale), cutoff)
+    return stale
+
+
+# When a worker starts, whatever is pending may have been held by a worker that died: it is all
+# sent again (a signal that was still queued is then processed twice, which is harmless).
+STARTUP_STALE_SIGNAL = timedelta(0)
+
+
+def reconcile_exchange(startup: bool = False) -> dict:
+    """Refreshes symbol rules, records whether the exchange answers, settles every order in
+    doubt (UNKNOWN, or open on our side) with the exchange's view, and re-sends signals whose
+    task was lost."""
     from trading.execution.health import record_exchange_status
     from trading.marketdata.services import refresh_symbol_rules
 
@@ -665,6 +696,9 @@ def reconcile_exchange() -> dict:
         "symbol_rules": source,
         "orders_reconciled": len(settled),
         "unknown_exchange_orders": len(strangers),
+        "signals_requeued": len(
+            requeue_stale_signals(STARTUP_STALE_SIGNAL if startup else STALE_SIGNAL)
+        ),
     }
 
 

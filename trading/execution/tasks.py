@@ -51,10 +51,10 @@ def drain_market_events() -> dict:
 
 
 @shared_task(acks_late=True, reject_on_worker_lost=True)
-def reconcile_exchange() -> dict:
-    """At exec-risk start-up and on a schedule: symbol rules, exchange reachability, and every
-    order the platform is unsure of, checked against the exchange."""
-    return services.reconcile_exchange()
+def reconcile_exchange(startup: bool = False) -> dict:
+    """At exec-risk start-up and on a schedule: symbol rules, exchange reachability, every
+    order the platform is unsure of checked against the exchange, lost signals sent again."""
+    return services.reconcile_exchange(startup=startup)
 
 
 @shared_task
