@@ -76,6 +76,8 @@ class DashboardConsumer(AsyncJsonWebsocketConsumer):
 
     async def events_published(self, message: EventsPublished) -> None:
         for event in message["events"]:
+            if not sections.shown(event):
+                continue
             self.pending.append(sections.event_row(event))
             self.dirty.update(sections.AFFECTS.get(event["type"], ()))
 
