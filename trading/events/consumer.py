@@ -38,8 +38,10 @@ and two consumers of one group run concurrently; handlers must not rely on stric
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import math
+import socket
 import threading
 import time
 from collections.abc import Callable, Iterable, Mapping
@@ -53,7 +55,7 @@ from django.db import IntegrityError, close_old_connections, transaction
 from trading.events.envelope import Event, MalformedEvent
 from trading.events.log import dead_letter_stream, events_stream, maxlen
 from trading.models import ProcessedEvent
-from trading.store import redis_client
+from trading.store import redis_client, rkey
 
 logger = logging.getLogger(__name__)
 
@@ -367,3 +369,38 @@ class StreamConsumer:
 
 def _text(value: str | bytes) -> str:
     return value.decode() if isinstance(value, bytes) else str(value)
+
+
+DRAIN_LOCK_SECONDS = 60
+
+
+def drain_exclusively(
+    group: str,
+    handler: Handler,
+    *,
+    types: Iterable[str] | None = None,
+    start: str = "0",
+    max_deliveries: int | None = None,
+) -> dict:
+    """One drain of a service's group at a time across all its workers and hosts, so that its
+    events are handled in order: a drain that finds another running returns at once (the running
+    one reads to the end). The consumer is named after the host, so names never pile up."""
+    from django.conf import settings
+
+    lock = redis_client().lock(
+        rkey("lock", "drain", group), timeout=DRAIN_LOCK_SECONDS, blocking=False
+    )
+    if not lock.acquire(blocking=False):
+        return {"skipped": "another drain is running"}
+    try:
+        consumer = StreamConsumer(
+            group,
+            socket.gethostname(),
+            handler,
+            types=types,
+            max_deliveries=max_deliveries or settings.EVENT_MAX_DELIVERIES,
+            start=start,
+        )
+        return dataclasses.asdict(consumer.drain())
+    finally:
+        lock.release()

@@ -2,30 +2,25 @@
 
 from django.db import migrations
 
-NAME = "analytics: system checks (integration suite)"
+from trading.schedules import Schedule, add_schedules, remove_schedules
 
-
-def create(apps, schema_editor):
-    IntervalSchedule = apps.get_model("django_celery_beat", "IntervalSchedule")
-    PeriodicTask = apps.get_model("django_celery_beat", "PeriodicTask")
-    interval, _ = IntervalSchedule.objects.get_or_create(every=86_400, period="seconds")
-    PeriodicTask.objects.update_or_create(
-        name=NAME,
-        defaults={
-            "task": "trading.analytics.tasks.run_selftest",
-            "kwargs": '{"suite": "integration"}',
-            "interval": interval,
-            "queue": "analytics",
-            "expire_seconds": 3600,
-        },
-    )
-
-
-def remove(apps, schema_editor):
-    apps.get_model("django_celery_beat", "PeriodicTask").objects.filter(name=NAME).delete()
+SCHEDULES = [
+    Schedule(
+        "analytics: system checks (integration suite)",
+        "trading.analytics.tasks.run_selftest",
+        86_400,
+        "analytics",
+        {"suite": "integration"},
+    ),
+]
 
 
 class Migration(migrations.Migration):
     dependencies = [("trading", "0008_selftest")]
 
-    operations = [migrations.RunPython(create, remove)]
+    operations = [
+        migrations.RunPython(
+            lambda apps, editor: add_schedules(apps, SCHEDULES),
+            lambda apps, editor: remove_schedules(apps, SCHEDULES),
+        )
+    ]
