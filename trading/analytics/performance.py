@@ -222,7 +222,9 @@ def _gross(pnls: Sequence[Decimal]) -> tuple[Decimal, Decimal]:
     return gross_profit, gross_loss
 
 
-def _decimal(name: str, value: object) -> Decimal:
+def as_decimal(name: str, value: object) -> Decimal:
+    """A statistic input as an exact Decimal: Decimals and ints as they are, a float at its
+    shortest repr; refuses booleans, other types and non-finite values (ValueError)."""
     if isinstance(value, bool):
         raise ValueError(f"{name} must be a number, got {value!r}")
     if isinstance(value, Decimal):
@@ -240,11 +242,11 @@ def _decimal(name: str, value: object) -> Decimal:
 
 
 def _decimals(name: str, values: Iterable[object]) -> list[Decimal]:
-    return [_decimal(name, value) for value in values]
+    return [as_decimal(name, value) for value in values]
 
 
 def _curve(equity_curve: Sequence[EquityPoint]) -> list[tuple[datetime, Decimal]]:
-    points = [(ts, _decimal("equity", equity)) for ts, equity in equity_curve]
+    points = [(ts, as_decimal("equity", equity)) for ts, equity in equity_curve]
     for ts, _ in points:
         if not isinstance(ts, datetime) or ts.utcoffset() is None:
             raise ValueError(f"equity timestamps must be aware datetimes, got {ts!r}")

@@ -33,11 +33,12 @@ multiplier changes them: on raw PnL the boosted trades would weigh more in the s
 from __future__ import annotations
 
 import math
-import numbers
 from collections.abc import Sequence
 from dataclasses import dataclass
 from decimal import ROUND_FLOOR, Decimal
 from enum import StrEnum
+
+from trading.analytics.performance import as_decimal
 
 Number = Decimal | float | int
 
@@ -92,8 +93,8 @@ def assess_sizing(
     ``max_multiplier`` below 1, ``floor`` outside (0, 1], ``full_boost_sharpe`` not above
     ``sharpe_threshold``, ``confidence_z`` negative, or a trade is not a finite number.
     """
-    maximum = _decimal("max_multiplier", max_multiplier)
-    minimum = _decimal("floor", floor)
+    maximum = as_decimal("max_multiplier", max_multiplier)
+    minimum = as_decimal("floor", floor)
     if min_trades < 2:
         raise ValueError(f"min_trades must be at least 2 to measure dispersion, got {min_trades}")
     if maximum < ONE:
@@ -104,7 +105,7 @@ def assess_sizing(
         raise ValueError("full_boost_sharpe must be above sharpe_threshold")
     if not confidence_z >= 0:
         raise ValueError(f"confidence_z must not be negative, got {confidence_z}")
-    pnls = [float(_decimal("trade", trade)) for trade in recent_trades]
+    pnls = [float(as_decimal("trade", trade)) for trade in recent_trades]
     n = len(pnls)
     if n < min_trades:
         return SizingDecision(ONE, SizingReason.INSUFFICIENT_HISTORY, n, None, None)
@@ -154,19 +155,3 @@ def _sharpe_bounds(pnls: Sequence[float], z: float) -> tuple[float, float]:
         return limit, limit if mean != 0 else -math.inf
     sharpe = mean / std
     return sharpe, sharpe - z * math.sqrt((1 + sharpe**2 / 2) / n)
-
-
-def _decimal(name: str, value: object) -> Decimal:
-    if isinstance(value, bool):
-        raise ValueError(f"{name} must be a number, got {value!r}")
-    if isinstance(value, Decimal):
-        number = value
-    elif isinstance(value, numbers.Integral):
-        number = Decimal(int(value))
-    elif isinstance(value, numbers.Real):
-        number = Decimal(repr(float(value)))
-    else:
-        raise ValueError(f"{name} must be a Decimal, float or int, got {value!r}")
-    if not number.is_finite():
-        raise ValueError(f"{name} must be finite, got {value!r}")
-    return number
