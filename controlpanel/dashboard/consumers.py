@@ -15,7 +15,7 @@ from trading.events.broadcast import DASHBOARD_GROUP, EventsPublished
 
 logger = logging.getLogger(__name__)
 
-FLUSH_SECONDS = 0.25  # at most four messages a second, however fast events arrive
+FLUSH_SECONDS = 0.25  # at most four deltas a second, however fast events arrive
 SERVICES_EVERY_SECONDS = 2.0  # heartbeat ages move on their own: refresh the tiles
 UNAUTHENTICATED = 4401
 
@@ -41,6 +41,7 @@ class DashboardConsumer(AsyncJsonWebsocketConsumer):
         self.seq = 0
         self.dirty: set[str] = set()
         self.pending: list[dict] = []
+        self.changed = asyncio.Event()
         await self.channel_layer.group_add(DASHBOARD_GROUP, self.channel_name)
         await self.accept()
         self.user_info = {"username": user.get_username(), "can_operate": await _can_operate(user)}
@@ -80,14 +81,24 @@ class DashboardConsumer(AsyncJsonWebsocketConsumer):
                 continue
             self.pending.append(sections.event_row(event))
             self.dirty.update(sections.AFFECTS.get(event["type"], ()))
+        self.changed.set()
 
     # --- loops ----------------------------------------------------------------------------
 
     async def flush_loop(self) -> None:
+        """Sends a change at once when the last message left long enough ago, else as soon as
+        the interval allows: a lone event is not held back, a burst still makes one message."""
+        loop = asyncio.get_running_loop()
+        last_sent = 0.0
         while True:
-            await asyncio.sleep(FLUSH_SECONDS)
+            await self.changed.wait()
+            wait = last_sent + FLUSH_SECONDS - loop.time()
+            if wait > 0:
+                await asyncio.sleep(wait)
+            self.changed.clear()
             if not self.dirty and not self.pending:
                 continue
+            last_sent = loop.time()
             names, self.dirty = sorted(self.dirty), set()
             events, self.pending = self.pending, []
             try:
@@ -104,3 +115,4 @@ class DashboardConsumer(AsyncJsonWebsocketConsumer):
         while True:
             await asyncio.sleep(SERVICES_EVERY_SECONDS)
             self.dirty.add("services")
+            self.changed.set()
