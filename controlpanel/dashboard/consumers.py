@@ -42,6 +42,7 @@ class DashboardConsumer(AsyncJsonWebsocketConsumer):
         self.dirty: set[str] = set()
         self.pending: list[dict] = []
         self.changed = asyncio.Event()
+        self.last_sent = 0.0
         await self.channel_layer.group_add(DASHBOARD_GROUP, self.channel_name)
         await self.accept()
         self.user_info = {"username": user.get_username(), "can_operate": await _can_operate(user)}
@@ -89,16 +90,15 @@ class DashboardConsumer(AsyncJsonWebsocketConsumer):
         """Sends a change at once when the last message left long enough ago, else as soon as
         the interval allows: a lone event is not held back, a burst still makes one message."""
         loop = asyncio.get_running_loop()
-        last_sent = 0.0
         while True:
             await self.changed.wait()
-            wait = last_sent + FLUSH_SECONDS - loop.time()
+            wait = self.last_sent + FLUSH_SECONDS - loop.time()
             if wait > 0:
                 await asyncio.sleep(wait)
             self.changed.clear()
             if not self.dirty and not self.pending:
                 continue
-            last_sent = loop.time()
+            self.last_sent = loop.time()
             names, self.dirty = sorted(self.dirty), set()
             events, self.pending = self.pending, []
             try:
@@ -112,7 +112,11 @@ class DashboardConsumer(AsyncJsonWebsocketConsumer):
             )
 
     async def services_loop(self) -> None:
+        """The tiles ride along with the next delta; they trigger one themselves only when
+        nothing else was sent for a while, so they never hold an event back."""
+        loop = asyncio.get_running_loop()
         while True:
             await asyncio.sleep(SERVICES_EVERY_SECONDS)
             self.dirty.add("services")
-            self.changed.set()
+            if loop.time() - self.last_sent >= SERVICES_EVERY_SECONDS:
+                self.changed.set()
