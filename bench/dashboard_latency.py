@@ -43,6 +43,8 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from benchkit import percentile, start_platform  # noqa: E402
+
 CHROMIUM = "/usr/bin/chromium"
 CHROMIUM_ARGS = [
     "--no-sandbox",
@@ -97,11 +99,6 @@ DOM_OBSERVER = """
 """
 
 
-def percentile(values: list[float], share: float) -> float:
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, int(share * len(ordered)))]
-
-
 def describe(name: str, seconds: list[float]) -> str:
     if not seconds:
         return f"{name:<44} n=0"
@@ -114,30 +111,12 @@ def describe(name: str, seconds: list[float]) -> str:
 
 def setup(var: Path):
     """Redis, the database and an operator; returns the Redis server."""
-    from deploy.redis_server import LocalRedis, free_port
-
-    redis_server = LocalRedis(free_port(), var / "redis").start()
-    os.environ.update(
-        DJANGO_SETTINGS_MODULE="controlpanel.settings",
-        DJANGO_SECRET_KEY="bench-secret-key-bench-secret-key-bench-secret",
-        DJANGO_DEBUG="false",
-        QT_VAR_DIR=str(var),
-        REDIS_URL=redis_server.url,
-        # This process only; the web server logs as make run's does.
-        QT_LOG_LEVEL="WARNING",
-    )
-    os.environ.pop("DATABASE_URL", None)
-    (var / "static").mkdir(exist_ok=True)
-    import django
-
-    django.setup()
+    redis_server = start_platform(var)
     from django.contrib.auth import get_user_model
     from django.contrib.auth.models import Group
-    from django.core.management import call_command
 
     from trading.roles import OPERATOR, ensure_roles
 
-    call_command("migrate", verbosity=0)
     ensure_roles()
     user = get_user_model().objects.create_user(USERNAME, password=PASSWORD)
     user.groups.add(Group.objects.get(name=OPERATOR))

@@ -27,32 +27,16 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from benchkit import start_platform  # noqa: E402
+
 GOAL = 0.5
 
 
 def setup_platform() -> object:
     """A Redis server and a migrated SQLite database in a temporary directory; returns the
     server (to stop)."""
-    from deploy.redis_server import LocalRedis, free_port
-
     var = Path(tempfile.mkdtemp(prefix="qt-bench-events-"))
-    redis_server = LocalRedis(free_port(), var / "redis").start()
-    os.environ.update(
-        DJANGO_SETTINGS_MODULE="controlpanel.settings",
-        DJANGO_SECRET_KEY="bench-secret-key-bench-secret-key-bench-secret",
-        DJANGO_DEBUG="false",
-        QT_VAR_DIR=str(var),
-        REDIS_URL=redis_server.url,
-        QT_LOG_LEVEL="WARNING",
-    )
-    os.environ.pop("DATABASE_URL", None)
-    import django
-
-    django.setup()
-    from django.core.management import call_command
-
-    call_command("migrate", verbosity=0)
-    return redis_server
+    return start_platform(var)
 
 
 def make_events(count: int) -> list:

@@ -34,6 +34,8 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from benchkit import start_platform  # noqa: E402
+
 SERVICE_URLS = ("/services/ai/health", "/services/ai/ready")
 BASELINE_URL = "/ok"
 # The web process's own /health: Redis and database probes only, no service report.
@@ -99,28 +101,10 @@ def wrk(url: str, connections: int, seconds: float, script: Path) -> Load:
 
 def setup(var: Path):
     """Redis, the database, a model and fresh bars; returns the Redis server."""
-    from deploy.redis_server import LocalRedis, free_port
-
-    redis_server = LocalRedis(free_port(), var / "redis").start()
-    os.environ.update(
-        DJANGO_SETTINGS_MODULE="controlpanel.settings",
-        DJANGO_SECRET_KEY="bench-secret-key-bench-secret-key-bench-secret",
-        DJANGO_DEBUG="false",
-        QT_VAR_DIR=str(var),
-        REDIS_URL=redis_server.url,
-        # This process only; the servers and workers log as make run's do.
-        QT_LOG_LEVEL="WARNING",
-    )
-    os.environ.pop("DATABASE_URL", None)
-    (var / "static").mkdir(exist_ok=True)
-    import django
-
-    django.setup()
-    from django.core.management import call_command
+    redis_server = start_platform(var)
 
     from trading.ai.services import train_model
 
-    call_command("migrate", verbosity=0)
     train_model(trigger="bench", days=3)
     refresh_bars()
     return redis_server

@@ -44,6 +44,8 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from benchkit import percentile, start_platform  # noqa: E402
+
 GOAL_RATIO = 4.0
 GOAL_P99_MS = 50.0
 GOAL_MEMORY_GROWTH = 0.10
@@ -54,11 +56,6 @@ QUANTITIES = {
     "SOLUSDT": Decimal("0.08"),
 }
 UNDECIDED = ("pending", "submitted")
-
-
-def percentile(values: list[float], share: float) -> float:
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, int(share * len(ordered)))]
 
 
 def describe(name: str, seconds: list[float]) -> str:
@@ -78,29 +75,12 @@ def verdict(ok: bool) -> str:
 def setup_platform(var: Path):
     """A Redis server, a migrated SQLite database, fresh bars and raised limits; returns the
     server (to stop) and the account."""
-    from deploy.redis_server import LocalRedis, free_port
-
-    redis_server = LocalRedis(free_port(), var / "redis").start()
-    os.environ.update(
-        DJANGO_SETTINGS_MODULE="controlpanel.settings",
-        DJANGO_SECRET_KEY="bench-secret-key-bench-secret-key-bench-secret",
-        DJANGO_DEBUG="false",
-        QT_VAR_DIR=str(var),
-        REDIS_URL=redis_server.url,
-        QT_EXCHANGE="paper",
-        QT_LOG_LEVEL="WARNING",
-    )
-    os.environ.pop("DATABASE_URL", None)
-    import django
-
-    django.setup()
-    from django.core.management import call_command
+    redis_server = start_platform(var, QT_EXCHANGE="paper")
 
     from trading.marketdata.klines import load_bundled_bars
     from trading.marketdata.prices import record_bars
     from trading.risk.services import get_account, global_limits
 
-    call_command("migrate", verbosity=0)
     record_bars([load_bundled_bars(symbol)[-1] for symbol in QUANTITIES])
     limits = global_limits()
     limits.max_orders_per_minute = 1_000_000

@@ -40,6 +40,8 @@ from urllib.parse import urlsplit
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from benchkit import start_platform  # noqa: E402
+
 BASELINE_URL = "/ok"
 READY_URLS = ("/ready", "/services/exec-risk/ready")
 HEY_TIMEOUT_SECONDS = 20
@@ -146,28 +148,10 @@ def explain(url: str, requests: int) -> tuple[Counter, Counter]:
 
 def setup(var: Path):
     """Redis, the database, the symbol rules and fresh bars; returns the Redis server."""
-    from deploy.redis_server import LocalRedis, free_port
-
-    redis_server = LocalRedis(free_port(), var / "redis").start()
-    os.environ.update(
-        DJANGO_SETTINGS_MODULE="controlpanel.settings",
-        DJANGO_SECRET_KEY="bench-secret-key-bench-secret-key-bench-secret",
-        DJANGO_DEBUG="false",
-        QT_VAR_DIR=str(var),
-        REDIS_URL=redis_server.url,
-        # This process only; the servers and the worker log as make run's do.
-        QT_LOG_LEVEL="WARNING",
-    )
-    os.environ.pop("DATABASE_URL", None)
-    (var / "static").mkdir(exist_ok=True)
-    import django
-
-    django.setup()
-    from django.core.management import call_command
+    redis_server = start_platform(var)
 
     from trading.marketdata.services import refresh_symbol_rules
 
-    call_command("migrate", verbosity=0)
     refresh_symbol_rules()
     refresh_bars()
     return redis_server

@@ -22,10 +22,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-
-def percentile(values: list[float], share: float) -> float:
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, int(share * len(ordered)))]
+from benchkit import percentile, start_platform  # noqa: E402
 
 
 def describe(name: str, seconds: list[float]) -> str:
@@ -42,22 +39,8 @@ def main() -> None:
     parser.add_argument("--pace", type=float, default=0.5, help="seconds between steps")
     args = parser.parse_args()
 
-    from deploy.redis_server import LocalRedis, free_port
-
     var = Path(tempfile.mkdtemp(prefix="qt-bench-"))
-    redis_server = LocalRedis(free_port(), var / "redis").start()
-    os.environ.update(
-        DJANGO_SETTINGS_MODULE="controlpanel.settings",
-        DJANGO_SECRET_KEY="bench-secret-key-bench-secret-key-bench-secret",
-        QT_VAR_DIR=str(var),
-        REDIS_URL=redis_server.url,
-        QT_LOG_LEVEL="WARNING",
-    )
-    os.environ.pop("DATABASE_URL", None)
-    import django
-
-    django.setup()
-    from django.core.management import call_command
+    redis_server = start_platform(var)
 
     from tests.support.processes import celery_worker, wait_for
     from trading.ai.features import WARMUP_BARS
@@ -70,7 +53,6 @@ def main() -> None:
     from trading.observability.tasks import ping_service
     from trading.store import redis_client
 
-    call_command("migrate", verbosity=0)
     train_model(trigger="bench")
     symbols = ("BTCUSDT", "ETHUSDT", "SOLUSDT")
     for index in range(WARMUP_BARS):
