@@ -105,27 +105,25 @@ def open_positions(account: Account) -> list[Position]:
 def book_state(account: Account, marks: dict[str, Decimal], now: datetime | None = None):
     """What the pre-trade checks need: state, open positions, marks, today's PnL, order rate."""
     now = now or timezone.now()
-    positions = {p.symbol: p.quantity for p in open_positions(account) if p.quantity}
-    unpriced = {
-        s: p for s, p in _entry_prices(account).items() if s in positions and s not in marks
-    }
+    held = [p for p in open_positions(account) if p.quantity]
+    # Without a quote, a position is valued at its entry price rather than not at all.
+    unpriced = {p.symbol: p.average_entry_price for p in held if p.symbol not in marks}
     recent = Order.objects.filter(account=account, created_at__gte=now - timedelta(minutes=1))
     return BookState(
         trading_state=current_state(account),
-        positions=positions,
+        positions={p.symbol: p.quantity for p in held},
         marks={**unpriced, **marks},
-        daily_pnl=daily_realized_pnl(account, now) + unrealized_pnl(account, marks),
+        daily_pnl=daily_realized_pnl(account, now) + _unrealized(held, marks),
         orders_last_minute=recent.count(),
     )
 
 
-def _entry_prices(account: Account) -> dict[str, Decimal]:
-    # Without a quote, a position is valued at its entry price rather than not at all.
-    return {p.symbol: p.average_entry_price for p in open_positions(account) if p.quantity}
+def _unrealized(positions: list[Position], marks: dict[str, Decimal]) -> Decimal:
+    return sum((p.unrealized_pnl(marks.get(p.symbol)) for p in positions), ZERO)
 
 
 def unrealized_pnl(account: Account, marks: dict[str, Decimal]) -> Decimal:
-    return sum((p.unrealized_pnl(marks.get(p.symbol)) for p in open_positions(account)), ZERO)
+    return _unrealized(open_positions(account), marks)
 
 
 @dataclass(frozen=True)
