@@ -18,5 +18,6 @@ COPY --chown=trader:trader . .
 RUN mkdir -p "$QT_VAR_DIR/static" && chown -R trader:trader "$QT_VAR_DIR"
 
 USER trader
-EXPOSE 8000
-CMD ["python", "-m", "uvicorn", "controlpanel.asgi:application", "--host", "0.0.0.0", "--port", "8000"]
+EXPOSE 8000 8001
+ENV HOST=0.0.0.0 PORT=8000
+CMD ["python", "-m", "gunicorn", "-c", "deploy/gunicorn.conf.py", "controlpanel.wsgi:application"]

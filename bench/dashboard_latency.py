@@ -1,23 +1,22 @@
 """Dashboard latency: from an event published to its row in the browser's event feed.
 
-Starts the platform's web server on this machine as ``make run`` does
-(``uvicorn controlpanel.asgi:application``, one process) on a Redis server and a fresh SQLite
-database, logs an operator in with Playwright in Debian's Chromium (headless) and waits for the
-dashboard to be live. A publisher thread (not the thread that runs Playwright's sync API) then
-publishes ``signal.generated`` events one at a time with ``trading.events.log.publish``, each
-with its own correlation id, and notes ``time.time()`` just before each call. The gaps are
-``--spacing`` on average, drawn at random within ``--jitter``, so that the publications fall at
-every phase of the server's flush timer rather than at a few fixed ones. In the page, a
-MutationObserver on the events table (``data-testid="events"``) notes
-``performance.timeOrigin + performance.now()`` when the row with that ``data-correlation-id``
-is inserted, and a listener on the page's websocket notes when the delta carrying the event
-arrived. Both clocks are the machine's wall clock; the offset between them is measured and
-printed as a check.
+Starts the platform's web servers on this machine as ``make run`` does (gunicorn for the pages,
+uvicorn serving ``controlpanel.asgi`` for the dashboard's websocket) on a Redis server and a fresh
+SQLite database, logs an operator in with Playwright in Debian's Chromium (headless) and waits for
+the dashboard to be live. A publisher thread (not the thread that runs Playwright's sync API) then
+publishes ``signal.generated`` events one at a time with ``trading.events.log.publish``, each with
+its own correlation id, and notes ``time.time()`` just before each call. The gaps are ``--spacing``
+on average, drawn at random within ``--jitter``, so that the publications fall at every phase of
+the server's flush timer rather than at a few fixed ones. In the page, a MutationObserver on the
+events table (``data-testid="events"``) notes ``performance.timeOrigin + performance.now()`` when
+the row with that ``data-correlation-id`` is inserted, and a listener on the page's websocket notes
+when the delta carrying the event arrived. Both clocks are the machine's wall clock; the offset
+between them is measured and printed as a check.
 
 Baselines in the same run: the channel-layer hop, measured by a plain channel-layer listener in
 the dashboard's group in this process (publish -> Redis -> group member: what the websocket
 consumer receives before it coalesces), and the stated floor: the consumer sends a delta at
-most every ``FLUSH_SECONDS`` (``controlpanel/dashboard/consumers.py``, 0.25 s) on a timer of its
+most every ``FLUSH_SECONDS`` (``controlpanel/dashboard/consumers.py``, 0.1 s) on a timer of its
 own, so an event waits between 0 and ``FLUSH_SECONDS`` for its flush, however fast the rest of
 the path is. The figures are also printed minus that floor.
 Goal (issue 7): publish -> DOM p95 under 150 ms.
@@ -241,18 +240,24 @@ def main() -> None:
     redis_server = setup(var)
     from controlpanel.dashboard.consumers import FLUSH_SECONDS
     from deploy.redis_server import free_port
-    from tests.support.processes import http_status, wait_for, web_server
+    from tests.support.processes import http_status, socket_server, wait_for, web_server
 
     env = {k: v for k, v in os.environ.items() if k != "QT_LOG_LEVEL"}
     port = free_port()
     base = f"http://127.0.0.1:{port}"
-    server = web_server(port, env, var / "log").start()
+    ws_port = free_port()
+    env["WS_PORT"] = str(ws_port)
+    servers = [
+        web_server(port, env, var / "log").start(),
+        socket_server(ws_port, env, var / "log").start(),
+    ]
     listener = None
     try:
 
         def answering() -> bool:
-            assert server.alive(), f"the web server exited:\n{server.log_tail()}"
-            return http_status(f"{base}/ready") == 200
+            for server in servers:
+                assert server.alive(), f"{server.name} exited:\n{server.log_tail()}"
+            return all(http_status(f"http://127.0.0.1:{p}/ready") == 200 for p in (port, ws_port))
 
         wait_for(answering, 60, "the web server")
         listener = GroupListener().start()
@@ -305,7 +310,7 @@ def main() -> None:
         print(
             f"dashboard latency on this machine ({os.cpu_count()} cores), {args.events} "
             f"signal.generated events {args.spacing * 1000:.0f} +- {args.jitter * 500:.0f} ms "
-            "apart; server: uvicorn controlpanel.asgi:application, 1 process (as make run); "
+            "apart; servers as make run starts them (websocket: uvicorn, controlpanel.asgi); "
             f"browser: Chromium {version} headless"
         )
         print(
@@ -341,7 +346,8 @@ def main() -> None:
     finally:
         if listener is not None:
             listener.stop()
-        server.stop()
+        for server in servers:
+            server.stop()
         redis_server.stop()
 
 

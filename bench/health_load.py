@@ -2,11 +2,11 @@
 
 Starts the platform's real parts on this machine: a Redis server, a fresh SQLite database with a
 trained model and fresh bars (so that ai is ready), one Celery worker per service (2 pool
-processes each, as ``make run``), and the web server as ``make run`` starts it
-(``uvicorn controlpanel.asgi:application``, one process). The baseline is a second uvicorn
-started with the same command and settings except the URLconf (``bench/baseline_settings.py``):
-``GET /ok`` answers ``HttpResponse("ok")`` through the same ASGI application and the same
-middleware stack, touching neither Redis nor the database.
+processes each, as ``make run``), and the web server as ``make run`` starts it (gunicorn,
+``deploy/gunicorn.conf.py``: 2 sync workers serving ``controlpanel.wsgi``). The baseline is a
+second gunicorn started with the same command and settings except the URLconf
+(``bench/baseline_settings.py``): ``GET /ok`` answers ``HttpResponse("ok")`` through the same
+WSGI application and the same middleware stack, touching neither Redis nor the database.
 
 Load comes from wrk (Debian's ``wrk``): each URL for ``--duration`` seconds at 100 connections
 (2 threads) and at 1 connection, after a 2 s warm-up. wrk counts as errors the socket errors,
@@ -15,13 +15,12 @@ Goals (issue 7): at 100 connections zero errors, p99 under 100 ms and at least 0
 baseline's requests per second; at 1 connection p50 under 2 ms.
 
     .venv/bin/python bench/health_load.py [--duration 10] [--connections 100]
-        [--wsgi-reference]   # also the same views under gunicorn (2 sync workers), for reference
+        [--asgi-reference]   # also the same views under uvicorn (controlpanel.asgi), for reference
 """
 
 from __future__ import annotations
 
 import argparse
-import importlib.util
 import json
 import os
 import shutil
@@ -121,12 +120,18 @@ def refresh_bars() -> None:
 
 
 def start_servers(
-    var: Path, wsgi_reference: bool, processes: list
+    var: Path, asgi_reference: bool, processes: list
 ) -> dict[str, tuple[str, object]]:
     """Starts the workers and the web servers (appended to ``processes`` as they start, for the
     caller to stop) and waits until they answer; returns each server's base URL and process."""
     from deploy.redis_server import free_port
-    from tests.support.processes import Process, celery_worker, http_status, wait_for, web_server
+    from tests.support.processes import (
+        celery_worker,
+        http_status,
+        socket_server,
+        wait_for,
+        web_server,
+    )
 
     env = {k: v for k, v in os.environ.items() if k != "QT_LOG_LEVEL"}
     log_dir = var / "log"
@@ -146,15 +151,18 @@ def start_servers(
         "platform": (f"http://127.0.0.1:{platform_port}", platform),
         "baseline": (f"http://127.0.0.1:{baseline_port}", baseline),
     }
-    if wsgi_reference:
+    # The same server computing every answer: what one computation costs.
+    uncached_port = free_port()
+    uncached = web_server(uncached_port, {**env, "QT_HEALTH_CACHE_SECONDS": "0"}, log_dir)
+    uncached.name = f"uncached-{uncached_port}"
+    uncached.log_path = log_dir / f"{uncached.name}.log"
+    processes.append(uncached.start())
+    servers["uncached"] = (f"http://127.0.0.1:{uncached_port}", uncached)
+    if asgi_reference:
         port = free_port()
-        command = [
-            sys.executable, "-m", "gunicorn", "controlpanel.wsgi:application",
-            "--bind", f"127.0.0.1:{port}", "--workers", "2", "--worker-class", "sync",
-        ]  # fmt: skip
-        reference = Process(f"gunicorn-{port}", command, env, log_dir)
+        reference = socket_server(port, env, log_dir)
         processes.append(reference.start())
-        servers["gunicorn"] = (f"http://127.0.0.1:{port}", reference)
+        servers["uvicorn"] = (f"http://127.0.0.1:{port}", reference)
 
     def answering(url: str, process) -> bool:
         assert process.alive(), f"{process.name} exited:\n{process.log_tail()}"
@@ -163,8 +171,8 @@ def start_servers(
     for name, (base, process) in servers.items():
         path = BASELINE_URL if name == "baseline" else "/ready"
         wait_for(lambda u=base + path, p=process: answering(u, p), 60, f"the {name} server")
-    for base, process in (servers["platform"], servers.get("gunicorn", (None, None))):
-        if base is not None:
+    for name, (base, process) in servers.items():
+        if name != "baseline":
             wait_for(
                 lambda u=base + "/services/ai/ready", p=process: answering(u, p), 60, "ai ready"
             )
@@ -179,13 +187,11 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--duration", type=float, default=10, help="seconds per measurement")
     parser.add_argument("--connections", type=int, default=100)
-    parser.add_argument("--wsgi-reference", action="store_true",
-                        help="also serve the views with gunicorn, 2 sync workers")  # fmt: skip
+    parser.add_argument("--asgi-reference", action="store_true",
+                        help="also serve the views with uvicorn (controlpanel.asgi)")  # fmt: skip
     args = parser.parse_args()
     if not shutil.which("wrk"):
         sys.exit("health_load: wrk is missing: apt-get install wrk")
-    if args.wsgi_reference and importlib.util.find_spec("gunicorn") is None:
-        sys.exit("health_load: --wsgi-reference needs gunicorn: .venv/bin/pip install gunicorn")
 
     from tests.support.processes import http_status
 
@@ -195,10 +201,11 @@ def main() -> None:
     redis_server = setup(var)
     processes: list = []
     try:
-        servers = start_servers(var, args.wsgi_reference, processes)
+        servers = start_servers(var, args.asgi_reference, processes)
         plan = [("baseline", BASELINE_URL)]
         plan += [("platform", path) for path in (*SERVICE_URLS, WEB_HEALTH_URL)]
-        plan += [("gunicorn", path) for path in SERVICE_URLS if "gunicorn" in servers]
+        plan += [("uncached", path) for path in SERVICE_URLS]
+        plan += [("uvicorn", path) for path in SERVICE_URLS if "uvicorn" in servers]
         results: dict[tuple[str, str, int], Load] = {}
         for connections in (args.connections, 1):
             for name, path in plan:
@@ -211,8 +218,8 @@ def main() -> None:
 
         print(
             f"health and ready under load on this machine ({os.cpu_count()} cores), wrk "
-            f"{args.duration:g} s per row; server: uvicorn controlpanel.asgi:application, "
-            "1 process (as make run)"
+            f"{args.duration:g} s per row; server: gunicorn, deploy/gunicorn.conf.py "
+            "(2 sync workers, as make run)"
         )
         for connections in (args.connections, 1):
             base = results["baseline", BASELINE_URL, connections]
@@ -223,7 +230,8 @@ def main() -> None:
                 label = {
                     "baseline": "trivial view /ok (baseline)",
                     "platform": path,
-                    "gunicorn": f"{path} (gunicorn, 2 sync)",
+                    "uncached": f"{path} (cache 0 s)",
+                    "uvicorn": f"{path} (uvicorn, ASGI)",
                 }[name]
                 print(
                     f"{label:<44}{load.rps:>9.0f}{load.errors:>8}{ms(load.p50_ms):>12}"

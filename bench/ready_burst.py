@@ -2,11 +2,13 @@
 
 Starts the platform's real parts on this machine: a Redis server, a fresh SQLite database with
 the symbol rules and fresh bars (so that exec-risk is ready), the exec-risk Celery worker (2 pool
-processes, as ``make run``), and the web server as ``make run`` starts it
-(``uvicorn controlpanel.asgi:application``, one process). The baseline is a second uvicorn
-started with the same command and settings except the URLconf (``bench/baseline_settings.py``):
-``GET /ok`` answers ``HttpResponse("ok")`` through the same ASGI application and the same
-middleware stack, touching neither Redis nor the database.
+processes, as ``make run``), and the web server as ``make run`` starts it (gunicorn,
+``deploy/gunicorn.conf.py``: 2 sync workers serving ``controlpanel.wsgi``). The baseline is a
+second gunicorn started with the same command and settings except the URLconf
+(``bench/baseline_settings.py``): ``GET /ok`` answers ``HttpResponse("ok")`` through the same
+WSGI application and the same middleware stack, touching neither Redis nor the database. A third
+gunicorn computes every answer (``QT_HEALTH_CACHE_SECONDS=0``): what the burst costs without
+the reuse of answers.
 
 Load comes from hey (Debian's ``hey``): ``hey -n 1000 -c 1000``, a thousand connections opened
 at once with one request each, after a small warm-up (``-n 100 -c 10``). hey counts as errors
@@ -185,9 +187,15 @@ def start_servers(var: Path, processes: list) -> dict[str, str]:
     baseline.name = f"baseline-{baseline_port}"
     baseline.log_path = log_dir / f"{baseline.name}.log"
     processes.append(baseline.start())
+    uncached_port = free_port()
+    uncached = web_server(uncached_port, {**env, "QT_HEALTH_CACHE_SECONDS": "0"}, log_dir)
+    uncached.name = f"uncached-{uncached_port}"
+    uncached.log_path = log_dir / f"{uncached.name}.log"
+    processes.append(uncached.start())
     servers = {
         "platform": f"http://127.0.0.1:{platform_port}",
         "baseline": f"http://127.0.0.1:{baseline_port}",
+        "uncached": f"http://127.0.0.1:{uncached_port}",
     }
 
     def answering(url: str, process) -> bool:
@@ -196,7 +204,9 @@ def start_servers(var: Path, processes: list) -> dict[str, str]:
 
     wait_for(lambda: answering(servers["baseline"] + BASELINE_URL, baseline), 60, "the baseline")
     for path in READY_URLS:
-        wait_for(lambda p=path: answering(servers["platform"] + p, platform), 60, path)
+        for name, process in (("platform", platform), ("uncached", uncached)):
+            url = servers[name] + path
+            wait_for(lambda u=url, p=process: answering(u, p), 60, f"{name} {path}")
     return servers
 
 
@@ -220,54 +230,60 @@ def main() -> None:
     try:
         servers = start_servers(var, processes)
         plan = [("baseline", BASELINE_URL)] + [("platform", path) for path in READY_URLS]
+        plan += [("uncached", path) for path in READY_URLS]
         for name, path in plan:
             hey(servers[name] + path, 100, 10)  # warm-up
-        results: dict[str, list[Burst]] = {path: [] for _, path in plan}
+        results: dict[tuple[str, str], list[Burst]] = {key: [] for key in plan}
         for _ in range(args.rounds):
             for name, path in plan:
                 url = servers[name] + path
                 refresh_bars()
                 status = http_status(url)
                 assert status == 200, f"{url} answers {status} before the burst"
-                results[path].append(hey(url, args.requests, args.requests))
+                results[name, path].append(hey(url, args.requests, args.requests))
                 time.sleep(1)  # the closed connections' sockets settle between bursts
 
         print(
             f"ready under a burst on this machine ({os.cpu_count()} cores): hey -n "
             f"{args.requests} -c {args.requests} (one request per connection, all at once), "
-            f"{args.rounds} rounds; server: uvicorn controlpanel.asgi:application, 1 process "
-            "(as make run)"
+            f"{args.rounds} rounds; server: gunicorn, deploy/gunicorn.conf.py (2 sync workers, "
+            "as make run)"
         )
         print(
-            f"{'':<34}{'round':>6}{'errors':>8}{'p50 ms':>9}{'p99 ms':>9}{'max ms':>9}"
+            f"{'':<44}{'round':>6}{'errors':>8}{'p50 ms':>9}{'p99 ms':>9}{'max ms':>9}"
             f"{'total s':>9}{'ratio':>7}   statuses"
         )
         for name, path in plan:
-            label = "trivial view /ok (baseline)" if name == "baseline" else path
-            for index, burst in enumerate(results[path]):
-                base = results[BASELINE_URL][index]
+            label = {
+                "baseline": "trivial view /ok (baseline)",
+                "platform": path,
+                "uncached": f"{path} (cache 0 s)",
+            }[name]
+            for index, burst in enumerate(results[name, path]):
+                base = results["baseline", BASELINE_URL][index]
                 print(
-                    f"{label:<34}{index + 1:>6}{burst.errors:>8}{ms(burst.p50_ms):>9}"
+                    f"{label:<44}{index + 1:>6}{burst.errors:>8}{ms(burst.p50_ms):>9}"
                     f"{ms(burst.p99_ms):>9}{ms(burst.max_ms):>9}{burst.seconds:>9.2f}"
                     f"{burst.seconds / base.seconds:>7.2f}   {burst.detail()}"
                 )
         print("(ratio: the burst's total time over the baseline's in the same round)")
 
-        failing = [path for path in READY_URLS if any(b.errors for b in results[path])]
+        failing = [key for key in plan if any(b.errors for b in results[key])]
         if failing:
             print(
                 "\nwhy: one more burst of the same size from Python (asyncio), reading the bodies"
             )
-        for path in failing:
+        for name, path in failing:
             refresh_bars()
-            statuses, reasons = explain(servers["platform"] + path, args.requests)
-            print(f"  {path}: " + ", ".join(f"{s}: {n}" for s, n in sorted(statuses.items())))
+            statuses, reasons = explain(servers[name] + path, args.requests)
+            shown = ", ".join(f"{s}: {n}" for s, n in sorted(statuses.items()))
+            print(f"  {name} {path}: {shown}")
             for reason, count in reasons.most_common(4):
                 print(f"    {count:>5} answers with the failing check {reason}")
 
         print("\ngoals:")
         for path in READY_URLS:
-            errors = sum(burst.errors for burst in results[path])
+            errors = sum(burst.errors for burst in results["platform", path])
             met = errors == 0
             print(
                 f"  {path:<28} {args.requests} concurrent, zero errors: "

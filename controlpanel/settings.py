@@ -97,7 +97,8 @@ _database = dj_database_url.parse(DATABASE_URL, conn_max_age=60, conn_health_che
 if _database["ENGINE"] == "django.db.backends.sqlite3":
     # Several processes share the file: WAL lets readers run beside the writer, IMMEDIATE
     # transactions take the write lock up front instead of failing half-way with "locked".
-    _database["CONN_MAX_AGE"] = 0
+    # Each process keeps its connection: opening one (and its PRAGMAs) costs more than a query.
+    _database["CONN_MAX_AGE"] = None
     _database["OPTIONS"] = {
         "init_command": "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL;",
         "transaction_mode": "IMMEDIATE",
@@ -156,6 +157,10 @@ if HEARTBEAT_EXPIRY_SECONDS <= HEARTBEAT_INTERVAL_SECONDS:
         "QT_HEARTBEAT_EXPIRY must be longer than QT_HEARTBEAT_INTERVAL "
         f"(got {HEARTBEAT_EXPIRY_SECONDS} <= {HEARTBEAT_INTERVAL_SECONDS})"
     )
+# A web worker computes each health and ready answer at most once per this many seconds and
+# serves it again until then (0: every request computes it). Heartbeats come every
+# QT_HEARTBEAT_INTERVAL seconds, so a short reuse loses nothing and keeps probes under load cheap.
+HEALTH_CACHE_SECONDS = env_float("QT_HEALTH_CACHE_SECONDS", 1.0, minimum=0, maximum=60)
 # Health and ready views never wait longer than this on Redis.
 HEALTH_REDIS_TIMEOUT_SECONDS = env_float("QT_HEALTH_REDIS_TIMEOUT", 0.5, minimum=0.05, maximum=10)
 # Unset: the metrics pages are open, like /health and /ready. Set: they want it as a bearer token.
@@ -195,12 +200,29 @@ REBALANCE_TARGET_WEIGHT = env_decimal(
 SUPERVISION_QUEUE_BACKLOG = env_int("QT_SUPERVISION_QUEUE_BACKLOG", 100, minimum=1)
 SUPERVISION_STUCK_SECONDS = env_float("QT_SUPERVISION_STUCK_SECONDS", 60.0, minimum=1)
 CELERY_WORKER_POOL_RESTARTS = True
-# System checks reach the platform's web server here.
+# --- Web serving -----------------------------------------------------------------------------
+# Plain HTTP (pages, admin, API, health, ready, metrics) is served on PORT by WSGI workers
+# (gunicorn); the dashboard's websocket on WS_PORT by the ASGI server (uvicorn). A sync middleware
+# stack under an ASGI server costs a thread hop per middleware, which the health views' load
+# cannot afford (docs/benchmarks.md).
 _web_host = env_str("HOST", "127.0.0.1")
+WEB_PORT = env_int("PORT", 8000, minimum=1, maximum=65535)
+WS_PORT = env_int("WS_PORT", WEB_PORT + 1 if WEB_PORT < 65535 else 8001, minimum=1, maximum=65535)
+if WS_PORT == WEB_PORT:
+    raise ImproperlyConfigured(f"WS_PORT must differ from PORT (both are {WEB_PORT})")
+# Where browsers open the dashboard's websocket. Unset: the page's host on WS_PORT. A path
+# ("/ws/dashboard/"): the page's own origin, for a reverse proxy that sends /ws/ to the ASGI
+# server. A ws:// or wss:// URL: used as it is.
+DASHBOARD_SOCKET_URL = env_str("QT_DASHBOARD_SOCKET_URL", "")
+if DASHBOARD_SOCKET_URL and not DASHBOARD_SOCKET_URL.startswith(("/", "ws://", "wss://")):
+    raise ImproperlyConfigured(
+        f"QT_DASHBOARD_SOCKET_URL={DASHBOARD_SOCKET_URL!r} is not valid: "
+        "expected a path such as /ws/dashboard/ or a ws:// or wss:// URL"
+    )
+# System checks reach the platform's web server here.
 SELFTEST_BASE_URL = env_url(
     "QT_SELFTEST_BASE_URL",
-    f"http://{'127.0.0.1' if _web_host in ('0.0.0.0', '::') else _web_host}:"  # noqa: S104
-    f"{env_int('PORT', 8000, minimum=1, maximum=65535)}",
+    f"http://{'127.0.0.1' if _web_host in ('0.0.0.0', '::') else _web_host}:{WEB_PORT}",  # noqa: S104
     ("http", "https"),
 )
 # RPC between services: a call gives up after this long and is retried this many times.

@@ -1,6 +1,7 @@
 """``make run``: the whole platform on this machine, under supervisord, until Ctrl-C.
 
-Environment: ``HOST`` and ``PORT`` (default 127.0.0.1:8000) for the web server; ``REDIS_URL``:
+Environment: ``HOST`` and ``PORT`` (default 127.0.0.1:8000) for the web server, ``WS_PORT``
+(default ``PORT`` + 1) for the dashboard's websocket; ``REDIS_URL``:
 used as it is when a server answers there, otherwise a local server is started on that port with
 its data in ``var/redis``; ``QT_VAR_DIR`` (default ``var/``) for the database, logs and sockets.
 """
@@ -55,12 +56,16 @@ def prepare_environment() -> dict[str, str]:
     port = env.get("PORT") or "8000"
     if not port.isdigit() or not 0 < int(port) < 65536:
         fail(f"PORT={port!r} is not valid: expected a port number")
+    ws_port = env.get("WS_PORT") or str(int(port) + 1 if int(port) < 65535 else 8001)
+    if not ws_port.isdigit() or not 0 < int(ws_port) < 65536 or ws_port == port:
+        fail(f"WS_PORT={ws_port!r} is not valid: expected a port number other than PORT")
     env.update(
         QT_VAR_DIR=str(var_dir),
         QT_BASE_DIR=str(BASE_DIR),
         QT_PYTHON=sys.executable,
         HOST=host,
         PORT=port,
+        WS_PORT=ws_port,
         QT_WORKER_CONCURRENCY=env.get("QT_WORKER_CONCURRENCY") or "2",
     )
     if not env.get("DJANGO_SECRET_KEY"):
@@ -101,8 +106,13 @@ def manage(env: dict[str, str], *args: str) -> None:
 
 def ensure_admin(env: dict[str, str]) -> str:
     """Creates the first operator account once; returns how to log in."""
-    command = [sys.executable, "manage.py", "bootstrap_admin", "--password-file",
-               str(Path(env["QT_VAR_DIR"]) / "admin-password")]
+    command = [
+        sys.executable,
+        "manage.py",
+        "bootstrap_admin",
+        "--password-file",
+        str(Path(env["QT_VAR_DIR"]) / "admin-password"),
+    ]
     if env.get("QT_ADMIN_PASSWORD"):
         command += ["--password", env["QT_ADMIN_PASSWORD"]]
     result = subprocess.run(command, cwd=BASE_DIR, env=env, capture_output=True, text=True)
@@ -126,16 +136,16 @@ def train_first_model(env: dict[str, str], supervisor: subprocess.Popen) -> None
             print("quantum-trader: training failed; see above", file=sys.stderr)
 
 
-def wait_ready(base_url: str, timeout: float, supervisor: subprocess.Popen) -> list[str]:
-    """Waits until the web process and every service answer ready; returns those that did not."""
+def wait_ready(urls: list[str], timeout: float, supervisor: subprocess.Popen) -> list[str]:
+    """Waits until every URL answers 200; returns those that did not."""
     deadline = time.monotonic() + timeout
-    pending = ["/ready", *(f"/services/{s}/ready" for s in SERVICES)]
+    pending = list(urls)
     while pending and time.monotonic() < deadline and supervisor.poll() is None:
-        for path in list(pending):
+        for url in list(pending):
             try:
-                with urllib.request.urlopen(base_url + path, timeout=2) as response:  # noqa: S310
+                with urllib.request.urlopen(url, timeout=2) as response:  # noqa: S310
                     if response.status == 200:
-                        pending.remove(path)
+                        pending.remove(url)
             except (urllib.error.URLError, OSError):
                 pass
         time.sleep(0.5)
@@ -161,12 +171,15 @@ def main() -> None:
     train_first_model(env, supervisor)
     shown_host = "127.0.0.1" if env["HOST"] in ("0.0.0.0", "::") else env["HOST"]  # noqa: S104
     base_url = f"http://{shown_host}:{env['PORT']}"
-    pending = wait_ready(base_url, float(env.get("QT_READY_TIMEOUT", "90")), supervisor)
+    # The web process and every service ready, and the websocket server answering.
+    urls = [f"{base_url}{path}" for path in ("/ready", *(f"/services/{s}/ready" for s in SERVICES))]
+    urls.append(f"http://{shown_host}:{env['WS_PORT']}/health")
+    pending = wait_ready(urls, float(env.get("QT_READY_TIMEOUT", "90")), supervisor)
     if supervisor.poll() is None:
         state = "ready" if not pending else "up, still waiting on " + ", ".join(pending)
         print(
             f"\nquantum-trader: {state}\n"
-            f"  dashboard  {base_url}/\n"
+            f"  dashboard  {base_url}/  (its websocket on port {env['WS_PORT']})\n"
             f"  login      {login}\n"
             f"  health     {base_url}/services/<ai|exec-risk|analytics>/health\n"
             f"  logs       {env['QT_VAR_DIR']}/log/\n"

@@ -10,7 +10,14 @@ import pytest
 
 from deploy.redis_server import LocalRedis
 from tests import environment
-from tests.support.processes import Process, celery_worker, http_status, wait_for, web_server
+from tests.support.processes import (
+    Process,
+    celery_worker,
+    http_status,
+    socket_server,
+    wait_for,
+    web_server,
+)
 
 LOG_DIR = environment.VAR_DIR / "log"
 
@@ -163,16 +170,27 @@ def victor(django_user_model):
 
 @pytest.fixture(scope="session")
 def web_url(process_env) -> Iterator[str]:
-    """The platform's web process, served by uvicorn as make run serves it."""
-    port = environment.WEB_PORT
-    server = web_server(port, process_env, LOG_DIR).start()
-    url = f"http://127.0.0.1:{port}"
+    """The platform's web processes as make run serves them: gunicorn for HTTP on the returned
+    URL, uvicorn for the dashboard's websocket on ``WS_PORT``."""
+    servers = [
+        web_server(environment.WEB_PORT, process_env, LOG_DIR).start(),
+        socket_server(environment.WS_PORT, process_env, LOG_DIR).start(),
+    ]
+    url = f"http://127.0.0.1:{environment.WEB_PORT}"
     try:
-        wait_for(lambda: http_status(f"{url}/ready") == 200 or not server.alive(), 30, "web server")
-        assert server.alive(), server.log_tail()
+        ports = (environment.WEB_PORT, environment.WS_PORT)
+        for server, port in zip(servers, ports, strict=True):
+            probe = f"http://127.0.0.1:{port}/ready"
+
+            def answering(p: str = probe, s: Process = server) -> bool:
+                return http_status(p) == 200 or not s.alive()
+
+            wait_for(answering, 30, server.name)
+            assert server.alive(), server.log_tail()
         yield url
     finally:
-        server.stop()
+        for server in servers:
+            server.stop()
 
 
 @pytest.hookimpl(trylast=True)

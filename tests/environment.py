@@ -15,6 +15,8 @@ REDIS_PORT = free_port()
 # The web server the tests start listens here, so that every process (the analytics worker
 # running the system checks too) knows where to reach it.
 WEB_PORT = free_port()
+# ... and the dashboard's websocket server here.
+WS_PORT = free_port()
 
 os.environ.update(
     DJANGO_SETTINGS_MODULE="controlpanel.settings",
@@ -26,7 +28,11 @@ os.environ.update(
     # Fast beats so that a dead worker shows within a few seconds.
     QT_HEARTBEAT_INTERVAL="0.5",
     QT_HEARTBEAT_EXPIRY="3",
+    # Every health and ready request computes its answer (tests/integration covers the reuse).
+    QT_HEALTH_CACHE_SECONDS="0",
     QT_SELFTEST_BASE_URL=f"http://127.0.0.1:{WEB_PORT}",
+    PORT=str(WEB_PORT),
+    WS_PORT=str(WS_PORT),
 )
 os.environ.pop("DATABASE_URL", None)
 (VAR_DIR / "static").mkdir()

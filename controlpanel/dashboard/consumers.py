@@ -15,7 +15,7 @@ from trading.events.broadcast import DASHBOARD_GROUP, EventsPublished
 
 logger = logging.getLogger(__name__)
 
-FLUSH_SECONDS = 0.25  # at most four deltas a second, however fast events arrive
+FLUSH_SECONDS = 0.1  # at most ten deltas a second, however fast events arrive
 SERVICES_EVERY_SECONDS = 2.0  # heartbeat ages move on their own: refresh the tiles
 UNAUTHENTICATED = 4401
 

@@ -7,6 +7,23 @@ from django.shortcuts import render
 
 from trading.observability.services import SERVICES
 
+SOCKET_PATH = "/ws/dashboard/"
+
+
+def socket_url(request: HttpRequest) -> str:
+    """Where this page's browser opens the dashboard websocket (``QT_DASHBOARD_SOCKET_URL``)."""
+    configured = settings.DASHBOARD_SOCKET_URL
+    if configured.startswith(("ws://", "wss://")):
+        return configured
+    scheme = "wss" if request.is_secure() else "ws"
+    if configured:
+        return f"{scheme}://{request.get_host()}{configured}"
+    host = request.get_host()
+    name, _, port = host.rpartition(":")
+    if not (name and port.isdigit()):  # no port in the Host header ("[::1]" ends in "]")
+        name = host
+    return f"{scheme}://{name}:{settings.WS_PORT}{SOCKET_PATH}"
+
 
 @login_required
 def index(request: HttpRequest) -> HttpResponse:
@@ -14,5 +31,6 @@ def index(request: HttpRequest) -> HttpResponse:
         "services": SERVICES.values(),
         "can_operate": request.user.has_perm("trading.operate_trading"),
         "symbols": settings.SYMBOLS,
+        "socket_url": socket_url(request),
     }
     return render(request, "dashboard/index.html", context)

@@ -11,7 +11,7 @@ import yaml
 
 from tests.support.processes import ROOT
 
-APP_CONTAINERS = ("web", "worker-ai", "worker-exec-risk", "worker-analytics", "beat")
+APP_CONTAINERS = ("web", "websocket", "worker-ai", "worker-exec-risk", "worker-analytics", "beat")
 
 
 @pytest.mark.skipif(not shutil.which("docker-compose"), reason="docker-compose is not installed")

@@ -78,3 +78,24 @@ def test_ready_is_503_with_the_failing_checks_when_redis_does_not_answer(client,
     assert metrics.status_code == 200
     families = {f.name: f for f in text_string_to_metric_families(metrics.content.decode())}
     assert families["ai_service_ready"].samples[0].value == 0
+
+
+def test_a_health_answer_is_reused_for_the_cache_seconds_then_computed_again(client, settings):
+    """Under load a web worker answers probes from its last answer, at most
+    ``QT_HEALTH_CACHE_SECONDS`` old; the answer says when it was computed."""
+    from trading.store import redis_client, rkey
+
+    settings.HEALTH_CACHE_SECONDS = 0
+    first = client.get("/services/ai/ready")  # computed now, and kept
+    assert first.status_code == 200
+    settings.HEALTH_CACHE_SECONDS = 60
+    # ai loses its market data: the reused answer still says ready, computed when it was.
+    redis_client().delete(rkey("prices"))
+    again = client.get("/services/ai/ready")
+    assert (again.status_code, again.content) == (first.status_code, first.content)
+
+    settings.HEALTH_CACHE_SECONDS = 0
+    now = client.get("/services/ai/ready")
+    assert now.status_code == 503
+    assert now.json()["failing"] == ["market_data"]
+    assert now.json()["time"] > first.json()["time"]

@@ -14,6 +14,7 @@ ENTRY_POINTS = {
     "manage.py": [sys.executable, "manage.py", "check"],
     "celery": [sys.executable, "-m", "celery", "-A", "controlpanel", "report"],
     "asgi": [sys.executable, "-c", "import controlpanel.asgi"],
+    "wsgi": [sys.executable, "-c", "import controlpanel.wsgi"],
 }
 
 
@@ -30,6 +31,9 @@ def run(command, **changes):
         ("REDIS_URL", "http://x", "REDIS_URL='http://x' is not valid"),
         ("DATABASE_URL", "mysql://db/x", "DATABASE_URL='mysql://db/x' is not valid"),
         ("QT_HEARTBEAT_EXPIRY", "soon", "QT_HEARTBEAT_EXPIRY='soon' is not valid"),
+        ("WS_PORT", "99999", "WS_PORT='99999' is not valid"),
+        ("QT_DASHBOARD_SOCKET_URL", "http://x/ws/", "QT_DASHBOARD_SOCKET_URL='http://x/ws/' is"),
+        ("QT_HEALTH_CACHE_SECONDS", "-1", "QT_HEALTH_CACHE_SECONDS='-1' is not valid"),
     ],
 )
 def test_a_bad_value_is_one_line_naming_the_variable(entry, variable, value, expected):

@@ -99,11 +99,21 @@ def celery_worker(
 
 
 def web_server(port: int, env: Mapping[str, str], log_dir: Path) -> Process:
+    """The web process as make run starts it: gunicorn's WSGI workers, plain HTTP."""
+    command = [
+        sys.executable, "-m", "gunicorn", "-c", "deploy/gunicorn.conf.py",
+        "--bind", f"127.0.0.1:{port}", "controlpanel.wsgi:application",
+    ]  # fmt: skip
+    return Process(f"web-{port}", command, env, log_dir)
+
+
+def socket_server(port: int, env: Mapping[str, str], log_dir: Path) -> Process:
+    """The websocket process as make run starts it: uvicorn serving the ASGI application."""
     command = [
         sys.executable, "-m", "uvicorn", "controlpanel.asgi:application",
         "--host", "127.0.0.1", "--port", str(port), "--no-access-log",
     ]  # fmt: skip
-    return Process(f"web-{port}", command, env, log_dir)
+    return Process(f"websocket-{port}", command, env, log_dir)
 
 
 def http_status(url: str, timeout: float = 2.0) -> int | None:

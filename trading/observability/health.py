@@ -102,6 +102,7 @@ class Report:
         return {
             "status": "ready" if self.ready else "not ready",
             "service": self.service,
+            "time": datetime.fromtimestamp(self.now, UTC).isoformat(),
             "checks": {c.component: c.as_json() for c in self.checks if c.critical},
             "failing": [c.component for c in self.failing],
         }

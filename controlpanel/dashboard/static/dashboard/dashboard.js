@@ -4,7 +4,8 @@
 // complete and replaces what the page holds; events are the exception: a delta carries only the new
 // ones, which join the top of the feed. Data is only ever written with textContent or attributes.
 
-const SOCKET_URL = `${location.protocol === "https:" ? "wss" : "ws"}://${location.host}/ws/dashboard/`;
+// The websocket is served beside the page, by the ASGI server: the page names its address.
+const SOCKET_URL = JSON.parse(document.getElementById("dashboard-socket-url").textContent);
 const BACKOFF_FIRST_MS = 1_000;
 const BACKOFF_MAX_MS = 30_000;
 const OFFLINE_AFTER_FAILURES = 4; // "reconnecting" turns into "offline" after this many tries
