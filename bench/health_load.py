@@ -9,12 +9,13 @@ second gunicorn started with the same command and settings except the URLconf
 WSGI application and the same middleware stack, touching neither Redis nor the database.
 
 Load comes from wrk (Debian's ``wrk``): each URL for ``--duration`` seconds at 100 connections
-(2 threads) and at 1 connection, after a 2 s warm-up. wrk counts as errors the socket errors,
+(2 threads) and at 1 connection, after a 1 s warm-up, in ``--rounds`` rounds that each measure
+every row once; the figures are medians over the rounds. wrk counts as errors the socket errors,
 the requests that took longer than its 2 s timeout and every answer that is not 2xx or 3xx.
 Goals (issue 7): at 100 connections zero errors, p99 under 100 ms and at least 0.8 of the
 baseline's requests per second; at 1 connection p50 under 2 ms.
 
-    .venv/bin/python bench/health_load.py [--duration 10] [--connections 100]
+    .venv/bin/python bench/health_load.py [--duration 5] [--rounds 3] [--connections 100]
         [--asgi-reference]   # also the same views under uvicorn (controlpanel.asgi), for reference
 """
 
@@ -24,6 +25,7 @@ import argparse
 import json
 import os
 import shutil
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -72,6 +74,30 @@ class Load:
     @property
     def rps(self) -> float:
         return self.requests / self.seconds
+
+
+@dataclass
+class Summary:
+    rps: float
+    errors: int
+    error_detail: str
+    p50_ms: float
+    p99_ms: float
+    ratio: float
+
+
+def summarize(rounds: list[Load], baselines: list[Load]) -> Summary:
+    """Medians over the rounds; the ratio pairs each round with the baseline's same round."""
+    return Summary(
+        rps=statistics.median(load.rps for load in rounds),
+        errors=sum(load.errors for load in rounds),
+        error_detail="; ".join(load.error_detail for load in rounds if load.errors),
+        p50_ms=statistics.median(load.p50_ms for load in rounds),
+        p99_ms=statistics.median(load.p99_ms for load in rounds),
+        ratio=statistics.median(
+            load.rps / base.rps for load, base in zip(rounds, baselines, strict=True)
+        ),
+    )
 
 
 def wrk(url: str, connections: int, seconds: float, script: Path) -> Load:
@@ -185,8 +211,9 @@ def ms(value: float) -> str:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--duration", type=float, default=10, help="seconds per measurement")
+    parser.add_argument("--duration", type=float, default=5, help="seconds per measurement")
     parser.add_argument("--connections", type=int, default=100)
+    parser.add_argument("--rounds", type=int, default=3, help="measurements of each row")
     parser.add_argument("--asgi-reference", action="store_true",
                         help="also serve the views with uvicorn (controlpanel.asgi)")  # fmt: skip
     args = parser.parse_args()
@@ -206,23 +233,32 @@ def main() -> None:
         plan += [("platform", path) for path in (*SERVICE_URLS, WEB_HEALTH_URL)]
         plan += [("uncached", path) for path in SERVICE_URLS]
         plan += [("uvicorn", path) for path in SERVICE_URLS if "uvicorn" in servers]
-        results: dict[tuple[str, str, int], Load] = {}
-        for connections in (args.connections, 1):
-            for name, path in plan:
-                url = servers[name][0] + path
-                refresh_bars()
-                status = http_status(url)
-                assert status == 200, f"{url} answers {status} before the load"
-                wrk(url, connections, 2, script)  # warm-up
-                results[name, path, connections] = wrk(url, connections, args.duration, script)
+        # Rounds: every row once per round, so that a busy moment of a shared machine falls
+        # on one round of each row rather than on all of one row; medians over the rounds.
+        loads: dict[tuple[str, str, int], list[Load]] = {}
+        for _ in range(args.rounds):
+            for connections in (args.connections, 1):
+                for name, path in plan:
+                    url = servers[name][0] + path
+                    refresh_bars()
+                    status = http_status(url)
+                    assert status == 200, f"{url} answers {status} before the load"
+                    wrk(url, connections, 1, script)  # warm-up
+                    loads.setdefault((name, path, connections), []).append(
+                        wrk(url, connections, args.duration, script)
+                    )
+        results = {
+            key: summarize(rounds, loads["baseline", BASELINE_URL, key[2]])
+            for key, rounds in loads.items()
+        }
 
         print(
             f"health and ready under load on this machine ({os.cpu_count()} cores), wrk "
-            f"{args.duration:g} s per row; server: gunicorn, deploy/gunicorn.conf.py "
-            "(2 sync workers, as make run)"
+            f"{args.duration:g} s per row, {args.rounds} rounds, medians (ratio: the median of "
+            "each round's req/s over the baseline's in that round); server: gunicorn, "
+            "deploy/gunicorn.conf.py (2 sync workers, as make run)"
         )
         for connections in (args.connections, 1):
-            base = results["baseline", BASELINE_URL, connections]
             print(f"\n{connections} connection{'s' if connections > 1 else ''}:")
             print(f"{'':<44}{'req/s':>9}{'errors':>8}{'p50':>12}{'p99':>12}{'ratio':>8}")
             for name, path in plan:
@@ -235,7 +271,7 @@ def main() -> None:
                 }[name]
                 print(
                     f"{label:<44}{load.rps:>9.0f}{load.errors:>8}{ms(load.p50_ms):>12}"
-                    f"{ms(load.p99_ms):>12}{load.rps / base.rps:>8.2f}"
+                    f"{ms(load.p99_ms):>12}{load.ratio:>8.2f}"
                     + (f"   ({load.error_detail})" if load.errors else "")
                 )
 
@@ -243,8 +279,7 @@ def main() -> None:
         for path in SERVICE_URLS:
             many = results["platform", path, args.connections]
             one = results["platform", path, 1]
-            base = results["baseline", BASELINE_URL, args.connections]
-            share = many.rps / base.rps
+            share = many.ratio
             checks = [
                 (f"{args.connections} conns: zero errors", many.errors == 0, f"{many.errors}"),
                 (f"{args.connections} conns: p99 < {GOAL_P99_MS:g} ms", many.p99_ms < GOAL_P99_MS,
