@@ -9,11 +9,14 @@ import logging
 import threading
 import time
 import uuid
+from collections import Counter
 
 import pytest
-from django.db import transaction
+import redis
+from django.db import OperationalError, transaction
 
 from tests.support.processes import wait_for
+from trading.events import consumer as consumer_module
 from trading.events.consumer import DrainResult, StreamConsumer, ensure_group
 from trading.events.envelope import Event, new_event
 from trading.events.log import dead_letter_stream, events_stream, publish, publish_many
@@ -225,7 +228,7 @@ def test_work_committed_by_a_consumer_that_died_before_acking_is_not_done_again(
     event = an_event()
     publish(event)
     dying = StreamConsumer(GROUP, "dying", record_effect)
-    monkeypatch.setattr(dying, "_ack", lambda stream_id: None)  # dies between commit and XACK
+    monkeypatch.setattr(dying, "_ack", lambda *stream_ids: None)  # dies between commit and XACK
     assert dying.drain() == DrainResult(handled=1)
     assert len(pending(redis_client)) == 1
 
@@ -306,4 +309,269 @@ def test_run_forever_handles_events_as_they_arrive_until_stopped(redis_client):
     assert not thread.is_alive()
     assert outcome == [DrainResult(handled=3)]
     assert effects() == sorted(e.event_id for e in events)
+    assert pending(redis_client) == []
+
+
+# --- Batches: the entries of one read share one transaction and one XACK ----------------------
+
+
+class RecordingClient:
+    """The consumer's Redis client, noting each XACK it sends: the ids, whether a database
+    transaction was open at that moment, and the effects then in the database (outside a
+    transaction, in autocommit, what this connection sees is committed). The dead-letter
+    stream's XACK goes through a pipeline and is not noted."""
+
+    def __init__(self, client) -> None:
+        self._client = client
+        self.acks: list[dict] = []
+
+    def __getattr__(self, name):
+        return getattr(self._client, name)
+
+    def xack(self, stream, group, *stream_ids):
+        self.acks.append(
+            {
+                "ids": list(stream_ids),
+                "in_transaction": transaction.get_connection().in_atomic_block,
+                "effects": effects(),
+            }
+        )
+        return self._client.xack(stream, group, *stream_ids)
+
+
+class DyingOnAck(RecordingClient):
+    """A client whose XACK never arrives: the process died after its commit."""
+
+    def xack(self, stream, group, *stream_ids):
+        raise redis.ConnectionError("the consumer died before its XACK")
+
+
+def count_commits(monkeypatch) -> list[int]:
+    """Counts the commits of the test's database connection from now on: [n]."""
+    database = transaction.get_connection()
+    commit, count = database.commit, [0]
+
+    def counting_commit():
+        count[0] += 1
+        commit()
+
+    monkeypatch.setattr(database, "commit", counting_commit)
+    return count
+
+
+class Calls:
+    """A handler doing the work and noting, per event id, how often it ran."""
+
+    def __init__(self) -> None:
+        self.counts: Counter[str] = Counter()
+
+    def __call__(self, event: Event) -> None:
+        self.counts[event.event_id] += 1
+        record_effect(event)
+
+
+def test_a_batch_is_committed_in_one_transaction_then_acknowledged_in_one_xack(
+    redis_client, monkeypatch
+):
+    events = [an_event(i) for i in range(5)]
+    stream_ids = publish_many(events)
+    client = RecordingClient(redis_client)
+    commits = count_commits(monkeypatch)
+
+    result = StreamConsumer(GROUP, "a", record_effect, client=client).drain()
+
+    assert result == DrainResult(handled=5)
+    assert commits == [1]
+    all_done = sorted(e.event_id for e in events)
+    assert client.acks == [{"ids": stream_ids, "in_transaction": False, "effects": all_done}]
+    assert pending(redis_client) == []
+
+
+def fail_by_raising(event: Event) -> None:
+    raise RuntimeError("exchange says no")
+
+
+def fail_in_the_database(event: Event) -> None:
+    # The consumer has recorded this event for the group already: a unique constraint fails.
+    ProcessedEvent.objects.create(consumer=GROUP, event_id=event.event_id)
+
+
+def fail_by_marking_for_rollback(event: Event) -> None:
+    transaction.set_rollback(True)
+
+
+@pytest.mark.parametrize(
+    ("fail", "error"),
+    [
+        (fail_by_raising, "RuntimeError: exchange says no"),
+        (fail_in_the_database, "IntegrityError: UNIQUE constraint failed"),
+        (fail_by_marking_for_rollback, "TransactionManagementError: the handler left"),
+    ],
+)
+def test_a_handler_failing_mid_batch_costs_only_its_own_event_retried_then_dead_lettered(
+    redis_client, fail, error
+):
+    events = [an_event(i) for i in range(5)]
+    stream_ids = publish_many(events)
+    bad = events[2]
+    calls = Calls()
+    on_commit_actions: list[str] = []  # what a handler publishes or enqueues, on commit
+
+    def handle(event: Event) -> None:
+        calls(event)
+        transaction.on_commit(lambda: on_commit_actions.append(event.event_id))
+        if event == bad:
+            fail(event)
+
+    client = RecordingClient(redis_client)
+    consumer = StreamConsumer(
+        GROUP, "a", handle, client=client, reclaim_idle_ms=0, max_deliveries=2
+    )
+
+    assert consumer.drain() == DrainResult(handled=4, failed=1)
+    good = [e.event_id for e in events if e != bad]
+    assert effects() == sorted(good)
+    assert on_commit_actions == good
+    assert calls.counts == {e.event_id: 1 for e in events}  # no handler ran again
+    assert not ProcessedEvent.objects.filter(consumer=GROUP, event_id=bad.event_id).exists()
+    assert [ack["ids"] for ack in client.acks] == [[stream_ids[i] for i in (0, 1, 3, 4)]]
+    assert [p["message_id"] for p in pending(redis_client)] == [stream_ids[2]]
+
+    # Retried (reclaim_idle_ms=0: at once): it fails again, its last allowed delivery.
+    assert consumer.drain() == DrainResult(dead_lettered=1, reclaimed=1)
+    [dead] = dead_letters(redis_client)
+    assert dead["dead_stream_id"] == stream_ids[2]
+    assert dead["dead_error"].startswith(error)
+    assert dead["dead_deliveries"] == "2"
+    assert calls.counts == {e.event_id: 2 if e == bad else 1 for e in events}
+    assert effects() == sorted(good)
+    assert on_commit_actions == good
+    assert pending(redis_client) == []
+
+
+def test_a_consumer_dying_between_a_batch_commit_and_its_xack_leaves_nothing_to_redo(
+    redis_client,
+):
+    events = [an_event(i) for i in range(4)]
+    publish_many(events)
+    calls = Calls()
+    dying = StreamConsumer(GROUP, "dying", calls, client=DyingOnAck(redis_client))
+
+    with pytest.raises(redis.ConnectionError):
+        dying.drain()
+    all_done = sorted(e.event_id for e in events)
+    assert effects() == all_done  # committed
+    assert len(pending(redis_client)) == 4  # but not acknowledged
+
+    time.sleep(0.1)
+    other = StreamConsumer(GROUP, "other", calls, reclaim_idle_ms=50)
+    assert other.drain() == DrainResult(skipped_duplicates=4, reclaimed=4)
+    assert calls.counts == {e.event_id: 1 for e in events}
+    assert effects() == all_done
+    assert pending(redis_client) == []
+
+
+def test_events_of_a_batch_processed_already_are_skipped_and_acknowledged_with_it(
+    redis_client,
+):
+    earlier = [an_event(i) for i in range(2)]
+    publish_many(earlier)
+    calls = Calls()
+    assert StreamConsumer(GROUP, "a", calls).drain() == DrainResult(handled=2)
+    new = an_event(2)
+    # A producer retrying, around a new event: all three in one batch.
+    stream_ids = publish_many([earlier[0], new, earlier[1]])
+    client = RecordingClient(redis_client)
+
+    result = StreamConsumer(GROUP, "a", calls, client=client).drain()
+
+    assert result == DrainResult(handled=1, skipped_duplicates=2)
+    assert calls.counts == {e.event_id: 1 for e in [*earlier, new]}
+    assert effects() == sorted(e.event_id for e in [*earlier, new])
+    assert [ack["ids"] for ack in client.acks] == [stream_ids]
+    assert pending(redis_client) == []
+
+
+def test_an_event_id_twice_in_one_batch_whose_first_copy_fails_is_done_by_the_second(
+    redis_client,
+):
+    event = an_event()
+    stream_ids = publish_many([event, event])
+    handler = Flaky(failures=1)
+    consumer = StreamConsumer(GROUP, "a", handler, reclaim_idle_ms=0)
+
+    assert consumer.drain() == DrainResult(failed=1, handled=1)
+    assert effects() == [event.event_id]
+    assert [p["message_id"] for p in pending(redis_client)] == [stream_ids[0]]
+    assert consumer.drain() == DrainResult(skipped_duplicates=1, reclaimed=1)
+    assert handler.calls == 2
+    assert pending(redis_client) == []
+
+
+def test_a_batch_whose_commit_fails_is_rolled_back_and_done_again_one_event_at_a_time(
+    redis_client, monkeypatch, caplog
+):
+    events = [an_event(i) for i in range(3)]
+    publish_many(events)
+    database = transaction.get_connection()
+    commit, refused = database.commit, []
+
+    def commit_refused_once():
+        if not refused:
+            refused.append(True)
+            raise OperationalError("database is locked")
+        commit()
+
+    monkeypatch.setattr(database, "commit", commit_refused_once)
+    calls = Calls()
+
+    result = StreamConsumer(GROUP, "a", calls).drain()
+
+    assert result == DrainResult(handled=3)
+    assert refused == [True]
+    # Once in the batch that rolled back, once alone.
+    assert calls.counts == {e.event_id: 2 for e in events}
+    assert effects() == sorted(e.event_id for e in events)
+    assert ProcessedEvent.objects.filter(consumer=GROUP).count() == 3
+    assert pending(redis_client) == []
+    assert "a batch of 3 events rolled back" in caplog.text
+
+
+def test_an_on_commit_action_raising_after_the_batch_committed_neither_undoes_nor_redoes_it(
+    redis_client, caplog
+):
+    events = [an_event(i) for i in range(3)]
+    publish_many(events)
+    calls = Calls()
+
+    def handle(event: Event) -> None:
+        calls(event)
+        if event == events[1]:
+            transaction.on_commit(lambda: 1 / 0)
+
+    result = StreamConsumer(GROUP, "a", handle).drain()
+
+    assert result == DrainResult(handled=3)
+    assert effects() == sorted(e.event_id for e in events)
+    assert pending(redis_client) == []
+    assert "an on-commit action failed after its transaction committed" in caplog.text
+    assert "ZeroDivisionError" in caplog.text
+
+
+def test_a_batch_meeting_a_racing_consumers_record_falls_back_without_running_twice(
+    redis_client, monkeypatch
+):
+    events = [an_event(i) for i in range(3)]
+    publish_many(events)
+    raced = events[1]
+    # Another consumer of the group commits this event just after the batch looked it up.
+    ProcessedEvent.objects.create(consumer=GROUP, event_id=raced.event_id)
+    monkeypatch.setattr(consumer_module, "_processed_already", lambda group, event_ids: set())
+    calls = Calls()
+
+    result = StreamConsumer(GROUP, "a", calls).drain()
+
+    assert result == DrainResult(handled=2, skipped_duplicates=1)
+    # The batch failed on recording the events, before any handler ran.
+    assert calls.counts == {e.event_id: 1 for e in events if e != raced}
     assert pending(redis_client) == []

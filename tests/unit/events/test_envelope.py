@@ -174,6 +174,10 @@ def broken(**changes) -> dict[str, str]:
         (broken(schema="one"), "schema is not an integer: 'one'"),
         (broken(payload="{not json"), "payload is not JSON"),
         (broken(payload="[1, 2]"), "payload must be a dict, got list"),
+        # Python's json would read these; JSON cannot hold them.
+        (broken(payload='{"x": NaN}'), "payload is not JSON: NaN"),
+        (broken(payload='{"x": -Infinity}'), "payload is not JSON: -Infinity"),
+        (broken(payload='{"x": 1e400}'), "payload is not JSON: 1e400 is out of range"),
         (broken(event_id="nope"), "event_id must be a UUID"),
         ({"junk": "1"}, "missing fields: event_id, type, ts"),
         ([("event_id", EVENT_ID)], "expected the fields of a stream entry"),
