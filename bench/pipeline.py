@@ -26,6 +26,7 @@ worker, is the bare Celery task ``ping_service`` sent to the exec_risk queue the
 
     .venv/bin/python bench/pipeline.py [--signals 200] [--burst 1000] [--seconds 60]
         [--rate 20] [--baseline-seconds 20] [--sample 3] [--burst-timeout 120] [--drain 60]
+        [--latency-only]
 """
 
 from __future__ import annotations
@@ -534,6 +535,9 @@ def main() -> None:
     )
     parser.add_argument("--drain", type=float, default=60, help="seconds to wait for the rest")
     parser.add_argument("--sample", type=float, default=3, help="seconds between memory samples")
+    parser.add_argument(
+        "--latency-only", action="store_true", help="part 1 only: a short run for the ratio"
+    )
     args = parser.parse_args()
 
     began = time.monotonic()
@@ -561,10 +565,11 @@ def main() -> None:
         )
         results = [latency_part(signals, args.signals)]
         print()
-        results.append(burst_part(signals, account, args.burst, args.burst_timeout))
-        print()
-        results.extend(sustained_part(signals, account, args, worker.pid))
-        print()
+        if not args.latency_only:
+            results.append(burst_part(signals, account, args.burst, args.burst_timeout))
+            print()
+            results.extend(sustained_part(signals, account, args, worker.pid))
+            print()
         print(
             f"{sum(results)} of {len(results)} parts met their goals; "
             f"whole run {time.monotonic() - began:.0f} s"

@@ -36,6 +36,46 @@ class Account(models.Model):
         return self.name
 
 
+class ExactDecimalField(models.Field):
+    """A Decimal kept exactly, as its text. SQLite stores a decimal column as a float of 15
+    significant digits; a running sum of fills needs more. For values the platform reads and
+    writes whole: SQL cannot add, sum or order them as numbers."""
+
+    description = "Decimal number kept exactly, as text"
+
+    def get_internal_type(self) -> str:
+        return "TextField"
+
+    def from_db_value(self, value, expression, connection) -> Decimal | None:
+        return None if value is None else Decimal(value)
+
+    def to_python(self, value) -> Decimal | None:
+        return None if value is None or isinstance(value, Decimal) else Decimal(value)
+
+    def get_prep_value(self, value) -> str | None:
+        return None if value is None else format(Decimal(value), "f")
+
+
+class CashBalance(models.Model):
+    """An account's cash as a running total, so that reading it costs one row however many
+    fills the account has. The fills stay the record: each new fill's cash flow is added here
+    in the transaction that stores the fill (``trading.risk.services.record_cash_flows``), and
+    ``trading.risk.services.ledger_cash`` works the same total out again from the fills.
+
+    ``fill_flows`` is the net cash of every fill (sells bring their notional in, buys pay it
+    out, fees are paid either way); the cash is ``Account.starting_cash`` plus it, so a change of
+    the starting cash counts at once."""
+
+    account = models.OneToOneField(
+        Account, on_delete=models.CASCADE, primary_key=True, related_name="cash_balance"
+    )
+    fill_flows = ExactDecimalField(default=ZERO, editable=False)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    def __str__(self) -> str:
+        return f"account {self.account_id}: starting cash {self.fill_flows:+f}"
+
+
 class Symbol(models.Model):
     """An exchange symbol and its trading rules (from exchangeInfo, or the bundled snapshot)."""
 

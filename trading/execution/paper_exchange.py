@@ -38,6 +38,17 @@ ZERO = Decimal("0")
 _EXACT = Context(prec=50)
 QUOTE_ASSET = "USDT"
 
+# Takes a new order and answers how much of its bar is filled already, in one round trip; nil,
+# and nothing kept, when the client order id is known. KEYS: orders, open ids, the bar's volume
+# used. ARGV: client order id, the order.
+_PLACE = """
+if redis.call('HSETNX', KEYS[1], ARGV[1], ARGV[2]) == 0 then
+    return false
+end
+redis.call('SADD', KEYS[2], ARGV[1])
+return redis.call('GET', KEYS[3]) or '0'
+"""
+
 
 def _order_to_json(result: OrderResult) -> str:
     return json.dumps(
@@ -141,10 +152,13 @@ class PaperExchange:
             fills=(),
             transact_time=now,
         )
-        if not self.client.hsetnx(self._orders_key(), req.client_order_id, _order_to_json(result)):
+        used = self.client.register_script(_PLACE)(
+            keys=[self._orders_key(), self._open_key(), self._used_key(quote.bar)],
+            args=[req.client_order_id, _order_to_json(result)],
+        )
+        if used is None:
             raise ExchangeError("Duplicate order sent.", code=-2010, retryable=False)
-        self.client.sadd(self._open_key(), req.client_order_id)
-        return self._fill_on_bar(result, quote.bar)
+        return self._fill_on_bar(result, quote.bar, Decimal(used))
 
     def query_order(self, symbol: str, client_order_id: str) -> OrderResult:
         raw = self.client.hget(self._orders_key(), client_order_id)
@@ -188,10 +202,18 @@ class PaperExchange:
                 changed.append(updated)
         return changed
 
-    def _fill_on_bar(self, order: OrderResult, bar: Bar) -> OrderResult:
+    def _used_key(self, bar: Bar) -> str:
+        return rkey("paper", "used", bar.symbol, datetime_to_ms(bar.close_time))
+
+    def _fill_on_bar(
+        self, order: OrderResult, bar: Bar, already: Decimal | None = None
+    ) -> OrderResult:
+        """Fills what the bar still allows of ``order``; ``already`` is what the bar has filled
+        for any order so far (read here when not given)."""
         rules = self._rules(order.symbol)
-        used_key = rkey("paper", "used", order.symbol, datetime_to_ms(bar.close_time))
-        already = Decimal(self.client.get(used_key) or "0")
+        used_key = self._used_key(bar)
+        if already is None:
+            already = Decimal(self.client.get(used_key) or "0")
         remaining = order.orig_quantity - order.executed_quantity
         sim = simulate_market_fill(
             order.side,
@@ -206,18 +228,6 @@ class PaperExchange:
         if sim is None or sim.quantity <= 0:
             self._store(order)
             return order
-        pipe = self.client.pipeline(transaction=True)
-        pipe.incrbyfloat(used_key, float(sim.quantity))
-        pipe.expire(used_key, 86_400)
-        pipe.execute()
-        number = self.client.hincrby(rkey("paper", "trade_seq"), order.client_order_id, 1)
-        fill = ExchangeFill(
-            price=sim.price,
-            quantity=sim.quantity,
-            commission=sim.fee,
-            commission_asset=QUOTE_ASSET,
-            trade_id=f"{order.exchange_order_id}-{number}",
-        )
         executed = order.executed_quantity + sim.quantity
         updated = replace(
             order,
@@ -226,39 +236,61 @@ class PaperExchange:
             else OrderStatus.PARTIALLY_FILLED,
             executed_quantity=executed,
             cumulative_quote=order.cumulative_quote + sim.quantity * sim.price,
-            fills=(fill,),
             transact_time=self.clock(),
         )
-        self._store(updated)
-        self._move_balances(updated.symbol, updated.side, fill, rules)
-        return updated
+        number = self._book_fill(updated, used_key, sim.quantity, sim.price, sim.fee, rules)
+        fill = ExchangeFill(
+            price=sim.price,
+            quantity=sim.quantity,
+            commission=sim.fee,
+            commission_asset=QUOTE_ASSET,
+            trade_id=f"{order.exchange_order_id}-{number}",
+        )
+        return replace(updated, fills=(fill,))
 
     def _store(self, order: OrderResult) -> None:
         pipe = self.client.pipeline(transaction=True)
+        self._queue_store(pipe, order)
+        pipe.execute()
+
+    def _queue_store(self, pipe: redis.client.Pipeline, order: OrderResult) -> None:
         pipe.hset(self._orders_key(), order.client_order_id, _order_to_json(order))
         if order.is_open:
             pipe.sadd(self._open_key(), order.client_order_id)
         else:
             pipe.srem(self._open_key(), order.client_order_id)
-        pipe.execute()
 
-    def _move_balances(self, symbol: str, side: str, fill: ExchangeFill, rules: SymbolRules):
-        sign = 1 if side == "BUY" else -1
+    def _book_fill(
+        self,
+        order: OrderResult,
+        used_key: str,
+        quantity: Decimal,
+        price: Decimal,
+        fee: Decimal,
+        rules: SymbolRules,
+    ) -> int:
+        """Books a fill of ``order`` (as it stands after the fill) all at once: the bar's volume
+        it used, its trade number, the order, and the balances it moved; returns the trade
+        number."""
+        sign = 1 if order.side == "BUY" else -1
         key = rkey("paper", "balances")
         moves = {
-            rules.base_asset: sign * fill.quantity,
-            rules.quote_asset: _EXACT.subtract(
-                _EXACT.multiply(-sign * fill.quantity, fill.price), fill.commission
-            ),
+            rules.base_asset: sign * quantity,
+            rules.quote_asset: _EXACT.subtract(_EXACT.multiply(-sign * quantity, price), fee),
         }
 
         # Decimal sums under WATCH, not HINCRBYFLOAT: a float loses digits of fees and notionals.
-        def move(pipe: redis.client.Pipeline) -> None:
+        def book(pipe: redis.client.Pipeline) -> None:
             current = pipe.hmget(key, list(moves))
             pipe.multi()
+            pipe.incrbyfloat(used_key, float(quantity))
+            pipe.expire(used_key, 86_400)
+            pipe.hincrby(rkey("paper", "trade_seq"), order.client_order_id, 1)
+            self._queue_store(pipe, order)
             pipe.hset(key, mapping={
                 asset: str(_EXACT.add(Decimal(now or "0"), delta))
                 for (asset, delta), now in zip(moves.items(), current, strict=True)
             })  # fmt: skip
 
-        self.client.transaction(move, key)
+        _used, _expiry, number, *_ = self.client.transaction(book, key)
+        return number

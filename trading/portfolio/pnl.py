@@ -267,6 +267,27 @@ def daily_pnl(fills_with_effects: Iterable[tuple[Fill, FillEffect]], day: date) 
     return total
 
 
+def cash_flow(side: Side | str, quantity: Decimal, price: Decimal, fee: Decimal) -> Decimal:
+    """What one fill does to the quote balance: a sell brings its notional in, a buy pays it
+    out, and the fee is paid either way. Exact, whatever the caller's decimal context."""
+    notional = _ARITHMETIC.multiply(quantity, price)
+    if Side(side) is Side.BUY:
+        notional = notional.copy_negate()
+    return _ARITHMETIC.subtract(notional, fee)
+
+
+def total_cash_flow(
+    fills: Iterable[tuple[Side | str, Decimal, Decimal, Decimal]], start: Decimal = ZERO
+) -> Decimal:
+    """``start`` plus ``cash_flow`` of each ``(side, quantity, price, fee)`` row, exactly (50
+    digits, more than any book needs): the same rows give the same total in any order and any
+    grouping, so a running total kept fill by fill equals the total worked out again."""
+    total = start
+    for side, quantity, price, fee in fills:
+        total = _ARITHMETIC.add(total, cash_flow(side, quantity, price, fee))
+    return total
+
+
 def equity(
     cash: Decimal, positions: Iterable[PositionState], marks: Mapping[str, Decimal]
 ) -> Decimal:

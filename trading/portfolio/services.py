@@ -19,7 +19,7 @@ def portfolio_summary(account: Account, marks: dict[str, Decimal]) -> dict:
         exposure[position.symbol] = str(abs(position.quantity * mark))
         unrealized += position.unrealized_pnl(mark)
     cash = risk.account_cash(account)
-    equity = risk.account_equity(account, marks)
+    equity = cash + risk.market_value(positions, marks)
     realized = sum((p.net_realized_pnl for p in account.positions.all()), ZERO)
     return {
         "account": account.name,

@@ -153,6 +153,7 @@ def reset_sandbox(account: Account, settle_seconds: float = 10.0) -> None:
     """Closes the sandbox's open positions, waits for its orders to settle, then removes its
     ledger, so that a run starts and ends on an empty book in the ACTIVE state."""
     from trading.execution.services import flatten_positions
+    from trading.risk.services import rebuild_cash_balance
 
     if not account.is_sandbox:
         raise ValueError(f"{account} is not a sandbox account")
@@ -180,6 +181,8 @@ def reset_sandbox(account: Account, settle_seconds: float = 10.0) -> None:
             state=TradingStateRecord.State.ACTIVE, reason=""
         )
         Account.objects.filter(pk=account.pk).update(peak_equity=account.starting_cash)
+        # With its fills gone, the sandbox's cash is its starting cash again.
+        rebuild_cash_balance(account)
 
 
 def _jsonable(data: dict) -> dict:
