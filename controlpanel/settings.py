@@ -144,6 +144,10 @@ CELERY_ACCEPT_CONTENT = ["json"]
 CELERY_RESULT_EXPIRES = 3600
 CELERY_TASK_DEFAULT_QUEUE = "default"
 CELERY_WORKER_SEND_TASK_EVENTS = False
+# Celery's Django fixup closes the database connection around every task unless this is set;
+# the workers keep theirs (CONN_MAX_AGE applies through a task_prerun receiver in
+# trading/observability/worker.py), reopening only every this many tasks.
+CELERY_DB_REUSE_MAX = 1000
 CELERY_BEAT_SCHEDULER = "django_celery_beat.schedulers:DatabaseScheduler"
 CELERY_TIMEZONE = "UTC"
 

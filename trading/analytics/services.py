@@ -9,6 +9,7 @@ from decimal import Decimal
 
 import numpy as np
 from django.conf import settings
+from django.db import transaction
 from django.db.models import Q
 from django.utils import timezone
 
@@ -256,7 +257,7 @@ def rebalance(account: Account) -> list[Signal]:
             quantity=quantity,
             source="analytics",
         )
-        process_signal.delay(str(signal.id))
+        transaction.on_commit(lambda signal_id=str(signal.id): process_signal.delay(signal_id))
         metrics.REBALANCES.inc()
         publish(
             new_event(

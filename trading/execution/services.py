@@ -308,7 +308,9 @@ def _record_exchange_error(order: Order, error: ExchangeError, attempt: int = 1)
         from trading.execution.tasks import submit_order_task
 
         delay = error.retry_after or 2 * attempt
-        submit_order_task.apply_async((order.pk, attempt + 1), countdown=delay)
+        transaction.on_commit(
+            lambda: submit_order_task.apply_async((order.pk, attempt + 1), countdown=delay)
+        )
         return Order.objects.get(pk=order.pk)
     if error.ambiguous or (error.code == -2010 and "Duplicate" in error.message):
         # The exchange may have the order: find out before anything else happens.
@@ -318,7 +320,7 @@ def _record_exchange_error(order: Order, error: ExchangeError, attempt: int = 1)
         metrics.EXECUTION_ERRORS.inc(kind="ambiguous")
         from trading.execution.tasks import reconcile_order_task
 
-        reconcile_order_task.apply_async((order.pk,), countdown=1)
+        transaction.on_commit(lambda: reconcile_order_task.apply_async((order.pk,), countdown=1))
         return Order.objects.get(pk=order.pk)
     with transaction.atomic():
         rejected = Order.objects.filter(pk=order.pk, status=Order.Status.NEW).update(

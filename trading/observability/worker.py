@@ -76,6 +76,11 @@ def _stop_heartbeat(**kwargs) -> None:
 @signals.task_prerun.connect
 def _task_started(task_id: str, **kwargs) -> None:
     _started_at[task_id] = time.perf_counter()
+    # As Django does around a request: a connection past CONN_MAX_AGE, or broken, is replaced;
+    # any other is kept (CELERY_DB_REUSE_MAX stops Celery from closing it after every task).
+    from django.db import close_old_connections
+
+    close_old_connections()
 
 
 @signals.task_postrun.connect

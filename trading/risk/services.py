@@ -200,7 +200,7 @@ def halt_trading(account: Account, *, actor: str, reason: str, flatten: bool = F
     if flatten:
         from trading.execution.tasks import flatten_positions
 
-        flatten_positions.delay(account.pk, actor)
+        transaction.on_commit(lambda: flatten_positions.delay(account.pk, actor))
     return change
 
 
