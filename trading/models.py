@@ -73,7 +73,7 @@ class CashBalance(models.Model):
     updated_at = models.DateTimeField(auto_now=True)
 
     def __str__(self) -> str:
-        return f"account {self.account_id}: starting cash {self.fill_flows:+f}"
+        return f"account {self.account_id}: {self.fill_flows:+f} net cash from fills"
 
 
 class Symbol(models.Model):
