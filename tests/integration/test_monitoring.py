@@ -334,6 +334,7 @@ def test_every_metric_a_dashboard_or_an_alert_names_is_exported(client, service_
         "up",
         "ai_service_ready",
         "exec_risk_service_orders_denied_total",
+        "exec_risk_service_daily_loss_limit_usd",
         "analytics_os_service_drift_detected",
         "django_http_responses_total_by_status_total",
         "quantum_trader_selftest_scenario_passed",

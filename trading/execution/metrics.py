@@ -62,7 +62,9 @@ RPC_TIMEOUTS = declare(
 
 @scrape_collector(S)
 def book_gauges():
-    """Open positions, today's PnL and trades, and the trading state, from the ledger."""
+    """Open positions, today's PnL and trades, the trading state and the daily loss limit, from
+    the ledger and the risk limits: read at every scrape, so an alert comparing the PnL with the
+    limit follows a limit edited in the admin."""
     from trading.marketdata.prices import latest_prices
     from trading.models import TradingStateRecord
     from trading.risk import services
@@ -72,6 +74,8 @@ def book_gauges():
     positions = services.open_positions(account)
     daily = services.daily_realized_pnl(account) + services.unrealized_pnl(account, marks)
     state = TradingStateRecord.objects.get(account=account).state
+    # The global row's, as apply_automatic_state halts the main account on it.
+    loss_limit = services.global_limits().daily_loss_limit
     trading_state = GaugeMetricFamily(
         "exec_risk_service_trading_state",
         "1 for the current trading state of the main account",
@@ -92,6 +96,11 @@ def book_gauges():
             "exec_risk_service_daily_trades",
             "Fills today (UTC)",
             value=services.daily_trades(account),
+        ),
+        GaugeMetricFamily(
+            "exec_risk_service_daily_loss_limit_usd",
+            "The daily loss limit: trading halts when today's PnL reaches minus this, in USDT",
+            value=float(loss_limit),
         ),
         trading_state,
     ]
