@@ -46,6 +46,22 @@ class RiskLimitsAdmin(admin.ModelAdmin):
         "max_orders_per_minute", "updated_at",
     ]  # fmt: skip
     inlines = [RiskLimitsChangeInline]
+    fieldsets = [
+        (None, {"fields": ["symbol"], "description": "Blank for the global row."}),
+        ("Per symbol", {
+            "fields": list(RiskLimits.PER_SYMBOL),
+            "description": "A symbol's row overrides the global row's values for that symbol.",
+        }),
+        ("Whole account", {
+            "fields": list(RiskLimits.ACCOUNT_WIDE),
+            "description": "Set on the global row only: a symbol's row shows the global values.",
+        }),
+    ]  # fmt: skip
+
+    def get_readonly_fields(self, request, obj=None) -> list[str]:
+        if obj is not None and obj.symbol:
+            return ["symbol", *RiskLimits.ACCOUNT_WIDE]
+        return ["symbol"] if obj is not None else []
 
     def save_model(self, request, obj, form, change) -> None:
         """Saves the limits and one audit row per changed limit, in one transaction."""

@@ -102,7 +102,14 @@ class Symbol(models.Model):
 
 
 class RiskLimits(models.Model):
-    """Pre-trade limits: one global row (symbol blank) and optional per-symbol overrides."""
+    """Pre-trade limits: one global row (symbol blank) and optional per-symbol overrides of the
+    per-symbol limits; the account-wide ones come from the global row only."""
+
+    PER_SYMBOL = ("min_confidence", "max_position_notional", "max_leverage")
+    ACCOUNT_WIDE = (
+        "max_total_exposure", "max_open_positions", "daily_loss_limit", "max_drawdown",
+        "max_orders_per_minute", "allowed_symbols",
+    )  # fmt: skip
 
     symbol = models.CharField(max_length=20, blank=True, default="", unique=True)
     min_confidence = models.DecimalField(
@@ -155,6 +162,11 @@ class RiskLimits(models.Model):
         if self.symbol:
             base = RiskLimits.objects.filter(symbol="").first()
             exposure = base.max_total_exposure if base else exposure
+            if base is not None:
+                # A symbol row holds the account's values, never ones of its own that no check
+                # would read.
+                for field in self.ACCOUNT_WIDE:
+                    setattr(self, field, getattr(base, field))
         if self.max_position_notional > exposure:
             errors["max_position_notional"] = (
                 f"cannot exceed the maximum total exposure ({exposure}); "

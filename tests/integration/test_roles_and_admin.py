@@ -114,3 +114,33 @@ def test_a_viewer_cannot_change_limits_in_the_admin(client, victor):
     client.force_login(victor)
     assert change_limits(client, limits, max_leverage="1").status_code == 403
     assert RiskLimits.objects.get(pk=limits.pk).max_leverage == 3
+
+
+def test_a_symbol_row_overrides_per_symbol_limits_and_shows_the_account_wide_ones(client, olivia):
+    from trading.marketdata.services import refresh_symbol_rules
+    from trading.risk.services import global_limits, limits_for
+
+    refresh_symbol_rules()
+    base = global_limits()
+    client.force_login(olivia)
+    form = {
+        "symbol": "BTCUSDT", "min_confidence": "0.9", "max_position_notional": "700",
+        "max_leverage": "2",
+        # Account-wide: a symbol row cannot hold values of its own for these.
+        "max_total_exposure": "1", "max_open_positions": "1", "daily_loss_limit": "5",
+        "max_drawdown": "0.5", "max_orders_per_minute": "1", "allowed_symbols": "BTCUSDT",
+        "changes-TOTAL_FORMS": "0", "changes-INITIAL_FORMS": "0",
+    }  # fmt: skip
+    response = client.post("/admin/trading/risklimits/add/", form)
+    assert response.status_code == 302, response.content[:2000]
+    row = RiskLimits.objects.get(symbol="BTCUSDT")
+    for field in RiskLimits.ACCOUNT_WIDE:
+        assert getattr(row, field) == getattr(base, field), field
+    limits = limits_for("BTCUSDT")
+    assert (limits.min_confidence, limits.max_position_notional) == (Decimal("0.9"), 700)
+    assert limits.daily_loss_limit == base.daily_loss_limit
+    # On the symbol row's page the account-wide limits are shown, not offered for editing.
+    page = client.get(f"/admin/trading/risklimits/{row.pk}/change/")
+    fields = page.context["adminform"].form.fields
+    assert "max_position_notional" in fields
+    assert not set(RiskLimits.ACCOUNT_WIDE) & set(fields)
