@@ -134,7 +134,9 @@ class OrderResult:
 
     ``client_order_id`` is always the id the platform chose for the order (for a cancel it is the
     cancelled order's id, not the id of the cancel request). ``fills`` holds the trades reported
-    with this answer, which only order placement does; a query or a cancel reports totals only.
+    with this answer: order placement reports them, and so does a query when the adapter can look
+    the order's trades up (Binance's: GET /api/v3/myTrades); otherwise an answer reports totals
+    only, and ``fills_error`` says why a query's trades are missing when the adapter tried.
     ``transact_time`` is when the exchange placed or last changed the order, in UTC, when known.
     """
 
@@ -148,6 +150,7 @@ class OrderResult:
     cumulative_quote: Decimal
     fills: tuple[ExchangeFill, ...]
     transact_time: datetime | None
+    fills_error: str | None = None
 
     @property
     def is_open(self) -> bool:

@@ -13,7 +13,8 @@ timeouts, connection errors) are also ``ambiguous``: Binance may have acted on i
 
 Placing an order after an ambiguous failure. ``place_order`` never resends blindly. It waits
 ``lookup_delay`` seconds, then looks the order up by its client order id (origClientOrderId):
-- found: that is the order, returned as if the first answer had arrived;
+- found: that is the order, returned as if the first answer had arrived, with the trades that
+  ``query_order`` looks up (GET /api/v3/myTrades: a query has no fills or commissions);
 - -2013 "Order does not exist": Binance never accepted it, so it is sent once more with the same
   client order id; if that answer is ambiguous too, the error is raised for the caller to
   reconcile; "Duplicate order sent" means the first request landed after all, and it is looked up;
@@ -35,7 +36,7 @@ import logging
 import os
 import time
 from collections.abc import Callable, Iterable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Any, Literal
@@ -205,6 +206,22 @@ def parse_order(payload: Mapping[str, Any]) -> OrderResult:
         cumulative_quote=Decimal(payload.get("cummulativeQuoteQty", "0")),
         fills=fills,
         transact_time=_ms_to_datetime(when),
+    )
+
+
+def parse_trades(payload: Iterable[Mapping[str, Any]]) -> tuple[ExchangeFill, ...]:
+    """The fills in Binance's answer to GET /api/v3/myTrades. A trade's ``id`` is the
+    ``tradeId`` of the same trade in an order's FULL answer, so a trade learnt both ways is
+    recorded once."""
+    return tuple(
+        ExchangeFill(
+            price=Decimal(trade["price"]),
+            quantity=Decimal(trade["qty"]),
+            commission=Decimal(trade["commission"]),
+            commission_asset=trade["commissionAsset"],
+            trade_id=str(trade["id"]),
+        )
+        for trade in payload
     )
 
 
@@ -382,7 +399,13 @@ class BinanceAdapter:
         return self._call(what, self._client.create_test_order, changes_orders=False, **params)
 
     def query_order(self, symbol: str, client_order_id: str) -> OrderResult:
-        """Binance's current view of the order. Raises with code -2013 when it has none."""
+        """Binance's current view of the order, with its trades once any quantity executed.
+        Raises with code -2013 when it has none.
+
+        GET /api/v3/order reports totals only, without the commissions, so the trades come from
+        GET /api/v3/myTrades by the order's id. When they cannot be read, or do not add up to the
+        executed quantity (the trade list can lag the order), the answer has no fills and
+        ``fills_error`` says why: the caller falls back on the totals."""
         what = f"query order {client_order_id} on {symbol}"
         payload = self._call(
             what,
@@ -391,7 +414,46 @@ class BinanceAdapter:
             symbol=symbol,
             origClientOrderId=client_order_id,
         )
-        return self._parse_order(what, payload, changes_orders=False)
+        result = self._parse_order(what, payload, changes_orders=False)
+        if result.executed_quantity <= 0:
+            return result
+        try:
+            fills = self.order_trades(symbol, result.exchange_order_id)
+        except ExchangeError as error:
+            return self._without_trades(result, str(error))
+        traded = sum((fill.quantity for fill in fills), Decimal(0))
+        if traded != result.executed_quantity:
+            return self._without_trades(
+                result, f"its trades add up to {traded} of the {result.executed_quantity} executed"
+            )
+        return replace(result, fills=fills)
+
+    def _without_trades(self, result: OrderResult, why: str) -> OrderResult:
+        logger.warning(
+            "binance order trades not read, its totals are all there is: %s",
+            why,
+            extra={"client_order_id": result.client_order_id, "symbol": result.symbol},
+        )
+        return replace(result, fills=(), fills_error=why)
+
+    def order_trades(self, symbol: str, exchange_order_id: str) -> tuple[ExchangeFill, ...]:
+        """The order's trades with their commissions (GET /api/v3/myTrades, weight 5 with an
+        order id), oldest first."""
+        what = f"trades of order {exchange_order_id} on {symbol}"
+        payload = self._call(
+            what,
+            self._client.get_my_trades,
+            changes_orders=False,
+            symbol=symbol,
+            orderId=exchange_order_id,
+            limit=1000,
+        )
+        try:
+            return parse_trades(payload)
+        except (KeyError, TypeError, ValueError, ArithmeticError) as exc:
+            raise ExchangeError(
+                f"Binance {what}: unexpected answer {str(payload)[:300]}", retryable=False
+            ) from exc
 
     def cancel_order(self, symbol: str, client_order_id: str) -> OrderResult:
         """Cancels the order; raises with code -2011 when it is no longer open (or never was)."""

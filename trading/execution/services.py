@@ -42,7 +42,13 @@ from trading.marketdata.prices import latest_prices, latest_quote, latest_quotes
 from trading.marketdata.services import symbol_rules
 from trading.models import Account, Fill, Order, Position, Signal
 from trading.portfolio.pnl import Fill as PnlFill
-from trading.portfolio.pnl import PositionChange, PositionState, apply_fill, exit_trigger
+from trading.portfolio.pnl import (
+    PositionChange,
+    PositionState,
+    apply_fill,
+    exit_trigger,
+    fill_from_trade,
+)
 from trading.risk import services as risk
 from trading.risk.checks import OrderIntent, evaluate
 from trading.risk.reasons import Reason
@@ -346,8 +352,8 @@ def reconcile_order(order_id: int) -> Order:
     """Asks the exchange for an order in doubt and records its answer.
 
     An order the exchange does not have was never placed: it is sent now, with the same client
-    order id. The fills of an order learnt from a query (which reports totals, not trades) are
-    recorded as one fill for the difference, at its average price.
+    order id. The answer carries the order's trades, commissions included, when the exchange
+    could say them (``apply_order_result`` says what happens when it could not).
     """
     order = Order.objects.get(pk=order_id)
     try:
@@ -359,24 +365,47 @@ def reconcile_order(order_id: int) -> Order:
             )
             return submit_order(Order.objects.get(pk=order.pk))
         raise
-    if not result.fills and result.executed_quantity > order.filled_quantity:
-        result = _with_reconciled_fill(order, result)
     return apply_order_result(order.pk, result)
 
 
-def _with_reconciled_fill(order: Order, result: OrderResult) -> OrderResult:
-    fills = list(order.fills.all())
-    known_quote = sum((f.quantity * f.price for f in fills), ZERO)
+# The trade id of a fill made up from an order's totals, for want of its trades.
+RECONCILED = "reconciled-"
+
+
+def _with_fills(order: Order, result: OrderResult) -> tuple[OrderResult, str]:
+    """The answer with fills for everything it says executed, and a note for the order when some
+    had to be made up: a query whose trades the exchange could not give reports only totals, so
+    what executed beyond the fills recorded becomes one fill at the average price of the
+    difference, with no commission known. ``order`` must be locked."""
+    if (
+        result.fills
+        and order.filled_quantity
+        and order.fills.filter(trade_id__startswith=RECONCILED).exists()
+    ):
+        # A fill made up from totals stands for trades that may be among these: both would count.
+        result = dataclasses.replace(result, fills=())
+    if result.fills or result.executed_quantity <= order.filled_quantity:
+        return result, ""
     delta = result.executed_quantity - order.filled_quantity
-    price = (result.cumulative_quote - known_quote) / delta
+    price = (result.cumulative_quote - _quote_filled(order)) / delta
     fill = ExchangeFill(
         price=price,
         quantity=delta,
         commission=ZERO,
-        commission_asset="USDT",
-        trade_id=f"reconciled-{result.executed_quantity}",
+        commission_asset=_assets(order.symbol)[1],
+        trade_id=f"{RECONCILED}{result.executed_quantity}",
     )
-    return dataclasses.replace(result, fills=(fill,))
+    why = result.fills_error or "the answer carried no trades"
+    note = f"fill of {delta} from the order's totals, commission unknown: {why}"
+    logger.warning("order %s: %s", order.client_order_id, note)
+    return dataclasses.replace(result, fills=(fill,)), note
+
+
+def _quote_filled(order: Order) -> Decimal:
+    """The quote the order's recorded fills traded, as the exchange reported them."""
+    if not order.filled_quantity or order.average_price is None:
+        return ZERO
+    return order.filled_quantity * order.average_price
 
 
 _STATUS = {
@@ -404,42 +433,39 @@ def apply_order_result(order_id: int, result: OrderResult) -> Order:
             .select_related("account", "signal")
             .get(pk=order_id)
         )
+        result, note = _with_fills(order, result)
         if order.status in (Order.Status.NEW, Order.Status.UNKNOWN):
             # The exchange has the order: said before any of its fills, as it happened.
             events.add("order.submitted", order_payload(order, status="submitted"),
                        order.correlation_id)  # fmt: skip
-        recorded = [row for f in result.fills if (row := record_fill(order, f, events, counters))]
-        # The order's fills as stored: its totals, and the cash that the new ones moved.
-        fills = list(order.fills.all())
-        if recorded:
-            new = {row.pk for row in recorded}
-            risk.record_cash_flows(order.account_id, [f for f in fills if f.pk in new])
-        filled = sum((f.quantity for f in fills), ZERO)
-        notional = sum((f.quantity * f.price for f in fills), ZERO)
+        traded = [f for f in result.fills if record_fill(order, f, events, counters)]
+        if traded:
+            # The cash the new fills moved, as the database stored them.
+            new = Fill.objects.filter(order=order, trade_id__in=[f.trade_id for f in traded])
+            risk.record_cash_flows(order.account_id, list(new))
+            # The order's totals are the exchange's trades, whatever their commissions did to
+            # the quantities booked: kept up fill by fill, under the order's lock.
+            quote = _quote_filled(order) + sum((f.quantity * f.price for f in traded), ZERO)
+            order.filled_quantity += sum((f.quantity for f in traded), ZERO)
+            order.average_price = quote / order.filled_quantity
         status = _STATUS[result.status]
-        if filled >= order.quantity:
+        if order.filled_quantity >= order.quantity:
             status = Order.Status.FILLED
-        order.filled_quantity = filled
-        order.average_price = notional / filled if filled else None
         order.exchange_order_id = result.exchange_order_id or order.exchange_order_id
         previous = order.status
         order.status = status
-        order.save(
-            update_fields=[
-                "filled_quantity",
-                "average_price",
-                "exchange_order_id",
-                "status",
-                "updated_at",
-            ]
-        )
+        fields = ["filled_quantity", "average_price", "exchange_order_id", "status", "updated_at"]
+        if note:
+            order.error = note[:300]
+            fields.append("error")
+        order.save(update_fields=fields)
         if order.signal_id:
             _update_signal(order)
         events.publish_on_commit()
     if status == Order.Status.FILLED and previous != Order.Status.FILLED:
         counters.append((metrics.ORDERS_EXECUTED, {}))
     _count(counters)
-    if recorded:
+    if traded:
         risk.apply_automatic_state(order.account, latest_prices())
     return order
 
@@ -469,25 +495,41 @@ def _update_signal(order: Order) -> None:
 
 def record_fill(order: Order, fill: ExchangeFill, events: _Events, counters: list) -> Fill | None:
     """Stores one exchange fill and moves the position; returns the stored fill, or None if it
-    was already recorded."""
+    was already recorded.
+
+    The stored fill is the trade as the book counts it (``trading.portfolio.pnl.fill_from_trade``):
+    its quantity is the base the trade moved, less a buy's commission paid in the base asset (more
+    for a sell's), and its fee the commission in the quote asset, so that the position holds what
+    the exchange holds and the fill's cash flow is the quote that moved."""
     if Fill.objects.filter(order=order, trade_id=fill.trade_id).exists():
         return None
-    fee = _fee_in_quote(order.symbol, fill)
+    base, quote = _assets(order.symbol)
+    booked = fill_from_trade(
+        order.side,
+        fill.quantity,
+        fill.price,
+        fill.commission,
+        fill.commission_asset,
+        base_asset=base,
+        quote_asset=quote,
+        ts=timezone.now(),
+    )
     row = Fill(
         order=order,
         trade_id=fill.trade_id,
         symbol=order.symbol,
         side=order.side,
-        quantity=fill.quantity,
-        price=fill.price,
-        fee=fee,
-        fee_asset=fill.commission_asset or "USDT",
-        ts=timezone.now(),
+        quantity=booked.quantity,
+        price=booked.price,
+        fee=booked.fee,
+        fee_asset=fill.commission_asset or quote,
+        ts=booked.ts,
     )
     events.add(
         "order.filled",
         order_payload(order, trade_id=fill.trade_id, fill_quantity=str(fill.quantity),
-                      fill_price=str(fill.price), fee=str(fee)),
+                      fill_price=str(fill.price), fee=str(booked.fee),
+                      commission=str(fill.commission), commission_asset=row.fee_asset),
         order.correlation_id,
     )  # fmt: skip
     counters.append((metrics.FILLS, {"symbol": order.symbol}))
@@ -497,16 +539,19 @@ def record_fill(order: Order, fill: ExchangeFill, events: _Events, counters: lis
     return row
 
 
-def _fee_in_quote(symbol: str, fill: ExchangeFill) -> Decimal:
-    """The commission in the quote asset: paid in quote, or in base (valued at the fill price).
-    A commission in a third asset (BNB) is kept as its own asset and counts 0 here."""
+def _assets(symbol: str) -> tuple[str, str]:
+    """The symbol's base and quote assets, from its rules (or its name, when it has none)."""
     rules = symbol_rules().get(symbol)
-    quote = rules.quote_asset if rules else "USDT"
-    if fill.commission_asset in (quote, ""):
-        return fill.commission
-    if rules is not None and fill.commission_asset == rules.base_asset:
-        return fill.commission * fill.price
-    return ZERO
+    if rules is not None:
+        return rules.base_asset, rules.quote_asset
+    return symbol.removesuffix("USDT"), "USDT"
+
+
+def _lot_step(symbol: str) -> Decimal:
+    """The smallest quantity a MARKET order can trade in the symbol (zero when unknown): both
+    steps apply, and Binance's steps are powers of ten, so the coarser one."""
+    rules = symbol_rules().get(symbol)
+    return max(rules.step_size, rules.market_step_size) if rules is not None else ZERO
 
 
 def _state_of(position: Position | None, symbol: str) -> PositionState:
@@ -535,7 +580,7 @@ def move_position(order: Order, fill: Fill, events: _Events, counters: list) -> 
     state = _state_of(position, order.symbol)
     pnl_fill = PnlFill(side=fill.side, quantity=fill.quantity, price=fill.price, fee=fill.fee,
                        ts=fill.ts)  # fmt: skip
-    new_state, effect = apply_fill(state, pnl_fill)
+    new_state, effect = apply_fill(state, pnl_fill, lot_step=_lot_step(order.symbol))
     if effect.change is PositionChange.FLIPPED:
         # The fill closes the old position and opens the opposite one with the rest.
         closing_fee = fill.fee * effect.closed_quantity / fill.quantity
@@ -641,6 +686,19 @@ def close_position(position: Position, purpose: str, *, actor: str) -> Order | N
     if position.quantity == 0:
         return None
     side = "SELL" if position.quantity > 0 else "BUY"
+    # Down onto the step an order must be on. What that leaves of a long (a commission paid in
+    # the base asset leaves quantities off the step) is dust, which the sell's fill closes.
+    quantity = abs(position.quantity)
+    rules = symbol_rules().get(position.symbol)
+    if rules is not None:
+        quantity = rules.round_quantity(quantity, market=True)
+    if quantity <= 0:
+        logger.warning(
+            "cannot close %s: %s is less than an order can trade",
+            position.symbol,
+            position.quantity,
+        )
+        return None
     key = f"{position.correlation_id}:{purpose}:{position.pk}"
     quote = latest_quote(position.symbol)
     try:
@@ -652,7 +710,7 @@ def close_position(position: Position, purpose: str, *, actor: str) -> Order | N
             symbol=position.symbol,
             side=side,
             purpose=purpose,
-            quantity=abs(position.quantity),
+            quantity=quantity,
             reference_price=quote.price if quote else position.average_entry_price,
         )
     except IntegrityError:

@@ -11,6 +11,13 @@ entry cost of the open quantity (``cost_basis``) as well as its average price: a
 the cash that actually changed hands. Working from the cost instead, the rounding of a partial
 close is carried in the remaining cost and settled when the position closes, so over any round
 trip realized PnL is exactly the sells' proceeds less the buys' cost.
+
+A ``Fill`` is what a trade did to the two balances the book keeps, the base asset held and the
+quote cash, which is not always the trade as the exchange reports it: a commission paid in the
+base asset comes out of the base (Binance takes a buy's commission from what it bought), so
+``fill_from_trade`` books that buy as the smaller quantity actually received. Spot balances end in
+dust that no order can sell (less than the symbol's lot step); ``apply_fill`` closes a long to
+exactly zero rather than keep it open on dust.
 """
 
 from __future__ import annotations
@@ -56,8 +63,10 @@ class ExitReason(StrEnum):
 
 @dataclass(frozen=True, slots=True)
 class Fill:
-    """One execution: ``quantity`` (> 0) of the base asset at ``price`` (> 0), paying ``fee``
-    (>= 0, in the quote currency; rebates are not modelled), at ``ts`` (aware, stored in UTC)."""
+    """One execution: ``quantity`` (> 0) of the base asset bought into or sold out of the book at
+    ``price`` (> 0), paying ``fee`` (>= 0, in the quote currency; rebates are not modelled), at
+    ``ts`` (aware, stored in UTC). ``cash_flow`` of a fill is the quote it moved; ``quantity`` is
+    the base it moved, which ``fill_from_trade`` works out from an exchange's trade."""
 
     side: Side
     quantity: Decimal
@@ -140,7 +149,8 @@ class PositionState:
 @dataclass(frozen=True, slots=True)
 class FillEffect:
     """What ``apply_fill`` did: the change, the gross PnL this fill realized, and how much of the
-    fill closed existing quantity and how much opened or added to a position."""
+    position the fill closed (dust included, when it closed a long on dust) and how much it
+    opened or added."""
 
     change: PositionChange
     realized_pnl: Decimal
@@ -148,7 +158,9 @@ class FillEffect:
     opened_quantity: Decimal
 
 
-def apply_fill(state: PositionState, fill: Fill) -> tuple[PositionState, FillEffect]:
+def apply_fill(
+    state: PositionState, fill: Fill, *, lot_step: Decimal = ZERO
+) -> tuple[PositionState, FillEffect]:
     """The position after ``fill``, and what the fill did to it.
 
     A fill in the position's direction (or from flat) adds at its price: the average entry becomes
@@ -156,7 +168,17 @@ def apply_fill(state: PositionState, fill: Fill) -> tuple[PositionState, FillEff
     stays as it was, and realizes ``closed x (price - entry)`` for a long, ``closed x (entry -
     price)`` for a short. A fill larger than the position closes it and opens the remainder the
     other way at the fill's price. The fee is added to ``fees_paid`` whatever the fill did.
+
+    ``lot_step`` is the smallest quantity an order can trade (zero: no such rule). A sell that
+    leaves a long with less than that, dust that no order can sell, closes it: the dust is written
+    off at no value, its entry cost realized as a loss, since the cash it cost is spent and no
+    sale will bring it back. A sell that takes a long beyond zero by less than a lot step (a
+    commission in the base asset, paid out of such dust) closes it too, the excess realized at
+    the fill's price at no cost. Either way realized PnL stays the trades' cash flows. A short is
+    left as it is: its dust is owed, not lost.
     """
+    if _decimal("lot_step", lot_step) < 0:
+        raise ValueError(f"lot_step must not be negative, got {lot_step}")
     quantity = state.quantity
     direction = _sign(quantity)
     fill_direction = _sign(fill.signed_quantity)
@@ -178,6 +200,8 @@ def apply_fill(state: PositionState, fill: Fill) -> tuple[PositionState, FillEff
         return new_state, FillEffect(change, ZERO, ZERO, fill.quantity)
 
     held = quantity.copy_abs()
+    if direction > 0 and _ARITHMETIC.subtract(fill.quantity, held).copy_abs() < lot_step:
+        return _close_long_on_dust(state, fill, fees_paid)
     if fill.quantity < held:
         closed = fill.quantity
         released = _ARITHMETIC.multiply(closed, state.avg_entry_price)
@@ -226,15 +250,75 @@ def apply_fill(state: PositionState, fill: Fill) -> tuple[PositionState, FillEff
     return new_state, FillEffect(PositionChange.FLIPPED, realized, closed, opened)
 
 
+def _close_long_on_dust(
+    state: PositionState, fill: Fill, fees_paid: Decimal
+) -> tuple[PositionState, FillEffect]:
+    # The sell's proceeds less the whole entry cost: the dust left over sells for nothing, an
+    # excess sold beyond the long cost nothing.
+    proceeds = fill.notional
+    realized = _ARITHMETIC.subtract(proceeds, _cost(state))
+    new_state = PositionState(
+        symbol=state.symbol,
+        realized_pnl=_ARITHMETIC.add(state.realized_pnl, realized),
+        fees_paid=fees_paid,
+    )
+    return new_state, FillEffect(PositionChange.CLOSED, realized, state.quantity, ZERO)
+
+
 def apply_fills(
-    state: PositionState, fills: Iterable[Fill]
+    state: PositionState, fills: Iterable[Fill], *, lot_step: Decimal = ZERO
 ) -> tuple[PositionState, list[tuple[Fill, FillEffect]]]:
     """``apply_fill`` over ``fills`` in order: the final state and each fill with its effect."""
     applied: list[tuple[Fill, FillEffect]] = []
     for fill in fills:
-        state, effect = apply_fill(state, fill)
+        state, effect = apply_fill(state, fill, lot_step=lot_step)
         applied.append((fill, effect))
     return state, applied
+
+
+def fill_from_trade(
+    side: Side | str,
+    quantity: Decimal,
+    price: Decimal,
+    commission: Decimal,
+    commission_asset: str,
+    *,
+    base_asset: str,
+    quote_asset: str,
+    ts: datetime,
+) -> Fill:
+    """The book's ``Fill`` for an exchange's trade of ``quantity`` at ``price`` that paid
+    ``commission`` in ``commission_asset``: what the trade did to the base held and to the quote.
+
+    - A commission in the quote asset (or in no named asset) is the fee; the trade is as traded.
+    - A commission in the base asset came out of the base: a buy adds ``quantity - commission``
+      to the book, a sell takes ``quantity + commission`` out of it. The fee is the commission
+      at the trade's price, so the quote still moves by exactly ``quantity x price``: the book's
+      fill moves ``(quantity -/+ commission) x price`` and pays that fee (buy: ``-(q - c)p - cp =
+      -qp``; sell: ``(q + c)p - cp = qp``), and its cost is counted once, as a fee.
+    - A commission in a third asset (BNB) came out of a balance the book does not keep: the trade
+      is as traded, with no fee.
+
+    Raises ValueError for a buy whose commission in the base asset is not less than what it
+    bought, or a negative commission.
+    """
+    side = Side(side)
+    if _decimal("commission", commission) < 0:
+        raise ValueError(f"commission must not be negative, got {commission}")
+    _decimal("quantity", quantity)
+    _decimal("price", price)
+    if commission_asset in (quote_asset, ""):
+        return Fill(side=side, quantity=quantity, price=price, fee=commission, ts=ts)
+    if commission_asset != base_asset:
+        return Fill(side=side, quantity=quantity, price=price, fee=ZERO, ts=ts)
+    if side is Side.BUY:
+        if commission >= quantity:
+            raise ValueError(f"a buy of {quantity} cannot pay {commission} of it in commission")
+        moved = _ARITHMETIC.subtract(quantity, commission)
+    else:
+        moved = _ARITHMETIC.add(quantity, commission)
+    fee = _ARITHMETIC.multiply(commission, price)
+    return Fill(side=side, quantity=moved, price=price, fee=fee, ts=ts)
 
 
 def unrealized_pnl(state: PositionState, mark: Decimal) -> Decimal:

@@ -31,6 +31,7 @@ FIXTURES = Path(__file__).resolve().parents[2] / "fixtures" / "binance"
 API = "https://testnet.binance.vision/api/v3"
 ORDER_URL = f"{API}/order"
 ORDER_TEST_URL = f"{API}/order/test"
+MY_TRADES_URL = f"{API}/myTrades"
 
 
 def load(name: str):
@@ -94,6 +95,36 @@ def filled_query_answer(client_order_id: str) -> dict:
         "executedQty": "0.00100000",
         "cummulativeQuoteQty": "39.97715000",
     }
+
+
+def trades_of_filled_query() -> list[dict]:
+    """The trades of the order in ``filled_query_answer`` (orderId 13464, BUY 0.001 BTC at
+    39977.15), in the documented shape of GET /api/v3/myTrades (no real capture exists), with
+    the commission in BTC, as Binance takes a buy's when BNB does not pay it.
+
+    Changed from myTrades.doc-example.json, two copies: symbol BTCUSDT, orderId 13464, ids 1001
+    and 1002 (made up), price 39977.15, qty 0.0006 and 0.0004 (adding up to the executedQty),
+    quoteQty their notionals, commission 0.0000006 and 0.0000004 BTC (0.1%), isBuyer true.
+    """
+    [doc] = load("myTrades.doc-example.json")
+    common = {**doc, "symbol": "BTCUSDT", "orderId": 13464, "price": "39977.15000000"}
+    common.update(commissionAsset="BTC", isBuyer=True)
+    return [
+        {
+            **common,
+            "id": 1001,
+            "qty": "0.00060000",
+            "quoteQty": "23.98629000",
+            "commission": "0.00000060",
+        },
+        {
+            **common,
+            "id": 1002,
+            "qty": "0.00040000",
+            "quoteQty": "15.99086000",
+            "commission": "0.00000040",
+        },
+    ]
 
 
 @pytest.fixture
@@ -282,6 +313,8 @@ def test_after_a_timeout_the_order_is_unknown_until_reconcile_finds_it_filled(
     assert reconcile_requests == [((order.pk,), {"countdown": 1})]
 
     http.add(responses.GET, ORDER_URL, json=filled_query_answer(client_order_id))
+    http.add(responses.GET, MY_TRADES_URL, json=trades_of_filled_query())
+    start = risk.account_cash(risk.get_account())
     reconciled = services.reconcile_order(order.pk)
 
     lookups = calls_to(http, "GET", ORDER_URL)
@@ -289,19 +322,81 @@ def test_after_a_timeout_the_order_is_unknown_until_reconcile_finds_it_filled(
     assert [(p["symbol"], p["origClientOrderId"]) for p in lookups] == [
         ("BTCUSDT", client_order_id)
     ] * 2
+    # The query has no trades: they are asked for by the order id it answered with.
+    [trades] = calls_to(http, "GET", MY_TRADES_URL)
+    assert (trades["symbol"], trades["orderId"]) == ("BTCUSDT", "13464")
     assert len(calls_to(http, "POST", ORDER_URL)) == 1
     assert reconciled.status == Order.Status.FILLED
     assert reconciled.exchange_order_id == "13464"
     assert reconciled.filled_quantity == Decimal("0.001")
     assert reconciled.average_price == Decimal("39977.15")
-    [fill] = reconciled.fills.all()
-    assert (fill.quantity, fill.price) == (Decimal("0.001"), Decimal("39977.15"))
+    assert "commission unknown" not in reconciled.error  # (it keeps the timeout's)
+    # The real trades, with their commissions (paid in BTC, valued at the price in USDT).
+    fills = list(reconciled.fills.order_by("trade_id"))
+    assert [(f.trade_id, f.quantity, f.price, f.fee, f.fee_asset) for f in fills] == [
+        ("1001", Decimal("0.0005994"), Decimal("39977.15"), Decimal("0.02398629"), "BTC"),
+        ("1002", Decimal("0.0003996"), Decimal("39977.15"), Decimal("0.01599086"), "BTC"),
+    ]
+    # Binance credited 0.001 - 0.000001 BTC and took 39.97715 USDT: so does the book.
     position = Position.objects.get(symbol="BTCUSDT", status="open")
     assert (position.quantity, position.average_entry_price) == (
-        Decimal("0.001"),
+        Decimal("0.000999"),
         Decimal("39977.15"),
     )
+    assert position.fees_paid == Decimal("0.03997715")
+    account = risk.get_account()
+    assert risk.account_cash(account) == risk.ledger_cash(account) == start - Decimal("39.97715")
     assert Signal.objects.get(pk=pending.pk).status == Signal.Status.FILLED
+
+
+def test_when_the_trades_cannot_be_read_reconcile_records_the_totals_and_says_so(
+    http, reconcile_requests, caplog
+):
+    pending = buy_signal("0.001")
+    client_order_id = client_order_id_for(str(pending.correlation_id))
+    timeout_then_lookup_fails(http)
+    order = services.process_signal(pending.pk).orders.get()
+    http.add(responses.GET, ORDER_URL, json=filled_query_answer(client_order_id))
+    add_error(http, responses.GET, MY_TRADES_URL, "error.-1003.429.json")
+
+    reconciled = services.reconcile_order(order.pk)
+
+    assert reconciled.status == Order.Status.FILLED
+    assert reconciled.filled_quantity == Decimal("0.001")
+    # One fill for what the order's totals say executed, with no commission known.
+    [fill] = reconciled.fills.all()
+    assert fill.trade_id.startswith("reconciled-")
+    assert (fill.quantity, fill.price, fill.fee) == (
+        Decimal("0.001"),
+        Decimal("39977.15"),
+        Decimal("0"),
+    )
+    assert "commission unknown" in reconciled.error
+    assert "code=-1003" in reconciled.error
+    assert "commission unknown" in caplog.text
+    position = Position.objects.get(symbol="BTCUSDT", status="open")
+    assert position.quantity == Decimal("0.001")
+
+
+def test_an_order_found_by_the_adapters_own_lookup_is_recorded_with_its_trades(
+    http, reconcile_requests
+):
+    pending = buy_signal("0.001")
+    client_order_id = client_order_id_for(str(pending.correlation_id))
+    # The order request times out; a second later the adapter finds the order FILLED.
+    http.add(responses.POST, ORDER_URL, body=requests.exceptions.ReadTimeout("read timed out"))
+    http.add(responses.GET, ORDER_URL, json=filled_query_answer(client_order_id))
+    http.add(responses.GET, MY_TRADES_URL, json=trades_of_filled_query())
+
+    decided = services.process_signal(pending.pk)
+
+    assert decided.status == Signal.Status.FILLED
+    order = decided.orders.get()
+    assert (order.status, order.filled_quantity) == (Order.Status.FILLED, Decimal("0.001"))
+    assert sorted(order.fills.values_list("trade_id", flat=True)) == ["1001", "1002"]
+    assert Position.objects.get(symbol="BTCUSDT", status="open").quantity == Decimal("0.000999")
+    assert reconcile_requests == []
+    assert len(calls_to(http, "POST", ORDER_URL)) == 1
 
 
 def test_an_order_binance_does_not_have_is_sent_once_more_by_reconcile_with_the_same_id(

@@ -80,7 +80,11 @@ def test_buys_sells_partial_fills_and_commissions_move_the_cash_by_hand(market):
     assert cash(account) == start - D("6000") - D("6")
     report(buy, trade("0.2", "60010", "12.002"))
     report(new_order(account, "BTCUSDT", "SELL", "0.3"), trade("0.3", "61000", "18.3"))
-    # A commission in the base asset costs its value at the fill price: 0.006 ETH x 3000.
+    # A commission in the base asset is paid in the base asset, not in USDT: Binance takes a
+    # buy's out of the BTC it bought and pays a sale's proceeds in full.
+    report(
+        new_order(account, "BTCUSDT", "BUY", "0.001"), trade("0.001", "60000", "0.000001", "BTC")
+    )
     report(new_order(account, "ETHUSDT", "SELL", "2"), trade("2", "3000", "0.006", "ETH"))
     # One in a third asset (BNB) is not paid in the quote asset: no cash moves for it.
     report(new_order(account, "SOLUSDT", "BUY", "10"), trade("10", "150", "0.01", "BNB"))
@@ -89,10 +93,18 @@ def test_buys_sells_partial_fills_and_commissions_move_the_cash_by_hand(market):
         D("-6000") - D("6"),  # buy 0.1 BTC
         D("-12002") - D("12.002"),  # buy 0.2 BTC
         D("18300") - D("18.3"),  # sell 0.3 BTC
-        D("6000") - D("18"),  # sell 2 ETH short, fee in ETH
+        D("-60"),  # buy 0.001 BTC, fee in BTC
+        D("6000"),  # sell 2 ETH short, fee in ETH
         D("-1500"),  # buy 10 SOL, fee in BNB
     ]
     assert cash(account) == start + sum(moves)
+    # The fills say so as the book counts them: the base they moved, the fee valued in USDT.
+    paid_in_eth = Fill.objects.get(symbol="ETHUSDT")
+    assert (paid_in_eth.quantity, paid_in_eth.fee, paid_in_eth.fee_asset) == (
+        D("2.006"),
+        D("18"),
+        "ETH",
+    )
 
 
 def test_the_running_total_counts_each_fill_as_the_database_stored_it(market):
@@ -216,6 +228,7 @@ def test_the_migration_starts_each_total_from_the_fills_already_stored(market):
     call_command("migrate", "trading", "0010_cash_balance", verbosity=0)
 
     assert {account.name: cash(account) for account in (main, other)} == before
-    bought, sold = D("18000.15") + D("18.00015"), D("6000.5") - D("6.0005")
+    # The ETH sale's commission was paid in ETH: its 6 000.5 USDT all came in.
+    bought, sold = D("18000.15") + D("18.00015"), D("6000.5")
     assert before["main"] == main.starting_cash - bought + sold
     assert CashBalance.objects.get(account=empty).fill_flows == 0

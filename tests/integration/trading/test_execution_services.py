@@ -5,14 +5,16 @@ from __future__ import annotations
 import dataclasses
 from datetime import timedelta
 from decimal import Decimal
+from uuid import uuid4
 
 import pytest
 
 from tests.integration.trading.conftest import bars_at
 from trading.events.replay import read_window
 from trading.execution import services
+from trading.execution.adapter import ExchangeFill, OrderResult, OrderStatus, client_order_id_for
 from trading.marketdata.prices import record_bars
-from trading.models import Fill, Order, Position, RiskLimits, Signal
+from trading.models import Account, Fill, Order, Position, RiskLimits, Signal
 from trading.risk import services as risk
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -203,3 +205,121 @@ def test_an_equity_snapshot_values_positions_at_their_marks(market):
     assert snapshot.exposure == position.quantity * mark
     assert snapshot.equity == snapshot.cash + position.quantity * mark
     assert snapshot.unrealized_pnl == (mark - position.average_entry_price) * position.quantity
+
+
+# -- commissions in the base asset or in a third one, through apply_order_result -------------------
+
+
+def exchange_order(account: Account, side: str, quantity: str, symbol: str = "BTCUSDT") -> Order:
+    """An order as if sent to the exchange, whose answer the test writes itself."""
+    return Order.objects.create(
+        client_order_id=client_order_id_for(uuid4().hex),
+        account=account,
+        correlation_id=uuid4(),
+        venue="paper",
+        symbol=symbol,
+        side=side,
+        quantity=Decimal(quantity),
+        reference_price=Decimal("1"),
+    )
+
+
+def answer(order: Order, *fills: ExchangeFill) -> Order:
+    """Records the exchange's FILLED answer carrying ``fills`` for ``order``."""
+    return services.apply_order_result(
+        order.pk,
+        OrderResult(
+            client_order_id=order.client_order_id,
+            exchange_order_id=f"x-{order.pk}",
+            symbol=order.symbol,
+            side=order.side,
+            status=OrderStatus.FILLED,
+            orig_quantity=order.quantity,
+            executed_quantity=sum((f.quantity for f in fills), Decimal(0)),
+            cumulative_quote=sum((f.quantity * f.price for f in fills), Decimal(0)),
+            fills=fills,
+            transact_time=None,
+        ),
+    )
+
+
+def traded(quantity: str, price: str, commission: str, asset: str) -> ExchangeFill:
+    return ExchangeFill(Decimal(price), Decimal(quantity), Decimal(commission), asset, uuid4().hex)
+
+
+def test_a_buy_paying_its_commission_in_btc_holds_what_binance_holds_and_closes_to_zero(market):
+    account = risk.get_account()
+    start = risk.account_cash(account)
+
+    bought = answer(
+        exchange_order(account, "BUY", "0.001"), traded("0.001", "60000", "0.000001", "BTC")
+    )
+
+    # Binance credits 0.001 - 0.000001 BTC: the book holds that, not the 0.001 traded.
+    position = Position.objects.get(symbol="BTCUSDT", status="open")
+    assert position.quantity == Decimal("0.000999")
+    assert (position.average_entry_price, position.fees_paid) == (Decimal("60000"), Decimal("0.06"))
+    # The order is what the exchange executed, and only its notional left the USDT.
+    assert (bought.status, bought.filled_quantity) == (Order.Status.FILLED, Decimal("0.001"))
+    assert bought.average_price == Decimal("60000")
+    assert risk.account_cash(account) == risk.ledger_cash(account) == start - Decimal("60")
+
+    closing = services.close_position(position, Order.Purpose.FLATTEN, actor="olivia")
+
+    # What an order can sell of 0.000999 BTC on the 0.00001 step (the paper exchange, like
+    # Binance, refuses anything else); the sale closes the position to exactly zero.
+    assert closing.quantity == Decimal("0.00099")
+    assert closing.status == Order.Status.FILLED
+    position.refresh_from_db()
+    assert (position.status, position.quantity) == (Position.Status.CLOSED, 0)
+    assert not Position.objects.filter(status="open").exists()
+    sold = closing.fills.get()
+    # The sale less the whole entry cost: the 0.000009 BTC of dust left is worth nothing.
+    assert position.realized_pnl == sold.quantity * sold.price - Decimal("59.94")
+    assert position.fees_paid == Decimal("0.06") + sold.fee
+    # PnL, fees and cash tell one story, and the fills tell it again.
+    cash = risk.account_cash(account)
+    assert cash == risk.ledger_cash(account)
+    assert cash - start == position.net_realized_pnl
+    assert risk.daily_realized_pnl(account) == position.net_realized_pnl
+
+
+def test_a_sale_paying_its_commission_in_btc_gives_up_that_btc_and_closes_the_long(market):
+    account = risk.get_account()
+    start = risk.account_cash(account)
+    answer(exchange_order(account, "BUY", "0.001"), traded("0.001", "60000", "0.06", "USDT"))
+
+    answer(exchange_order(account, "SELL", "0.001"), traded("0.001", "61000", "0.000001", "BTC"))
+
+    # 0.001001 BTC left the book for 61 USDT; the book does not go short by the commission.
+    position = Position.objects.get(symbol="BTCUSDT")
+    assert (position.status, position.quantity) == (Position.Status.CLOSED, 0)
+    sale = Fill.objects.get(side="SELL")
+    assert (sale.quantity, sale.fee, sale.fee_asset) == (
+        Decimal("0.001001"),
+        Decimal("0.061"),
+        "BTC",
+    )
+    assert risk.account_cash(account) == risk.ledger_cash(account) == start - Decimal("60.06") + 61
+    assert position.net_realized_pnl == Decimal("0.94")  # 61 - 60 - 0.06
+
+
+@pytest.mark.parametrize(
+    ("commission", "asset", "fees"),
+    [
+        ("0.5", "USDT", Decimal("0.5")),  # the fee, as before
+        ("0.004", "BNB", Decimal("0")),  # out of a balance the book does not keep
+    ],
+)
+def test_a_commission_in_usdt_or_bnb_leaves_the_position_as_traded(market, commission, asset, fees):
+    account = risk.get_account()
+    start = risk.account_cash(account)
+
+    answer(
+        exchange_order(account, "BUY", "2.5", "SOLUSDT"), traded("2.5", "200", commission, asset)
+    )
+
+    position = Position.objects.get(symbol="SOLUSDT", status="open")
+    assert (position.quantity, position.average_entry_price) == (Decimal("2.5"), Decimal("200"))
+    assert position.fees_paid == fees
+    assert risk.account_cash(account) == risk.ledger_cash(account) == start - 500 - fees

@@ -29,6 +29,7 @@ from trading.execution.adapter import (
     MAX_ATTEMPT,
     ExchangeAdapter,
     ExchangeError,
+    ExchangeFill,
     OrderRequest,
     OrderStatus,
     client_order_id_for,
@@ -38,11 +39,13 @@ from trading.execution.binance import (
     BinanceConfig,
     format_decimal,
     parse_order,
+    parse_trades,
 )
 
 FIXTURES = Path(__file__).resolve().parents[2] / "fixtures" / "binance"
 API = "https://testnet.binance.vision/api/v3"
 ORDER_URL = f"{API}/order"
+MY_TRADES_URL = f"{API}/myTrades"
 KEY = "test-key-7f3a"
 SECRET = "test-secret-do-not-leak-91c2"
 LOOKUP_DELAY = 0.25
@@ -133,6 +136,42 @@ def limit_buy_sol() -> OrderRequest:
 def filled_query_for(client_order_id: str) -> dict:
     """The real testnet FILLED query answer, as Binance would give it for our id."""
     return {**load("order.query.filled.testnet-BTCUSDT.json"), "clientOrderId": client_order_id}
+
+
+def trades_of_filled_query() -> list[dict]:
+    """The trades of the order in ``filled_query_for`` (orderId 13464, BUY 0.000455 BTCUSDT at
+    39977.15), in the documented shape of GET /api/v3/myTrades (no real capture exists).
+
+    Changed from myTrades.doc-example.json, two copies: symbol BTCUSDT, orderId 13464, ids 1001
+    and 1002 (made up), price 39977.15, qty 0.0003 and 0.000155 (adding up to the executedQty),
+    quoteQty their notionals (adding up to the cummulativeQuoteQty), commission 0.0000003 and
+    0.00000016 in BTC (0.1% of each, the second rounded up to BTC's 8 decimals), isBuyer true.
+    """
+    [doc] = load("myTrades.doc-example.json")
+    common = {**doc, "symbol": "BTCUSDT", "orderId": 13464, "price": "39977.15000000"}
+    common.update(commissionAsset="BTC", isBuyer=True)
+    return [
+        {
+            **common,
+            "id": 1001,
+            "qty": "0.00030000",
+            "quoteQty": "11.99314500",
+            "commission": "0.00000030",
+        },
+        {
+            **common,
+            "id": 1002,
+            "qty": "0.00015500",
+            "quoteQty": "6.19645825",
+            "commission": "0.00000016",
+        },
+    ]
+
+
+FILLED_QUERY_FILLS = (
+    ExchangeFill(Decimal("39977.15"), Decimal("0.0003"), Decimal("0.0000003"), "BTC", "1001"),
+    ExchangeFill(Decimal("39977.15"), Decimal("0.000155"), Decimal("0.00000016"), "BTC", "1002"),
+)
 
 
 # -- placing orders -------------------------------------------------------------------------------
@@ -288,6 +327,7 @@ def test_after_an_ambiguous_failure_a_found_order_is_returned_without_resending(
     req = market_sell()
     fail(http)
     http.add(responses.GET, ORDER_URL, json=filled_query_for(req.client_order_id))
+    http.add(responses.GET, MY_TRADES_URL, json=trades_of_filled_query())
 
     result = adapter.place_order(req)
 
@@ -300,6 +340,8 @@ def test_after_an_ambiguous_failure_a_found_order_is_returned_without_resending(
     assert result.status is OrderStatus.FILLED
     assert result.executed_quantity == Decimal("0.00045500")
     assert result.average_price == Decimal("39977.15")
+    # As if the first answer had arrived: with the fills and commissions a query lacks.
+    assert result.fills == FILLED_QUERY_FILLS
 
 
 def test_after_a_timeout_an_order_binance_does_not_have_is_resent_once_with_the_same_id(
@@ -343,10 +385,12 @@ def test_a_resend_refused_as_duplicate_returns_the_order_that_landed_after_all(h
         responses.POST, ORDER_URL, json={"code": -2010, "msg": "Duplicate order sent."}, status=400
     )
     http.add(responses.GET, ORDER_URL, json=filled_query_for(req.client_order_id))
+    http.add(responses.GET, MY_TRADES_URL, json=trades_of_filled_query())
 
     result = adapter.place_order(req)
 
     assert result.status is OrderStatus.FILLED
+    assert result.fills == FILLED_QUERY_FILLS
     assert len(calls_to(http, "POST", ORDER_URL)) == 2
 
 
@@ -413,6 +457,63 @@ def test_query_order_asks_by_client_order_id(http, adapter):
     assert result.status is OrderStatus.NEW
     assert (result.orig_quantity, result.executed_quantity) == (Decimal("1.0"), Decimal("0"))
     assert result.transact_time == datetime(2017, 7, 12, 2, 41, 59, 559000, tzinfo=UTC)
+    # Nothing executed, so no trades to look up (the one call above is all there was).
+    assert (result.fills, result.fills_error) == ((), None)
+
+
+def test_a_filled_order_is_queried_with_its_trades_and_their_commissions(http, adapter):
+    client_order_id = client_order_id_for("signal-42")
+    http.add(responses.GET, ORDER_URL, json=filled_query_for(client_order_id))
+    http.add(responses.GET, MY_TRADES_URL, json=trades_of_filled_query())
+
+    result = adapter.query_order("BTCUSDT", client_order_id)
+
+    [trades] = calls_to(http, "GET", MY_TRADES_URL)
+    assert_signed(trades.request)
+    sent = params_of(trades.request)
+    # By the exchange's order id, which GET /api/v3/order answered with; 1000 is the most a
+    # page holds, the default 500.
+    assert (sent["symbol"], sent["orderId"], sent["limit"]) == ("BTCUSDT", "13464", "1000")
+    assert result.fills == FILLED_QUERY_FILLS
+    assert result.fills_error is None
+    assert result.executed_quantity == sum(f.quantity for f in result.fills)
+
+
+def test_trades_are_read_from_the_documented_answer():
+    [fill] = parse_trades(load("myTrades.doc-example.json"))
+
+    assert fill == ExchangeFill(
+        Decimal("4.00000100"), Decimal("12"), Decimal("10.1"), "BNB", trade_id="28457"
+    )
+
+
+def test_when_the_trades_cannot_be_read_the_query_says_why_and_has_no_fills(http, adapter, caplog):
+    client_order_id = client_order_id_for("signal-42")
+    http.add(responses.GET, ORDER_URL, json=filled_query_for(client_order_id))
+    add_error(http, responses.GET, MY_TRADES_URL, "error.-1003.429.json")
+
+    with caplog.at_level(logging.WARNING):
+        result = adapter.query_order("BTCUSDT", client_order_id)
+
+    # The totals are still the answer; the caller knows the trades are missing, and why.
+    assert result.status is OrderStatus.FILLED
+    assert result.executed_quantity == Decimal("0.000455")
+    assert result.fills == ()
+    assert "code=-1003" in result.fills_error
+    assert "trades of order 13464" in result.fills_error
+    assert "totals are all there is" in caplog.text
+
+
+def test_trades_that_do_not_add_up_to_the_executed_quantity_are_not_taken(http, adapter):
+    client_order_id = client_order_id_for("signal-42")
+    http.add(responses.GET, ORDER_URL, json=filled_query_for(client_order_id))
+    # The trade list can lag the order: only the first trade is there yet.
+    http.add(responses.GET, MY_TRADES_URL, json=trades_of_filled_query()[:1])
+
+    result = adapter.query_order("BTCUSDT", client_order_id)
+
+    assert result.fills == ()
+    assert result.fills_error == "its trades add up to 0.00030000 of the 0.00045500 executed"
 
 
 def test_cancel_returns_the_cancelled_orders_own_client_id(http, adapter):
@@ -602,6 +703,7 @@ def test_reconcile_reports_known_orders_and_open_orders_the_platform_does_not_kn
     from_the_web_ui = {**open_rows[0], "orderId": 2, "clientOrderId": "web_3kLq9"}
     http.add(responses.GET, f"{API}/openOrders", json=[*open_rows, from_the_web_ui])
     http.add(responses.GET, ORDER_URL, json=filled_query_for(filled_id))
+    http.add(responses.GET, MY_TRADES_URL, json=trades_of_filled_query())
     add_error(http, responses.GET, ORDER_URL, "error.-2013.json")
 
     results = adapter.reconcile(
@@ -613,6 +715,7 @@ def test_reconcile_reports_known_orders_and_open_orders_the_platform_does_not_kn
         (filled_id, OrderStatus.FILLED),
         ("web_3kLq9", OrderStatus.NEW),
     ]
+    assert results[1].fills == FILLED_QUERY_FILLS
     # The still-open order is not looked up again; the other two are, by their own symbol.
     lookups = [params_of(c.request) for c in calls_to(http, "GET", ORDER_URL)]
     assert [(p["origClientOrderId"], p["symbol"]) for p in lookups] == [
