@@ -7,6 +7,7 @@ import logging
 import tempfile
 import time
 from collections.abc import Callable
+from datetime import datetime
 from decimal import Decimal
 from pathlib import Path
 
@@ -22,7 +23,7 @@ from trading.events.envelope import Event, new_event
 from trading.events.log import publish
 from trading.marketdata.bars import Bar
 from trading.marketdata.klines import load_bundled_bars
-from trading.marketdata.prices import recent_bars
+from trading.marketdata.prices import latest_quote, recent_bars
 from trading.models import ModelVersion, Signal
 
 logger = logging.getLogger(__name__)
@@ -115,7 +116,11 @@ def current_model() -> ModelArtifact | None:
 
 
 def generate_signal(event: Event) -> Signal | None:
-    """A closed bar in, a signal for exec-risk out (or None while the history is too short)."""
+    """A closed bar in, a signal for exec-risk out; None while the history is too short, or for
+    a bar handled late that ``late_bar_skip`` turns away.
+
+    Each bar gets its signal from its own window of history, also when later bars came in before
+    it was handled (the backlog of a worker that was down, a drain slower than the feed)."""
     from trading.execution.services import create_signal
     from trading.execution.tasks import process_signal
     from trading.risk.services import get_account
@@ -125,9 +130,20 @@ def generate_signal(event: Event) -> Signal | None:
     if model is None:
         metrics.ERRORS.inc(kind="no_model")
         return None
-    bars = recent_bars(bar.symbol, WARMUP_BARS + 1)
-    if len(bars) < WARMUP_BARS or bars[-1].close_time != bar.close_time:
-        return None  # still warming up, or an older bar arriving late
+    bars, newer = history_ending_at(bar)
+    if len(bars) < WARMUP_BARS:
+        return None  # still warming up, or the bar is older than the history kept
+    if newer:
+        newest = latest_quote(bar.symbol)
+        skip = late_bar_skip(
+            newer,
+            model.horizon_bars,
+            announced_at=event.ts.timestamp(),
+            newest_received_at=newest.received_at if newest else 0.0,
+        )
+        if skip is not None:
+            metrics.ERRORS.inc(kind=skip)
+            return None
     row = latest_features(bars)
     if not np.all(np.isfinite(row)):
         metrics.ERRORS.inc(kind="features")
@@ -154,6 +170,47 @@ def generate_signal(event: Event) -> Signal | None:
 
         AMPLIFICATIONS.inc()
     return signal
+
+
+def history_ending_at(bar: Bar) -> tuple[list[Bar], int]:
+    """The symbol's recorded bars up to and including ``bar``, its last ``WARMUP_BARS``, oldest
+    first (fewer while the history is short, none when ``bar`` is not in it: older than the
+    history kept), and how many bars of the symbol closed after it."""
+    bars = recent_bars(bar.symbol, WARMUP_BARS + 1)
+    if bars and bars[-1].close_time > bar.close_time:
+        bars = recent_bars(bar.symbol)  # later bars came in first: find this one further back
+    window = window_ending_at(bars, bar.close_time, WARMUP_BARS)
+    newer = len({b.close_time for b in bars if b.close_time > bar.close_time})
+    return window, newer
+
+
+def late_bar_skip(
+    newer: int, horizon_bars: int, *, announced_at: float, newest_received_at: float
+) -> str | None:
+    """Why a bar handled after ``newer`` later bars of its symbol closed gets no signal, or None
+    when it gets one. ``announced_at`` is when its ``market.bar`` event was published and
+    ``newest_received_at`` when the newest bar was recorded (unix seconds, the feed's clock).
+
+    "history_bar": the newest bar was in before this one was announced, so it was announced
+    as history (a feed's backfill on start-up), not as it closed; only the newest of those
+    trades. "stale_bar": ``horizon_bars`` bars or more closed since, so the horizon the model
+    predicts over has passed and its prediction is about the past."""
+    if newer <= 0:
+        return None
+    if newest_received_at <= announced_at:
+        return "history_bar"
+    if newer >= horizon_bars:
+        return "stale_bar"
+    return None
+
+
+def window_ending_at(bars: list[Bar], close_time: datetime, size: int) -> list[Bar]:
+    """The last ``size`` bars closing at or before ``close_time``, one per close time, oldest
+    first; empty when no bar closes at ``close_time``."""
+    by_close = {b.close_time: b for b in bars if b.close_time <= close_time}
+    if close_time not in by_close:
+        return []
+    return [by_close[t] for t in sorted(by_close)][-size:]
 
 
 def sizing_multiplier(symbol: str) -> Decimal:
