@@ -6,9 +6,10 @@ pool processes each) and the market feed (``manage.py run_feed``) replaying the 
 ``--bar-seconds`` per step (0.5 s: a 5-minute bar of each symbol 600 times faster than live). A
 model is trained on three days of history and the global minimum confidence is lowered to 0.5
 (the model is rarely 70 % sure), other limits raised, so that every bar becomes an ai signal,
-exec-risk trades nearly every one on the paper exchange, and analytics reads every event and
-records every closed position: all three services work all the time. Beat is not run (the drains
-are asked for by the feed and by exec-risk, as they are between beats).
+exec-risk trades nearly every one on the paper exchange, and analytics reads every event (and
+records the positions that close, few: the model rarely changes its mind about a symbol): all
+three services work all the time. Beat is not run (the drains are asked for by the feed and by
+exec-risk, as they are between beats).
 
 Every ``--sample`` seconds the bench reads ``VmRSS`` from ``/proc/<pid>/status`` of each worker's
 main process and of each of its pool processes, of the feed, and of the baseline below. The first
@@ -28,8 +29,11 @@ the noise of the measurement: a service worker is flat when it grows no more tha
 under the same task rate would, and the verdict's threshold sits above that floor.
 
 Verdict per process: flat if its growth from start to end stays under ``FLAT_GROWTH`` (5 %).
-Redis is shown for information only: it holds the event log, which grows by design up to
-``EVENT_LOG_MAXLEN`` entries.
+Beside it, the trend: "rising" when the slope of the second half is above ``RISING_MIB_PER_HOUR``
+and above every baseline process's, else "level". A 5 % bound over ten minutes lets a slow leak
+through (3 MiB/h is 0.5 % of 100 MiB in ten minutes); the trend says which processes to watch in
+a longer run (``--minutes 30``). Redis is shown for information only: it holds the event log,
+which grows by design up to ``EVENT_LOG_MAXLEN`` entries.
 
 The machine may be shared (two cores, others' tests running): the figures that matter are the
 slopes beside the baseline's, which shares the same conditions.
@@ -57,6 +61,7 @@ sys.path.insert(0, str(ROOT))
 from benchkit import percentile, start_platform  # noqa: E402
 
 FLAT_GROWTH = 0.05
+RISING_MIB_PER_HOUR = 2.0
 EDGE_SECONDS = 30  # the start and end RSS are medians over this long
 MIB = 1024  # VmRSS is in kB
 SERVICES = (("ai", "ai"), ("exec-risk", "exec_risk"), ("analytics", "analytics"))
@@ -362,6 +367,13 @@ def report(sampler: Sampler, args, final: dict[str, int], pings: int) -> None:
     print()
     print(f"what the platform did: {describe(final)}; baseline pings {pings}")
     print()
+    growths = [(series, growth(series.points, since)) for series in sampler.series.values()]
+    baseline_late = [
+        g.late_slope_mib_per_hour
+        for series, g in growths
+        if g is not None and series.label.startswith("baseline")
+    ]
+    rising_above = max([RISING_MIB_PER_HOUR, *baseline_late])
     header = (
         f"{'process':<36} {'pid':>7} {'start MiB':>10} {'end MiB':>9} {'growth MiB':>11} "
         f"{'growth %':>9} {'slope MiB/h':>12} {'2nd half':>9}  verdict"
@@ -369,16 +381,16 @@ def report(sampler: Sampler, args, final: dict[str, int], pings: int) -> None:
     print(header)
     print("-" * len(header))
     verdicts = []
-    slopes = {"service": [], "baseline": []}
-    for series in sampler.series.values():
-        g = growth(series.points, since)
+    slopes: dict[str, list[float]] = {"service": [], "baseline": []}
+    for series, g in growths:
         if g is None:
             print(f"{series.label:<36} {series.pid:>7}  too few samples after the warm-up")
             continue
         if series.judged:
             flat = g.share < FLAT_GROWTH
             verdicts.append(flat)
-            verdict = "flat" if flat else "NOT flat"
+            trend = "rising" if g.late_slope_mib_per_hour > rising_above else "level"
+            verdict = f"{'flat' if flat else 'NOT flat'}, {trend}"
             kind = "baseline" if series.label.startswith("baseline") else "service"
             slopes[kind].append(g.slope_mib_per_hour)
         else:
@@ -397,7 +409,8 @@ def report(sampler: Sampler, args, final: dict[str, int], pings: int) -> None:
             )
     print(
         f"flat: growth under {FLAT_GROWTH:.0%} from start to end -> "
-        f"{sum(verdicts)} of {len(verdicts)} processes flat"
+        f"{sum(verdicts)} of {len(verdicts)} processes flat; rising: a second-half slope "
+        f"above {rising_above:.2f} MiB/h ({RISING_MIB_PER_HOUR:g} MiB/h or the baseline's)"
     )
 
 

@@ -5,7 +5,9 @@ from __future__ import annotations
 from celery import shared_task
 
 
-@shared_task(acks_late=True, reject_on_worker_lost=True)
+# A nudge: nobody reads its result. A process that sends a task with a result and never waits
+# for it (the feed) keeps a Redis subscription's bookkeeping for each one, for good.
+@shared_task(acks_late=True, reject_on_worker_lost=True, ignore_result=True)
 def drain_market_events() -> dict:
     """Turns new closed bars into signals through the ai consumer group."""
     from trading.ai.consumers import drain_bars

@@ -5,7 +5,8 @@ from __future__ import annotations
 from celery import shared_task
 
 
-@shared_task(acks_late=True, reject_on_worker_lost=True)
+# A nudge: nobody reads its result (see trading.ai.tasks.drain_market_events).
+@shared_task(acks_late=True, reject_on_worker_lost=True, ignore_result=True)
 def drain_events() -> dict:
     """Handles new events of every type through the analytics consumer group."""
     from trading.analytics.consumers import drain_events as drain

@@ -42,7 +42,8 @@ def flatten_positions(account_id: int, actor: str) -> list[str]:
     return [o.client_order_id for o in services.flatten_positions(account, actor=actor)]
 
 
-@shared_task(acks_late=True, reject_on_worker_lost=True)
+# A nudge: nobody reads its result (see trading.ai.tasks.drain_market_events).
+@shared_task(acks_late=True, reject_on_worker_lost=True, ignore_result=True)
 def drain_market_events() -> dict:
     """Handles new ``market.bar`` events through exec-risk's consumer group, one drain at a time."""
     from trading.execution.consumers import drain_bars
