@@ -1,6 +1,7 @@
 """What every benchmark starts from: a real Redis server and a migrated SQLite database in a
 directory of its own, Django set up in the benchmark's process under the same environment that
-the servers and workers it starts inherit; and the percentile the figures are read with."""
+the servers and workers it starts inherit; the percentile the figures are read with; and the
+resident size of processes and their children."""
 
 from __future__ import annotations
 
@@ -38,3 +39,31 @@ def start_platform(var: Path, **environ: str) -> LocalRedis:
 def percentile(values: list[float], share: float) -> float:
     ordered = sorted(values)
     return ordered[min(len(ordered) - 1, int(share * len(ordered)))]
+
+
+def rss_kb(pid: int) -> int | None:
+    """The process's resident size (``VmRSS``) in KiB; None once it is gone."""
+    try:
+        text = Path(f"/proc/{pid}/status").read_text()
+    except OSError:
+        return None
+    for line in text.splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1])
+    return None
+
+
+def children(pid: int) -> list[int]:
+    """The process's children (a Celery worker's pool processes), by their parent in /proc."""
+    found = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            stat = (entry / "stat").read_text()
+        except OSError:
+            continue
+        # pid (comm) state ppid ...: the command may hold spaces, so split after its ")".
+        if int(stat.rsplit(")", 1)[1].split()[1]) == pid:
+            found.append(int(entry.name))
+    return sorted(found)

@@ -45,7 +45,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from benchkit import percentile, start_platform  # noqa: E402
+from benchkit import children, percentile, rss_kb, start_platform  # noqa: E402
 
 GOAL_RATIO = 4.0
 GOAL_P99_MS = 50.0
@@ -282,32 +282,6 @@ def statuses_text(statuses: Counter) -> str:
 
 
 # --- memory ---------------------------------------------------------------------------------
-
-
-def rss_kb(pid: int) -> int | None:
-    try:
-        text = Path(f"/proc/{pid}/status").read_text()
-    except OSError:
-        return None
-    for line in text.splitlines():
-        if line.startswith("VmRSS:"):
-            return int(line.split()[1])
-    return None
-
-
-def children(pid: int) -> list[int]:
-    found = []
-    for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit():
-            continue
-        try:
-            stat = (entry / "stat").read_text()
-        except OSError:
-            continue
-        # pid (comm) state ppid ...: the command may hold spaces, so split after its ")".
-        if int(stat.rsplit(")", 1)[1].split()[1]) == pid:
-            found.append(int(entry.name))
-    return sorted(found)
 
 
 class MemorySampler(threading.Thread):
