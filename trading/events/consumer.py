@@ -610,7 +610,9 @@ def _text(value: str | bytes) -> str:
     return value.decode() if isinstance(value, bytes) else str(value)
 
 
-DRAIN_LOCK_SECONDS = 60
+# How long the drain lock outlives a drain that died without releasing it (a SIGKILLed or
+# OOM-killed worker): the group's events wait that long after a crash. A live drain renews it.
+DRAIN_LOCK_SECONDS = 10
 
 
 def drain_exclusively(
@@ -623,14 +625,30 @@ def drain_exclusively(
 ) -> dict:
     """One drain of a service's group at a time across all its workers and hosts, so that its
     events are handled in order: a drain that finds another running returns at once (the running
-    one reads to the end). The consumer is named after the host, so names never pile up."""
+    one reads to the end). The consumer is named after the host, so names never pile up.
+
+    The lock lives ``DRAIN_LOCK_SECONDS`` and is renewed while the drain runs, so a crashed
+    drain blocks the group only that long; and since no other drain runs while it is held, an
+    entry pending longer than that is one a dead drain left (or a failure), claimed again then."""
     from django.conf import settings
 
+    # Not thread-local: the renewing thread uses the token the draining thread acquired.
     lock = redis_client().lock(
-        rkey("lock", "drain", group), timeout=DRAIN_LOCK_SECONDS, blocking=False
+        rkey("lock", "drain", group), timeout=DRAIN_LOCK_SECONDS, thread_local=False
     )
     if not lock.acquire(blocking=False):
         return {"skipped": "another drain is running"}
+    done = threading.Event()
+
+    def renew() -> None:
+        while not done.wait(DRAIN_LOCK_SECONDS / 3):
+            try:
+                lock.reacquire()
+            except redis.RedisError:  # LockError too
+                return  # lost, or Redis down: the drain goes on, its effects happen once
+
+    renewer = threading.Thread(target=renew, name=f"drain-lock-{group}", daemon=True)
+    renewer.start()
     try:
         consumer = StreamConsumer(
             group,
@@ -638,8 +656,14 @@ def drain_exclusively(
             handler,
             types=types,
             max_deliveries=max_deliveries or settings.EVENT_MAX_DELIVERIES,
+            reclaim_idle_ms=int(DRAIN_LOCK_SECONDS * 1000),
             start=start,
         )
         return dataclasses.asdict(consumer.drain())
     finally:
-        lock.release()
+        done.set()
+        renewer.join()
+        try:
+            lock.release()
+        except redis.RedisError:
+            pass  # expired while Redis was unreachable: nothing left to release

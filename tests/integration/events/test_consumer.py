@@ -575,3 +575,29 @@ def test_a_batch_meeting_a_racing_consumers_record_falls_back_without_running_tw
     # The batch failed on recording the events, before any handler ran.
     assert calls.counts == {e.event_id: 1 for e in events if e != raced}
     assert pending(redis_client) == []
+
+
+def test_a_drain_longer_than_its_lock_keeps_it_by_renewing(monkeypatch):
+    """The drain lock lives DRAIN_LOCK_SECONDS so that a crashed drain blocks its group only that
+    long; a live drain that runs longer renews it, and no second drain starts meanwhile."""
+    monkeypatch.setattr(consumer_module, "DRAIN_LOCK_SECONDS", 0.6)
+    publish_many([an_event(i) for i in range(3)])
+    started, second = threading.Event(), {}
+
+    def slow(event: Event) -> None:
+        started.set()
+        time.sleep(0.7)  # three events: 2.1 s, three and a half lock lifetimes
+
+    def run() -> None:
+        second["first"] = consumer_module.drain_exclusively(GROUP, slow)
+
+    drain = threading.Thread(target=run)
+    drain.start()
+    assert started.wait(5)
+    time.sleep(1.5)  # past two lifetimes of an unrenewed lock
+    second["during"] = consumer_module.drain_exclusively(GROUP, slow)
+    drain.join(10)
+    assert second["during"] == {"skipped": "another drain is running"}
+    assert second["first"]["handled"] == 3
+    # Released at the end: the next drain runs (and finds nothing left).
+    assert "skipped" not in consumer_module.drain_exclusively(GROUP, slow)
