@@ -10,57 +10,19 @@ from __future__ import annotations
 
 import threading
 from decimal import Decimal as D
-from uuid import uuid4
 
 import pytest
 from django.core.management import call_command
 from django.db import connection, transaction
 
+from tests.integration.trading.exchange_answers import new_order, report, trade
 from trading.events.replay import read_window
-from trading.execution import services
-from trading.execution.adapter import ExchangeFill, OrderResult, OrderStatus, client_order_id_for
-from trading.models import Account, CashBalance, Fill, Order
+from trading.execution.adapter import OrderStatus
+from trading.models import Account, CashBalance, Fill
 from trading.risk import services as risk
 from trading.selftest.runner import reset_sandbox, sandbox_account
 
 pytestmark = pytest.mark.django_db(transaction=True)
-
-
-def new_order(account: Account, symbol: str = "BTCUSDT", side: str = "BUY", quantity="1"):
-    return Order.objects.create(
-        client_order_id=client_order_id_for(uuid4().hex),
-        account=account,
-        correlation_id=uuid4(),
-        venue="paper",
-        symbol=symbol,
-        side=side,
-        quantity=D(quantity),
-        reference_price=D("1"),
-    )
-
-
-def trade(quantity: str, price: str, commission: str = "0", asset: str = "USDT") -> ExchangeFill:
-    return ExchangeFill(D(price), D(quantity), D(commission), asset, uuid4().hex)
-
-
-def report(order: Order, *fills: ExchangeFill, status=OrderStatus.FILLED) -> Order:
-    """Records an exchange answer carrying ``fills`` for ``order``."""
-    executed = sum((f.quantity for f in fills), D(0))
-    return services.apply_order_result(
-        order.pk,
-        OrderResult(
-            client_order_id=order.client_order_id,
-            exchange_order_id=f"x-{order.pk}",
-            symbol=order.symbol,
-            side=order.side,
-            status=status,
-            orig_quantity=order.quantity,
-            executed_quantity=executed,
-            cumulative_quote=sum((f.quantity * f.price for f in fills), D(0)),
-            fills=fills,
-            transact_time=None,
-        ),
-    )
 
 
 def cash(account: Account) -> D:

@@ -5,16 +5,16 @@ from __future__ import annotations
 import dataclasses
 from datetime import timedelta
 from decimal import Decimal
-from uuid import uuid4
 
 import pytest
 
 from tests.integration.trading.conftest import bars_at
+from tests.integration.trading.exchange_answers import new_order, report, trade
 from trading.events.replay import read_window
 from trading.execution import services
-from trading.execution.adapter import ExchangeFill, OrderResult, OrderStatus, client_order_id_for
+from trading.execution.adapter import ExchangeFill
 from trading.marketdata.prices import record_bars
-from trading.models import Account, Fill, Order, Position, RiskLimits, Signal
+from trading.models import Fill, Order, Position, RiskLimits, Signal
 from trading.risk import services as risk
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -81,7 +81,6 @@ def test_the_same_fill_reported_twice_moves_the_position_once(market):
     order = decided.orders.get()
     result = services.exchange().query_order(order.symbol, order.client_order_id)
     fill = order.fills.get()
-    from trading.execution.adapter import ExchangeFill
 
     again = ExchangeFill(fill.price, fill.quantity, fill.fee, "USDT", fill.trade_id)
     services.apply_order_result(order.pk, dataclasses.replace(result, fills=(again,)))
@@ -210,49 +209,12 @@ def test_an_equity_snapshot_values_positions_at_their_marks(market):
 # -- commissions in the base asset or in a third one, through apply_order_result -------------------
 
 
-def exchange_order(account: Account, side: str, quantity: str, symbol: str = "BTCUSDT") -> Order:
-    """An order as if sent to the exchange, whose answer the test writes itself."""
-    return Order.objects.create(
-        client_order_id=client_order_id_for(uuid4().hex),
-        account=account,
-        correlation_id=uuid4(),
-        venue="paper",
-        symbol=symbol,
-        side=side,
-        quantity=Decimal(quantity),
-        reference_price=Decimal("1"),
-    )
-
-
-def answer(order: Order, *fills: ExchangeFill) -> Order:
-    """Records the exchange's FILLED answer carrying ``fills`` for ``order``."""
-    return services.apply_order_result(
-        order.pk,
-        OrderResult(
-            client_order_id=order.client_order_id,
-            exchange_order_id=f"x-{order.pk}",
-            symbol=order.symbol,
-            side=order.side,
-            status=OrderStatus.FILLED,
-            orig_quantity=order.quantity,
-            executed_quantity=sum((f.quantity for f in fills), Decimal(0)),
-            cumulative_quote=sum((f.quantity * f.price for f in fills), Decimal(0)),
-            fills=fills,
-            transact_time=None,
-        ),
-    )
-
-
-def traded(quantity: str, price: str, commission: str, asset: str) -> ExchangeFill:
-    return ExchangeFill(Decimal(price), Decimal(quantity), Decimal(commission), asset, uuid4().hex)
-
-
 def test_a_buy_paying_its_commission_in_btc_holds_what_binance_holds_and_closes_to_zero(market):
     account = risk.get_account()
     start = risk.account_cash(account)
 
-    bought = answer(
-        exchange_order(account, "BUY", "0.001"), traded("0.001", "60000", "0.000001", "BTC")
+    bought = report(
+        new_order(account, "BTCUSDT", "BUY", "0.001"), trade("0.001", "60000", "0.000001", "BTC")
     )
 
     # Binance credits 0.001 - 0.000001 BTC: the book holds that, not the 0.001 traded.
@@ -287,9 +249,10 @@ def test_a_buy_paying_its_commission_in_btc_holds_what_binance_holds_and_closes_
 def test_a_sale_paying_its_commission_in_btc_gives_up_that_btc_and_closes_the_long(market):
     account = risk.get_account()
     start = risk.account_cash(account)
-    answer(exchange_order(account, "BUY", "0.001"), traded("0.001", "60000", "0.06", "USDT"))
+    report(new_order(account, "BTCUSDT", "BUY", "0.001"), trade("0.001", "60000", "0.06", "USDT"))
 
-    answer(exchange_order(account, "SELL", "0.001"), traded("0.001", "61000", "0.000001", "BTC"))
+    sell = new_order(account, "BTCUSDT", "SELL", "0.001")
+    report(sell, trade("0.001", "61000", "0.000001", "BTC"))
 
     # 0.001001 BTC left the book for 61 USDT; the book does not go short by the commission.
     position = Position.objects.get(symbol="BTCUSDT")
@@ -311,13 +274,11 @@ def test_a_sale_paying_its_commission_in_btc_gives_up_that_btc_and_closes_the_lo
         ("0.004", "BNB", Decimal("0")),  # out of a balance the book does not keep
     ],
 )
-def test_a_commission_in_usdt_or_bnb_leaves_the_position_as_traded(market, commission, asset, fees):
+def test_a_commission_in_usdt_or_bnb_leaves_the_position_as_trade(market, commission, asset, fees):
     account = risk.get_account()
     start = risk.account_cash(account)
 
-    answer(
-        exchange_order(account, "BUY", "2.5", "SOLUSDT"), traded("2.5", "200", commission, asset)
-    )
+    report(new_order(account, "SOLUSDT", "BUY", "2.5"), trade("2.5", "200", commission, asset))
 
     position = Position.objects.get(symbol="SOLUSDT", status="open")
     assert (position.quantity, position.average_entry_price) == (Decimal("2.5"), Decimal("200"))
