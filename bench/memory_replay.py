@@ -58,7 +58,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from benchkit import children, percentile, rss_kb, start_platform  # noqa: E402
+from benchkit import children, percentile, raise_limits, rss_kb, start_platform  # noqa: E402
 
 FLAT_GROWTH = 0.05
 RISING_MIB_PER_HOUR = 2.0
@@ -169,18 +169,9 @@ def setup_platform(var: Path):
 
     from trading.ai.services import store_model, training_bars
     from trading.ai.training import train_walk_forward
-    from trading.risk.services import global_limits
 
     store_model(train_walk_forward(training_bars(days=3)), "bench")
-    limits = global_limits()
-    limits.min_confidence = Decimal("0.5")
-    limits.max_orders_per_minute = 1_000_000
-    limits.max_position_notional = Decimal("1000000000")
-    limits.max_total_exposure = Decimal("1000000000")
-    limits.max_open_positions = 100
-    limits.daily_loss_limit = Decimal("1000000000")
-    limits.max_drawdown = Decimal("1")
-    limits.save()
+    raise_limits(min_confidence=Decimal("0.5"))
     return redis_server
 
 

@@ -45,7 +45,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from benchkit import children, percentile, rss_kb, start_platform  # noqa: E402
+from benchkit import children, percentile, raise_limits, rss_kb, start_platform  # noqa: E402
 
 GOAL_RATIO = 4.0
 GOAL_P99_MS = 50.0
@@ -80,18 +80,10 @@ def setup_platform(var: Path):
 
     from trading.marketdata.klines import load_bundled_bars
     from trading.marketdata.prices import record_bars
-    from trading.risk.services import get_account, global_limits
+    from trading.risk.services import get_account
 
     record_bars([load_bundled_bars(symbol)[-1] for symbol in QUANTITIES])
-    limits = global_limits()
-    limits.max_orders_per_minute = 1_000_000
-    limits.max_position_notional = Decimal("1000000000")
-    limits.max_total_exposure = Decimal("1000000000")
-    limits.max_open_positions = 100
-    limits.daily_loss_limit = Decimal("1000000000")
-    limits.max_drawdown = Decimal("1")
-    limits.allowed_symbols = ",".join(QUANTITIES)
-    limits.save()
+    raise_limits(allowed_symbols=",".join(QUANTITIES))
     return redis_server, get_account()
 
 
