@@ -560,3 +560,35 @@ class ProcessedEvent(models.Model):
 
     def __str__(self) -> str:
         return f"{self.consumer}: {self.event_id}"
+
+
+class OutboxEvent(models.Model):
+    """An event written in the transaction of the change it describes, then relayed to the event
+    log (``trading.events.outbox``): a change that committed always gets its event, and one that
+    rolled back never does. ``event_id`` is fixed here, so a relay that publishes the row twice
+    publishes the same event, which consumers skip. ``handoff`` names a Celery task sent once
+    the event is in the log (``{"task", "args", "expires"}``): the work that acts on it."""
+
+    event_id = models.UUIDField(unique=True)
+    type = models.CharField(max_length=64)
+    ts = models.DateTimeField()
+    service = models.CharField(max_length=16)
+    correlation_id = models.CharField(max_length=64, blank=True, default="")
+    schema = models.PositiveSmallIntegerField(default=1)
+    payload = models.JSONField()
+    handoff = models.JSONField(null=True, blank=True)
+    created_at = models.DateTimeField()
+    published_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        indexes = [
+            # The relay's and the health check's reads: only the rows still to publish.
+            models.Index(
+                fields=["id"], condition=Q(published_at__isnull=True), name="outbox_unpublished"
+            ),
+            models.Index(fields=["published_at"], name="outbox_published_at"),
+        ]
+
+    def __str__(self) -> str:
+        state = "published" if self.published_at else "waiting"
+        return f"{self.type} {self.event_id} ({state})"
