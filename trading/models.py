@@ -592,3 +592,23 @@ class OutboxEvent(models.Model):
     def __str__(self) -> str:
         state = "published" if self.published_at else "waiting"
         return f"{self.type} {self.event_id} ({state})"
+
+
+class FeedPosition(models.Model):
+    """The last bar the market feed published, per source and symbol: where a restarted feed
+    carries on. In the database rather than Redis, which may be flushed or lost while the book
+    that traded on those bars is kept."""
+
+    source = models.CharField(max_length=16)  # "replay" or "binance"
+    symbol = models.CharField(max_length=20)
+    open_time = models.DateTimeField()
+    close_time = models.DateTimeField()
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["source", "symbol"], name="feed_position_unique")
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.source} {self.symbol} at {self.close_time.isoformat()}"
