@@ -15,7 +15,7 @@ import socket
 import subprocess
 import time
 from pathlib import Path
-from urllib.parse import urlsplit
+from urllib.parse import quote, unquote, urlsplit, urlunsplit
 
 
 class RedisUnavailable(RuntimeError):
@@ -89,10 +89,53 @@ def url_host_port(url: str) -> tuple[str, int]:
     return parts.hostname or "127.0.0.1", parts.port or 6379
 
 
-def server_command(binary: str, port: int, data_dir: Path, bind: str = "127.0.0.1") -> list[str]:
-    """The command line of a local server keeping its data (AOF) in ``data_dir``."""
+def url_password(url: str) -> str | None:
+    password = urlsplit(url).password
+    return unquote(password) if password else None
+
+
+def url_with_password(url: str, password: str) -> str:
+    """``url`` with ``password`` in it: redis://:PASSWORD@host:port/db."""
+    parts = urlsplit(url)
+    user = quote(unquote(parts.username), safe="") if parts.username else ""
+    host = parts.netloc.rpartition("@")[2]
+    return urlunsplit(parts._replace(netloc=f"{user}:{quote(password, safe='')}@{host}"))
+
+
+def masked_url(url: str) -> str:
+    """``url`` fit to print: its password, if any, replaced by asterisks."""
+    parts = urlsplit(url)
+    if not parts.password:
+        return url
+    user = parts.username or ""
+    host = parts.netloc.rpartition("@")[2]
+    return urlunsplit(parts._replace(netloc=f"{user}:***@{host}"))
+
+
+def write_password_config(path: Path, password: str) -> None:
+    """A configuration file (mode 0600) holding only the server's password: on the command line
+    it would be readable by every local user in /proc/<pid>/cmdline."""
+    escaped = "".join(
+        f"\\x{ord(c):02x}" if c in '\\"' or not c.isprintable() else c for c in password
+    )
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as file:
+        file.write(f'requirepass "{escaped}"\n')
+    path.chmod(0o600)
+
+
+def server_command(
+    binary: str,
+    port: int,
+    data_dir: Path,
+    bind: str = "127.0.0.1",
+    config_file: Path | None = None,
+) -> list[str]:
+    """The command line of a local server keeping its data (AOF) in ``data_dir``; with
+    ``config_file`` (``write_password_config``), a server that wants its password."""
     return [
         binary,
+        *([str(config_file)] if config_file else []),
         "--port", str(port),
         "--bind", bind,
         "--dir", str(data_dir),
@@ -112,7 +155,7 @@ def wait_until_answering(url: str, timeout: float, process: subprocess.Popen | N
         if process is not None and process.poll() is not None:
             raise RedisUnavailable(f"the Redis server exited with status {process.returncode}")
         time.sleep(0.05)
-    raise RedisUnavailable(f"no Redis answered at {url} within {timeout:.0f}s")
+    raise RedisUnavailable(f"no Redis answered at {masked_url(url)} within {timeout:.0f}s")
 
 
 class LocalRedis:

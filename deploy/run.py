@@ -3,7 +3,11 @@
 Environment: ``HOST`` and ``PORT`` (default 127.0.0.1:8000) for the web server, ``WS_PORT``
 (default ``PORT`` + 1) for the dashboard's websocket; ``REDIS_URL``:
 used as it is when a server answers there, otherwise a local server is started on that port with
-its data in ``var/redis``; ``QT_VAR_DIR`` (default ``var/``) for the database, logs and sockets.
+its data in ``var/redis`` and a password kept in ``var/redis-password``; ``QT_VAR_DIR`` (default
+``var/``) for the database, logs and sockets.
+
+What it chose is written to ``var/run.env``, where ``manage.py``, Celery and the web servers find it
+(``controlpanel/startup.py``). Everything under ``var/`` is for this user only (umask 077).
 """
 
 from __future__ import annotations
@@ -12,6 +16,7 @@ import os
 import secrets
 import shlex
 import signal
+import stat
 import subprocess
 import sys
 import time
@@ -22,15 +27,31 @@ from pathlib import Path
 from deploy.redis_server import (
     RedisUnavailable,
     find_redis_server,
+    masked_url,
     port_in_use,
     redis_answers,
     server_command,
     url_host_port,
+    url_password,
+    url_with_password,
     wait_until_answering,
+    write_password_config,
 )
 
 BASE_DIR = Path(__file__).resolve().parents[1]
 SERVICES = ("ai", "exec-risk", "analytics")
+# What a command run later in another shell needs to reach this platform (var/run.env).
+RUN_ENV_NAMES = (
+    "QT_VAR_DIR",
+    "HOST",
+    "PORT",
+    "WS_PORT",
+    "DJANGO_ALLOWED_HOSTS",
+    "DJANGO_SECRET_KEY",
+    "REDIS_URL",
+    "QT_REDIS_PREFIX",
+    "DATABASE_URL",
+)
 
 
 def fail(message: str) -> None:
@@ -38,13 +59,49 @@ def fail(message: str) -> None:
     sys.exit(2)
 
 
+def write_private(path: Path, text: str) -> None:
+    """Replaces ``path`` with ``text``, readable by this user only from the first byte."""
+    partial = path.with_name(f".{path.name}.partial")
+    fd = os.open(partial, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as file:
+        file.write(text)
+    partial.chmod(0o600)
+    partial.replace(path)
+
+
 def read_or_create_secret(path: Path, length: int = 48) -> str:
     if path.exists():
         return path.read_text().strip()
     value = secrets.token_urlsafe(length)
-    path.write_text(value + "\n")
-    path.chmod(0o600)
+    write_private(path, value + "\n")
     return value
+
+
+def restrict_var_dir(var_dir: Path) -> None:
+    """Takes group and other permissions off everything under ``var_dir``, for a var/ written by an
+    earlier version (0644 database, logs and AOF): it holds the API tokens and the secrets."""
+    try:
+        for root, dirs, files in os.walk(var_dir):
+            for name in [*dirs, *files]:
+                path = Path(root, name)
+                mode = path.lstat().st_mode
+                if not stat.S_ISLNK(mode) and stat.S_IMODE(mode) & 0o077:
+                    path.chmod(stat.S_IMODE(mode) & 0o700)
+        var_dir.chmod(0o700)
+    except OSError as exc:
+        fail(f"cannot make {exc.filename} private to this user: {exc.strerror}")
+
+
+def write_run_env(env: dict[str, str], var_dir: Path) -> None:
+    lines = [
+        "# Written by make run at every start; read by manage.py, Celery and the web servers",
+        "# for the variables not set in their environment (an exported variable wins).",
+    ]
+    for name in RUN_ENV_NAMES:
+        value = env.get(name)
+        if value and "\n" not in value:
+            lines.append(f"{name}={value}")
+    write_private(var_dir / "run.env", "\n".join(lines) + "\n")
 
 
 def prepare_environment() -> dict[str, str]:
@@ -52,6 +109,7 @@ def prepare_environment() -> dict[str, str]:
     var_dir = Path(env.get("QT_VAR_DIR") or BASE_DIR / "var").resolve()
     for sub in ("run", "log", "redis", "static"):
         (var_dir / sub).mkdir(parents=True, exist_ok=True)
+    restrict_var_dir(var_dir)
     host = env.get("HOST") or "127.0.0.1"
     port = env.get("PORT") or "8000"
     if not port.isdigit() or not 0 < int(port) < 65536:
@@ -74,27 +132,44 @@ def prepare_environment() -> dict[str, str]:
         hosts = ["localhost", "127.0.0.1", "[::1]"]
         env["DJANGO_ALLOWED_HOSTS"] = ",".join(hosts if host in hosts else [*hosts, host])
     configure_redis(env, var_dir)
+    write_run_env(env, var_dir)
     return env
 
 
 def configure_redis(env: dict[str, str], var_dir: Path) -> None:
+    """A server that answers at ``REDIS_URL`` is used as it is; otherwise one is started here,
+    wanting the URL's password or, with none in the URL, the one kept in var/redis-password."""
     url = env.get("REDIS_URL") or "redis://127.0.0.1:6379/0"
-    env["REDIS_URL"] = url
-    if redis_answers(url):
-        print(f"quantum-trader: using the Redis server at {url}")
-        env.update(QT_START_REDIS="false", QT_REDIS_COMMAND="/bin/true")
-        return
+    candidates = [url]
+    if not url_password(url):
+        url = url_with_password(url, read_or_create_secret(var_dir / "redis-password"))
+        # The server an earlier run started on this var/, still up.
+        candidates.append(url)
+    for candidate in candidates:
+        if redis_answers(candidate):
+            print(f"quantum-trader: using the Redis server at {masked_url(candidate)}")
+            env.update(REDIS_URL=candidate, QT_START_REDIS="false", QT_REDIS_COMMAND="/bin/true")
+            return
     host, port = url_host_port(url)
     if host not in ("127.0.0.1", "localhost"):
-        fail(f"REDIS_URL={url} does not answer; a local server can only start on this host")
+        fail(
+            f"REDIS_URL={masked_url(url)} does not answer; "
+            "a local server can only start on this host"
+        )
     if port_in_use("127.0.0.1", port):
-        fail(f"port {port} is taken by something that is not Redis: set REDIS_URL to another port")
+        fail(
+            f"port {port} is taken by something that is not this platform's Redis "
+            "(no answer without a password, nor with the one in var/redis-password): "
+            "set REDIS_URL to another port"
+        )
     try:
         binary = find_redis_server()
     except RedisUnavailable as exc:
         fail(str(exc))
-    command = server_command(binary, port, var_dir / "redis")
-    env.update(QT_START_REDIS="true", QT_REDIS_COMMAND=shlex.join(command))
+    config = var_dir / "redis.conf"
+    write_password_config(config, url_password(url) or "")
+    command = server_command(binary, port, var_dir / "redis", config_file=config)
+    env.update(REDIS_URL=url, QT_START_REDIS="true", QT_REDIS_COMMAND=shlex.join(command))
     print(f"quantum-trader: starting a local Redis server on port {port} (data in {var_dir}/redis)")
 
 
@@ -153,6 +228,8 @@ def wait_ready(urls: list[str], timeout: float, supervisor: subprocess.Popen) ->
 
 
 def main() -> None:
+    # Every file this launcher and its processes create (database, logs, AOF, secrets) is private.
+    os.umask(0o077)
     env = prepare_environment()
     manage(env, "migrate", "--noinput", "-v", "0")
     login = ensure_admin(env)
