@@ -1,4 +1,5 @@
-# The application image: web, workers and beat all run from it with different commands.
+# The application image: web, websocket, workers, beat, the feed and the one-shot init all run
+# from it with different commands.
 FROM python:3.11-slim-bookworm
 
 ENV PYTHONUNBUFFERED=1 \
@@ -15,7 +16,10 @@ WORKDIR /app
 COPY requirements.txt .
 RUN pip install -r requirements.txt
 COPY --chown=trader:trader . .
-RUN mkdir -p "$QT_VAR_DIR/static" && chown -R trader:trader "$QT_VAR_DIR"
+# The feed replays and the first model trains on the recorded klines in the source tree
+# (trading/marketdata/data/klines): the build fails if they did not come along.
+RUN python -c "from trading.marketdata.klines import bundled_symbols as s; assert s(), 'no klines'" \
+    && mkdir -p "$QT_VAR_DIR/static" && chown -R trader:trader "$QT_VAR_DIR"
 
 USER trader
 EXPOSE 8000 8001

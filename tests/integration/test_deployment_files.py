@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import fnmatch
 import os
 import shutil
 import subprocess
@@ -9,9 +10,19 @@ import subprocess
 import pytest
 import yaml
 
+from tests.support.compose import (
+    compose_services,
+    init_service,
+    make_run_preparation,
+    normalised_command,
+    supervisord_programs,
+)
 from tests.support.processes import ROOT
+from trading.management.commands.prepare_platform import STEPS
 
-APP_CONTAINERS = ("web", "websocket", "worker-ai", "worker-exec-risk", "worker-analytics", "beat")
+APP_CONTAINERS = (
+    "web", "websocket", "worker-ai", "worker-exec-risk", "worker-analytics", "beat", "feed",
+)  # fmt: skip
 
 
 @pytest.mark.skipif(not shutil.which("docker-compose"), reason="docker-compose is not installed")
@@ -34,21 +45,44 @@ def test_compose_runs_every_process_with_a_ready_healthcheck_and_redis_aof():
     assert "--appendonly" in services["redis"]["command"]
 
 
-def test_docker_compose_refuses_to_start_without_a_secret_key():
-    if not shutil.which("docker-compose"):
-        pytest.skip("docker-compose is not installed")
-    env = {k: v for k, v in os.environ.items() if k != "DJANGO_SECRET_KEY"}
-    result = subprocess.run(
-        ["docker-compose", "config", "-q"], cwd=ROOT, env=env, capture_output=True, text=True
-    )
-    assert result.returncode != 0
-    assert "DJANGO_SECRET_KEY" in result.stderr
+def test_compose_runs_every_make_run_process_with_the_same_command():
+    services = compose_services()
+    programs = supervisord_programs()
+    assert set(programs) >= {"web", "websocket", "beat", "feed", "worker-ai"}
+    for name, command in programs.items():
+        if name == "redis":  # compose runs Redis from its own image
+            continue
+        assert name in services, f"make run's {name} is missing from docker-compose.yml"
+        assert normalised_command(services[name]["command"]) == normalised_command(command), name
 
 
-@pytest.mark.skipif(not shutil.which("promtool"), reason="promtool is not installed")
-def test_prometheus_configuration_is_valid():
-    result = subprocess.run(
-        ["promtool", "check", "config", "monitoring/prometheus/prometheus.yml"],
-        cwd=ROOT, capture_output=True, text=True,
-    )  # fmt: skip
-    assert result.returncode == 0, result.stdout + result.stderr
+def test_compose_prepares_the_platform_as_make_run_does_before_the_processes_start():
+    services = compose_services()
+    init = init_service(services)
+    assert services[init]["restart"] == "no"
+    assert services[init]["command"] == ["python", "manage.py", "prepare_platform"]
+    for name in APP_CONTAINERS:
+        assert services[name]["depends_on"] == {
+            init: {"condition": "service_completed_successfully"}
+        }, name
+    make_run = make_run_preparation()
+    assert [name for name, _ in make_run] == [name for name, *_ in STEPS]
+    for (name, options), (_, *required) in zip(make_run, STEPS, strict=True):
+        assert set(required) <= options, f"deploy/run.py runs {name} without {required}"
+
+
+def test_the_image_ships_the_klines_the_feed_replays():
+    from trading.marketdata.klines import BUNDLED_DIR, bundled_symbols
+
+    assert bundled_symbols()
+    copied = [line.split() for line in (ROOT / "Dockerfile").read_text().splitlines()]
+    assert any(words[:1] == ["COPY"] and words[-2:] == [".", "."] for words in copied)
+    ignored = [p.strip("/") for p in (ROOT / ".dockerignore").read_text().split()]
+    for path in BUNDLED_DIR.iterdir():
+        parts = path.relative_to(ROOT).parts
+        # Docker leaves out a path when a pattern matches it or a directory above it; fnmatch's
+        # * also crosses "/", so this errs on the side of finding a match.
+        for prefix in ("/".join(parts[:n]) for n in range(1, len(parts) + 1)):
+            for pattern in ignored:
+                matched = fnmatch.fnmatch(prefix, pattern.removeprefix("**/"))
+                assert not matched, f".dockerignore's {pattern} leaves {path.name} out of the image"
