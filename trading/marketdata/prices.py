@@ -39,22 +39,31 @@ HISTORY_BARS = 500
 
 def record_bars(bars: list[Bar], *, client: redis.Redis | None = None, now: float | None = None):
     """Stores each bar as its symbol's latest (an older bar never replaces a newer one) and
-    appends it to the symbol's recent history, newest last, capped at ``HISTORY_BARS``."""
+    appends it to the symbol's recent history, newest last, capped at ``HISTORY_BARS``.
+
+    The bar already held (same close time) is stored again as just received but not appended
+    twice, so a step retried after a lost answer leaves the history as one attempt would."""
     client = client or redis_client()
     received = time.time() if now is None else now
     current = latest_quotes([b.symbol for b in bars], client=client)
-    mapping = {}
+    latest = {symbol: quote.bar.close_time for symbol, quote in current.items()}
+    mapping: dict[str, str] = {}
+    appended: dict[str, list[str]] = {}
     for bar in bars:
-        known = current.get(bar.symbol)
-        if known is not None and known.bar.close_time > bar.close_time:
+        held = latest.get(bar.symbol)
+        if held is not None and held > bar.close_time:
             continue
-        mapping[bar.symbol] = json.dumps({"bar": bar.to_payload(), "received_at": received})
+        payload = bar.to_payload()
+        mapping[bar.symbol] = json.dumps({"bar": payload, "received_at": received})
+        if held is None or held < bar.close_time:
+            appended.setdefault(bar.symbol, []).append(json.dumps(payload))
+        latest[bar.symbol] = bar.close_time
     if mapping:
         pipe = client.pipeline(transaction=True)
         pipe.hset(_key(), mapping=mapping)
-        for symbol, value in mapping.items():
+        for symbol, values in appended.items():
             history = rkey("bars", symbol)
-            pipe.rpush(history, json.dumps(json.loads(value)["bar"]))
+            pipe.rpush(history, *values[-HISTORY_BARS:])
             pipe.ltrim(history, -HISTORY_BARS, -1)
         pipe.execute()
 

@@ -14,11 +14,18 @@ the first bar. A loop shifts every bar time forward by the span of the data (fro
 to just after the latest close, 30 days for the bundled files) once per pass, so the bar times keep
 rising and consumers that reject a bar older than the last one still accept them. Prices repeat;
 only the times move. ``start_index`` applies to the first pass only; later passes start at step 0.
+
+A replay can also resume: ``resume_after`` is the close time of the last bar a previous run
+published, as it was published (shifted, if it was on a later pass of a loop). The run starts with
+the step after it, on the same pass, so a restarted feed neither rewinds nor repeats a bar, and
+the times it publishes keep rising across the restart. A fresh replay starts at
+``REPLAY_START_STEP``: the steps before it are the warm-up history (``ReplayRun.history``).
 """
 
 from __future__ import annotations
 
 import math
+from bisect import bisect_right
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
@@ -34,19 +41,27 @@ Loader = Callable[[str], Sequence[Bar]]
 
 _ONE_MS = timedelta(milliseconds=1)
 
+# The step a fresh replay publishes first. The steps before it are history: recorded as recent bars
+# (no events) so the ai service has features from the first published bar. The one place to move
+# the start, for example past the days the model is trained on.
+REPLAY_START_STEP = 150
+
 
 @dataclass(frozen=True)
 class ReplayConfig:
     """What to replay and how fast.
 
     ``bar_seconds`` is wall seconds per step (1.0 plays 5-minute bars 300 times faster than live;
-    0 plays them as fast as the consumer takes them). ``start_index`` is the step to begin at.
+    0 plays them as fast as the consumer takes them). ``start_index`` is the step to begin at;
+    ``resume_after``, when set, takes its place: the run begins right after the step closing then
+    (see the module docstring).
     """
 
     symbols: tuple[str, ...]
     bar_seconds: float = 1.0
     at_end: AtEnd = "stop"
     start_index: int = 0
+    resume_after: datetime | None = None
 
     def __post_init__(self) -> None:
         symbols = (self.symbols,) if isinstance(self.symbols, str) else tuple(self.symbols)
@@ -63,6 +78,8 @@ class ReplayConfig:
             raise ValueError(f"start_index must be an int, got {self.start_index!r}")
         if self.start_index < 0:
             raise ValueError(f"start_index must be 0 or more, got {self.start_index}")
+        if self.resume_after is not None and self.resume_after.utcoffset() is None:
+            raise ValueError(f"resume_after must be an aware datetime, got {self.resume_after!r}")
 
 
 @dataclass(frozen=True)
@@ -85,35 +102,59 @@ class ReplayRun(Iterator[list[Bar]]):
         self.config = config
         self.end: ReplayEnd | None = None
         self.steps = 0  # steps yielded so far
-        self.passes = 0  # completed passes over the data; rises each time a loop starts over
         self._timeline = timeline
+        self._closes = [step[0].close_time for step in timeline]
         first_open = min(bar.open_time for step in timeline for bar in step)
         last_close = max(bar.close_time for step in timeline for bar in step)
         self.span = last_close + _ONE_MS - first_open
+        self._first_open = first_open
         self._clock = clock
         self._sleep = sleep
-        self._index = config.start_index
+        # Steps are numbered across passes: step g is timeline[g % n] on pass g // n.
+        self._position, self._stop_at = self._start_position()
+        self.start = self._position
+        # completed passes over the data; rises each time a loop starts over
+        self.passes = self._position // len(timeline)
         self._due: float | None = None
         self._last_close: datetime | None = None
 
-    def __next__(self) -> list[Bar]:
-        if self.end is not None:
-            raise StopIteration(self.end)
-        if self._index == len(self._timeline):
-            if self.config.at_end == "stop":
-                self.end = ReplayEnd("end_of_data", self.steps, self._last_close)
-                raise StopIteration(self.end)
-            self._index = 0
-            self.passes += 1
-        step = list(self._timeline[self._index])  # the caller may keep or change its list
-        if self.passes:
-            shift = self.span * self.passes
+    def _start_position(self) -> tuple[int, int]:
+        """The first step of the run, and the step at which ``stop`` ends it: the end of the
+        pass it starts on (resuming after a pass's last bar is already there)."""
+        n = len(self._timeline)
+        resume_after = self.config.resume_after
+        if resume_after is None:
+            return self.config.start_index, n
+        passes = max(0, (resume_after - self._first_open) // self.span)
+        index = bisect_right(self._closes, resume_after - self.span * passes)
+        return passes * n + index, (passes + 1) * n
+
+    def _step(self, position: int) -> list[Bar]:
+        passes, index = divmod(position, len(self._timeline))
+        step = list(self._timeline[index])  # the caller may keep or change its list
+        if passes:
+            shift = self.span * passes
             step = [
                 replace(bar, open_time=bar.open_time + shift, close_time=bar.close_time + shift)
                 for bar in step
             ]
+        return step
+
+    def history(self, count: int) -> list[list[Bar]]:
+        """Up to ``count`` steps just before the run's first, oldest first, as they were (or
+        would have been) published: the recent bars a consumer needs before the first step."""
+        return [self._step(g) for g in range(max(0, self.start - count), self.start)]
+
+    def __next__(self) -> list[Bar]:
+        if self.end is not None:
+            raise StopIteration(self.end)
+        if self.config.at_end == "stop" and self._position >= self._stop_at:
+            self.end = ReplayEnd("end_of_data", self.steps, self._last_close)
+            raise StopIteration(self.end)
+        step = self._step(self._position)
         self._wait_for_turn()
-        self._index += 1
+        self.passes = self._position // len(self._timeline)
+        self._position += 1
         self.steps += 1
         self._last_close = step[0].close_time
         return step
@@ -152,7 +193,7 @@ def replay_bars(
         [bars[symbol] for symbol in config.symbols if symbol in bars]
         for _, bars in sorted(by_close.items())
     ]
-    if config.start_index >= len(timeline):
+    if config.resume_after is None and config.start_index >= len(timeline):
         raise ValueError(
             f"start_index {config.start_index} is past the data: it has {len(timeline)} steps"
         )

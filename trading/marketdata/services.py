@@ -9,12 +9,12 @@ import time
 from django.db import transaction
 from django.utils import timezone
 
-from trading.events.envelope import new_event
+from trading.events.envelope import Event, new_event
 from trading.events.log import publish_many
 from trading.marketdata.bars import Bar
 from trading.marketdata.prices import record_bars
 from trading.marketdata.symbols import SymbolRules, load_bundled_rules, parse_exchange_info
-from trading.models import Symbol
+from trading.models import FeedPosition, Symbol
 
 logger = logging.getLogger(__name__)
 
@@ -73,13 +73,47 @@ def symbol_rules() -> dict[str, SymbolRules]:
 
 def publish_bars(bars: list[Bar]) -> None:
     """A step of closed bars: each becomes its symbol's latest quote and a ``market.bar`` event,
-    and the services that act on bars are told there is work."""
+    and the services that act on bars are told there is work. (The feed does the same in
+    stages that it retries through Redis outages: ``trading.marketdata.feed``.)"""
     if not bars:
         return
     record_bars(bars)
-    publish_many([new_event("market.bar", bar.to_payload(), service="feed") for bar in bars])
+    publish_many(bar_events(bars))
+    notify_bar_consumers()
+
+
+def bar_events(bars: list[Bar]) -> list[Event]:
+    """One ``market.bar`` event per bar, each with its own id."""
+    return [new_event("market.bar", bar.to_payload(), service="feed") for bar in bars]
+
+
+def notify_bar_consumers() -> None:
+    """Tells the services that act on bars that new ones are in the event log."""
     from trading.ai.tasks import drain_market_events as signal_on_bars
     from trading.execution.tasks import drain_market_events as fill_on_bars
 
     fill_on_bars.apply_async(expires=30)
     signal_on_bars.apply_async(expires=30)
+
+
+def record_feed_position(source: str, bars: list[Bar]) -> None:
+    """Remembers the newest of these bars, per symbol, as the last one the feed published."""
+    newest: dict[str, Bar] = {}
+    for bar in bars:
+        if bar.symbol not in newest or bar.close_time > newest[bar.symbol].close_time:
+            newest[bar.symbol] = bar
+    with transaction.atomic():
+        for bar in newest.values():
+            FeedPosition.objects.update_or_create(
+                source=source,
+                symbol=bar.symbol,
+                defaults={"open_time": bar.open_time, "close_time": bar.close_time},
+            )
+
+
+def feed_positions(source: str, symbols: list[str]) -> dict[str, FeedPosition]:
+    """The last bar published by this source for each of these symbols that has one."""
+    return {
+        row.symbol: row
+        for row in FeedPosition.objects.filter(source=source, symbol__in=list(symbols))
+    }

@@ -19,3 +19,4 @@ from trading.analytics import metrics as _analytics_metrics  # noqa: E402, F401
 from trading.events import log as _events_log  # noqa: E402, F401
 from trading.execution import health as _execution_health  # noqa: E402, F401
 from trading.execution import metrics as _execution_metrics  # noqa: E402, F401
+from trading.marketdata import metrics as _marketdata_metrics  # noqa: E402, F401

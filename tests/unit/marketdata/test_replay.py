@@ -258,3 +258,65 @@ def synthetic_bar(symbol: str, open_time: datetime, i: int) -> Bar:
         quote_volume=price,
         trades=1,
     )
+
+
+# --- resuming --------------------------------------------------------------------------------
+
+
+def test_resume_after_starts_with_the_step_after_the_last_one_published():
+    btc = load_bundled_bars("BTCUSDT")
+    config = ReplayConfig(SYMBOLS, bar_seconds=0, resume_after=btc[5999].close_time)
+    run = replay_bars(config, never_read_the_clock, never_sleep)
+    assert next(run)[0] == btc[6000]
+    assert run.history(2) == [
+        [load_bundled_bars(s)[5998] for s in SYMBOLS],
+        [load_bundled_bars(s)[5999] for s in SYMBOLS],
+    ]
+
+
+def test_resume_after_a_looped_bar_carries_on_on_the_same_pass_with_times_still_rising():
+    btc = load_bundled_bars("BTCUSDT")
+    published = btc[10].close_time + 2 * THIRTY_DAYS  # on the third pass
+    config = ReplayConfig(SYMBOLS, bar_seconds=0, at_end="loop", resume_after=published)
+    run = replay_bars(config, never_read_the_clock, never_sleep)
+    step = next(run)
+    assert step[0].open_time == btc[11].open_time + 2 * THIRTY_DAYS
+    assert step[0].close == btc[11].close
+    assert run.passes == 2
+
+
+def test_resume_after_the_last_bar_of_a_pass_loops_into_the_next_pass():
+    btc = load_bundled_bars("BTCUSDT")
+    config = ReplayConfig(SYMBOLS, bar_seconds=0, at_end="loop", resume_after=btc[-1].close_time)
+    run = replay_bars(config, never_read_the_clock, never_sleep)
+    assert next(run)[0].open_time == btc[0].open_time + THIRTY_DAYS
+    # The history reaches back across the seam, as those bars were published.
+    assert [step[0] for step in run.history(2)] == [btc[-2], btc[-1]]
+
+
+def test_resume_after_the_last_bar_with_stop_ends_at_once_without_a_step():
+    btc = load_bundled_bars("BTCUSDT")
+    config = ReplayConfig(SYMBOLS, bar_seconds=0, at_end="stop", resume_after=btc[-1].close_time)
+    run = replay_bars(config, never_read_the_clock, never_sleep)
+    assert list(run) == []
+    assert run.end is not None and run.end.steps == 0
+
+
+def test_stop_after_resuming_mid_data_ends_at_the_end_of_that_pass():
+    btc = load_bundled_bars("BTCUSDT")
+    config = ReplayConfig(
+        SYMBOLS, bar_seconds=0, at_end="stop", resume_after=btc[STEPS - 3].close_time
+    )
+    assert len(list(replay_bars(config, never_read_the_clock, never_sleep))) == 2
+
+
+def test_resume_after_before_the_data_starts_at_the_first_step():
+    config = ReplayConfig(SYMBOLS, bar_seconds=0, resume_after=FIRST_OPEN - THIRTY_DAYS)
+    run = replay_bars(config, never_read_the_clock, never_sleep)
+    assert next(run)[0] == load_bundled_bars("BTCUSDT")[0]
+    assert run.history(5) == []
+
+
+def test_a_naive_resume_after_is_refused():
+    with pytest.raises(ValueError, match="resume_after must be an aware datetime"):
+        ReplayConfig(SYMBOLS, resume_after=datetime(2025, 8, 21))
