@@ -180,8 +180,7 @@ MARKET_DATA_SOURCE = env_choice("QT_MARKET_DATA", "replay", ("replay", "binance"
 REPLAY_BAR_SECONDS = env_float("QT_REPLAY_BAR_SECONDS", 1.0, minimum=0, maximum=3600)
 REPLAY_AT_END = env_choice("QT_REPLAY_AT_END", "loop", ("loop", "stop"))
 KLINE_INTERVAL = env_str("QT_KLINE_INTERVAL", "5m")
-# A quote older than this (wall clock since it was received) counts as stale.
-MARKET_DATA_MAX_AGE_SECONDS = env_float("QT_MARKET_DATA_MAX_AGE", 120.0, minimum=1)
+# Quotes are stale after three bar intervals of the feed: trading.marketdata.health.
 EVENT_LOG_MAXLEN = env_int("QT_EVENT_LOG_MAXLEN", 100_000, minimum=100)
 EVENT_MAX_DELIVERIES = env_int("QT_EVENT_MAX_DELIVERIES", 5, minimum=1, maximum=100)
 STARTING_CASH = env_decimal("QT_STARTING_CASH", "100000", minimum="0")
