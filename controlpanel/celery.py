@@ -18,10 +18,17 @@ app.conf.task_routes = {
     "trading.execution.*": {"queue": "exec_risk"},
     "trading.portfolio.*": {"queue": "analytics"},
     "trading.analytics.*": {"queue": "analytics"},
+    "trading.notifications.*": {"queue": "analytics"},
 }
 # Each area keeps its tasks in its own tasks.py.
 app.autodiscover_tasks(
-    ["trading.observability", "trading.execution", "trading.ai", "trading.analytics"]
+    [
+        "trading.observability",
+        "trading.execution",
+        "trading.ai",
+        "trading.analytics",
+        "trading.notifications",
+    ]
 )
 
 # Heartbeats and per-service task metrics for every worker; exec-risk reconciles on start.

@@ -17,3 +17,8 @@ class TradingConfig(AppConfig):
 
         if not any(isinstance(c, SelfTestCollector) for c in REGISTRY._collector_to_names):
             REGISTRY.register(SelfTestCollector())
+
+        from trading.notifications.metrics import NotificationsCollector
+
+        if not any(isinstance(c, NotificationsCollector) for c in REGISTRY._collector_to_names):
+            REGISTRY.register(NotificationsCollector())

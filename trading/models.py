@@ -612,3 +612,91 @@ class FeedPosition(models.Model):
 
     def __str__(self) -> str:
         return f"{self.source} {self.symbol} at {self.close_time.isoformat()}"
+
+
+class NotificationChannel(models.Model):
+    """Where operators are told: an apprise URL (``json://``, ``tgram://``, ``mailtos://``...),
+    the kinds of notification it wants and the least severity it cares about. The URL carries
+    secrets (tokens, passwords): it is shown masked everywhere but its own edit form."""
+
+    name = models.CharField(max_length=100, unique=True)
+    url = models.TextField(help_text="An apprise URL, e.g. tgram://<bot token>/<chat id>")
+    kinds = models.JSONField(default=list, blank=True, help_text="Empty: every kind.")
+    min_severity = models.CharField(max_length=16, default="info")
+    enabled = models.BooleanField(default=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    def __str__(self) -> str:
+        return self.name
+
+    @property
+    def scheme(self) -> str:
+        """The channel's kind as apprise names it: the URL's scheme (``json``, ``tgram``)."""
+        return self.url.split("://", 1)[0].lower() if "://" in self.url else "unknown"
+
+
+class NotificationDelivery(models.Model):
+    """One message sent (or attempted) to a channel; its text never holds the channel's URL."""
+
+    channel = models.ForeignKey(
+        NotificationChannel, null=True, on_delete=models.SET_NULL, related_name="deliveries"
+    )
+    sent_at = models.DateTimeField(db_index=True)
+    kind = models.CharField(max_length=64)
+    title = models.CharField(max_length=250)
+    message = models.TextField()
+    notices = models.PositiveIntegerField(default=1)
+    ok = models.BooleanField(null=True)  # None: being sent
+    error = models.TextField(blank=True, default="")
+
+    class Meta:
+        ordering = ["-sent_at", "-pk"]
+        verbose_name_plural = "notification deliveries"
+
+    def __str__(self) -> str:
+        state = {True: "sent", False: "failed", None: "sending"}[self.ok]
+        return f"{self.kind} to {self.channel or 'a deleted channel'}: {state}"
+
+
+class Notification(models.Model):
+    """One thing a channel is to be told, waiting for its channel's window; delivered when it
+    belongs to a delivery (alone, or grouped with the others of its window)."""
+
+    channel = models.ForeignKey(
+        NotificationChannel, on_delete=models.CASCADE, related_name="notifications"
+    )
+    kind = models.CharField(max_length=64)
+    severity = models.CharField(max_length=16)
+    title = models.CharField(max_length=250)
+    body = models.TextField(blank=True, default="")
+    reason = models.CharField(max_length=64, blank=True, default="")
+    created_at = models.DateTimeField(db_index=True)
+    delivery = models.ForeignKey(
+        NotificationDelivery, null=True, blank=True, on_delete=models.SET_NULL
+    )
+
+    class Meta:
+        ordering = ["created_at", "pk"]
+        indexes = [
+            models.Index(
+                fields=["channel", "created_at"],
+                condition=Q(delivery__isnull=True),
+                name="notification_waiting",
+            )
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.kind}: {self.title}"
+
+
+class TelegramChat(models.Model):
+    """A Telegram chat the operators' bot answers, acting as the linked user: an Operator's
+    chat may halt, resume and close; a Viewer's only reads. Other chats get no answer."""
+
+    chat_id = models.BigIntegerField(unique=True)
+    user = models.ForeignKey("auth.User", on_delete=models.CASCADE, related_name="telegram_chats")
+    note = models.CharField(max_length=100, blank=True, default="")
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    def __str__(self) -> str:
+        return f"chat {self.chat_id} as {self.user}"
