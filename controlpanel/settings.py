@@ -173,6 +173,19 @@ if METRICS_TOKEN and len(METRICS_TOKEN) < 16:
     raise ImproperlyConfigured("QT_METRICS_TOKEN is too short: use at least 16 random characters")
 PROMETHEUS_EXPORT_MIGRATIONS = False
 
+# --- Notifications (trading.notifications) ---------------------------------------------------
+# After a channel's message, what comes within this many seconds goes out as one summary.
+NOTIFY_WINDOW_SECONDS = env_float("QT_NOTIFY_WINDOW_SECONDS", 60.0, minimum=0, maximum=86400)
+# Alertmanager's webhook wants it as a bearer token; unset, the webhook refuses every call.
+ALERTMANAGER_TOKEN = env_str("QT_ALERTMANAGER_TOKEN", "")
+if ALERTMANAGER_TOKEN and len(ALERTMANAGER_TOKEN) < 16:
+    raise ImproperlyConfigured("QT_ALERTMANAGER_TOKEN is too short: use at least 16 characters")
+# The operators' bot (manage.py run_telegram_bot) runs only with a token.
+TELEGRAM_BOT_TOKEN = env_str("QT_TELEGRAM_BOT_TOKEN", "")
+TELEGRAM_API_URL = env_url(
+    "QT_TELEGRAM_API_URL", "https://api.telegram.org/bot", ("http", "https")
+)
+
 # --- Trading --------------------------------------------------------------------------------
 EXCHANGE = env_choice("QT_EXCHANGE", "paper", ("paper", "binance"))
 SYMBOLS = [s.upper() for s in env_list("QT_SYMBOLS", ["BTCUSDT", "ETHUSDT", "SOLUSDT"])]
