@@ -66,3 +66,21 @@ def call(
     for result in pending:
         result.forget()
     raise RpcTimeout(task.name, attempts, timeout)
+
+
+def await_task(task_id: str, name: str, *, timeout: float | None = None):
+    """The result of a task someone else sends under ``task_id`` (the outbox relay's hand-off),
+    awaited for at most ``timeout`` (the whole RPC budget, all retries' worth, by default);
+    raises ``RpcTimeout`` when it has none by then, and Redis's errors when it cannot look."""
+    from celery.result import AsyncResult
+
+    if timeout is None:
+        timeout = settings.RPC_TIMEOUT_SECONDS * (settings.RPC_RETRIES + 1)
+    result = AsyncResult(task_id)
+    deadline = time.monotonic() + timeout
+    while not result.ready():
+        if time.monotonic() >= deadline:
+            metrics.RPC_TIMEOUTS.inc(task=name)
+            raise RpcTimeout(name, 1, timeout)
+        time.sleep(POLL_SECONDS)
+    return result.get(timeout=1, propagate=True, disable_sync_subtasks=False)

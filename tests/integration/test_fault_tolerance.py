@@ -16,6 +16,7 @@ from rest_framework.test import APIClient
 from deploy.redis_server import LocalRedis, free_port
 from tests.conftest import SYMBOLS, database_url_for_processes, start_workers
 from tests.support.processes import Process, wait_for
+from tests.support.signals import saved_signal
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -175,7 +176,6 @@ def test_services_are_not_ready_while_redis_is_down_and_recover_by_themselves(
     client, settings, own_redis
 ):
     from trading.events.log import events_stream
-    from trading.execution.services import create_signal
     from trading.models import Signal
     from trading.risk.services import get_account
     from trading.store import redis_client
@@ -186,7 +186,7 @@ def test_services_are_not_ready_while_redis_is_down_and_recover_by_themselves(
         wait_for(lambda: client.get("/services/analytics/ready").status_code == 200, 10, "ready")
         account = get_account()
         created = {
-            str(create_signal(account, symbol=symbol, side="BUY", confidence=Decimal("0.9")).pk)
+            str(saved_signal(account, symbol=symbol, side="BUY", notional=Decimal("100")).pk)
             for symbol in SYMBOLS
         }
         logged = redis_client().xlen(events_stream())

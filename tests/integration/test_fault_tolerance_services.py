@@ -16,6 +16,7 @@ import pytest
 from tests.conftest import SYMBOLS, start_workers
 from tests.integration.test_fault_tolerance import WriteLock, check_the_book
 from tests.support.processes import Process, wait_for
+from tests.support.signals import saved_signal
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -283,18 +284,15 @@ def open_and_close_one_each(quantities: dict[str, Decimal]) -> list[str]:
     """A buy and a sell of the same quantity in every symbol, sent to exec-risk together, as the
     ai service sends its signals: each pair opens a position and closes it (whichever of the
     two exec-risk decides first opens it). Returns the signals' ids."""
-    from trading.execution.services import create_signal
-    from trading.execution.tasks import process_signal
     from trading.risk.services import get_account
 
     account = get_account()
     ids = []
     for symbol, quantity in quantities.items():
         for side in ("BUY", "SELL"):
-            signal = create_signal(
-                account, symbol=symbol, side=side, confidence=Decimal("0.9"), quantity=quantity
+            signal = saved_signal(
+                account, symbol=symbol, side=side, quantity=quantity, hand_off=True
             )
-            process_signal.delay(str(signal.pk))
             ids.append(str(signal.pk))
     return ids
 

@@ -19,8 +19,8 @@ from trading.ai import metrics
 from trading.ai.features import FEATURE_NAMES, WARMUP_BARS, latest_features
 from trading.ai.model import ModelArtifact, load_artifact, predict, save_artifact
 from trading.ai.training import train_walk_forward
+from trading.events import outbox
 from trading.events.envelope import Event, new_event
-from trading.events.log import publish
 from trading.marketdata.bars import Bar
 from trading.marketdata.klines import load_bundled_bars
 from trading.marketdata.prices import latest_quote, recent_bars
@@ -84,7 +84,7 @@ def store_model(artifact: ModelArtifact, trigger: str) -> ModelVersion:
             "brier": scores.brier,
         }
         event = new_event("model.trained", payload, service="ai")
-        transaction.on_commit(lambda: publish(event))
+        outbox.record([event])
     return model
 
 
@@ -121,14 +121,13 @@ def generate_signal(event: Event) -> Signal | None:
 
     Each bar gets its signal from its own window of history, also when later bars came in before
     it was handled (the backlog of a worker that was down, a drain slower than the feed)."""
-    from trading.execution.services import create_signal
-    from trading.execution.tasks import process_signal
+    from trading.execution.intake import SignalRequest, submit_signal
     from trading.risk.services import get_account
 
     bar = Bar.from_payload(event.payload)
     model = current_model()
     if model is None:
-        metrics.ERRORS.inc(kind="no_model")
+        metrics.ERRORS.inc(kind=metrics.NoSignal.NO_MODEL)
         return None
     bars, newer = history_ending_at(bar)
     if len(bars) < WARMUP_BARS:
@@ -146,23 +145,26 @@ def generate_signal(event: Event) -> Signal | None:
             return None
     row = latest_features(bars)
     if not np.all(np.isfinite(row)):
-        metrics.ERRORS.inc(kind="features")
+        metrics.ERRORS.inc(kind=metrics.NoSignal.FEATURES)
         return None
     side, confidence, p_up = predict(model, row)
     metrics.PREDICTIONS.inc()
     multiplier = sizing_multiplier(bar.symbol)
-    signal = create_signal(
-        get_account(),
+    request = SignalRequest(
         symbol=bar.symbol,
         side=side,
         confidence=Decimal(str(round(confidence, 6))),
         notional=settings.AI_ORDER_NOTIONAL * multiplier,
+    )
+    signal = submit_signal(
+        get_account(),
+        request,
+        producer="ai",
         source="ai",
         model_version=model.version,
         probability_up=float(p_up),
         features={name: float(value) for name, value in zip(FEATURE_NAMES, row, strict=True)},
     )
-    transaction.on_commit(lambda: process_signal.delay(str(signal.id)))
     metrics.SIGNALS_GENERATED.inc(side=side)
     metrics.SIGNAL_LATENCY.observe(max(0.0, time.time() - event.ts.timestamp()))
     if multiplier > 1:
@@ -186,7 +188,7 @@ def history_ending_at(bar: Bar) -> tuple[list[Bar], int]:
 
 def late_bar_skip(
     newer: int, horizon_bars: int, *, announced_at: float, newest_received_at: float
-) -> str | None:
+) -> metrics.NoSignal | None:
     """Why a bar handled after ``newer`` later bars of its symbol closed gets no signal, or None
     when it gets one. ``announced_at`` is when its ``market.bar`` event was published and
     ``newest_received_at`` when the newest bar was recorded (unix seconds, the feed's clock).
@@ -198,9 +200,9 @@ def late_bar_skip(
     if newer <= 0:
         return None
     if newest_received_at <= announced_at:
-        return "history_bar"
+        return metrics.NoSignal.HISTORY_BAR
     if newer >= horizon_bars:
-        return "stale_bar"
+        return metrics.NoSignal.STALE_BAR
     return None
 
 

@@ -7,8 +7,8 @@ from decimal import Decimal
 from django.db import transaction
 
 from trading.analytics import metrics
+from trading.events import outbox
 from trading.events.envelope import new_event
-from trading.events.log import publish
 from trading.models import LearningRecord, Position, Signal
 
 
@@ -58,6 +58,6 @@ def record_learning(position_id: int) -> LearningRecord | None:
         service="analytics",
         correlation_id=str(position.correlation_id),
     )
-    transaction.on_commit(lambda: publish(event))
+    outbox.record([event])
     transaction.on_commit(metrics.LEARNING_RECORDED.inc)
     return record

@@ -18,8 +18,8 @@ from trading.analytics.calibration import brier_score, hit_rate
 from trading.analytics.drift import DriftReport, detect_drift
 from trading.analytics.performance import summarize
 from trading.analytics.sizing import assess_sizing
+from trading.events import outbox
 from trading.events.envelope import new_event
-from trading.events.log import publish
 from trading.marketdata.prices import latest_prices
 from trading.models import (
     Account,
@@ -153,14 +153,16 @@ def check_drift(live_rows_limit: int = 1000) -> DriftReport | None:
         ),
     )
     if report.drift_detected:
-        publish(
-            new_event(
-                "drift.detected",
-                {"model_version": model.version, **report.as_json()},
-                service="analytics",
-            )
+        outbox.record(
+            [
+                new_event(
+                    "drift.detected",
+                    {"model_version": model.version, **report.as_json()},
+                    service="analytics",
+                )
+            ]
         )
-        request_retraining("drift")
+        request_retraining(metrics.TrainingTrigger.DRIFT)
     return report
 
 
@@ -224,8 +226,7 @@ REBALANCE_BAND = Decimal("0.05")
 def rebalance(account: Account) -> list[Signal]:
     """Trims every position whose share of equity exceeds the target weight (beyond the band)
     back to the target, through exec-risk: a signal like any other, so every check applies."""
-    from trading.execution.services import create_signal
-    from trading.execution.tasks import process_signal
+    from trading.execution.intake import SignalRequest, submit_signal
     from trading.marketdata.services import symbol_rules
 
     marks = latest_prices()
@@ -249,30 +250,28 @@ def rebalance(account: Account) -> list[Signal]:
         quantity = rule.round_quantity(excess, market=True) if rule else excess
         if quantity <= 0:
             continue
-        signal = create_signal(
-            account,
+        request = SignalRequest(
             symbol=position.symbol,
             side="SELL" if position.quantity > 0 else "BUY",
             confidence=Decimal("1"),
             quantity=quantity,
-            source="analytics",
         )
-        transaction.on_commit(lambda signal_id=str(signal.id): process_signal.delay(signal_id))
-        metrics.REBALANCES.inc()
-        publish(
-            new_event(
+        rebalanced = {
+            "symbol": position.symbol,
+            "weight": str(round(exposure / equity, 4)),
+            "target": str(target),
+            "trim_quantity": str(quantity),
+        }
+        with transaction.atomic():
+            signal = submit_signal(account, request, producer="analytics", source="analytics")
+            event = new_event(
                 "portfolio.rebalanced",
-                {
-                    "symbol": position.symbol,
-                    "weight": str(round(exposure / equity, 4)),
-                    "target": str(target),
-                    "trim_quantity": str(quantity),
-                    "signal_id": str(signal.id),
-                },
+                {**rebalanced, "signal_id": str(signal.id)},
                 service="analytics",
                 correlation_id=str(signal.correlation_id),
             )
-        )
+            outbox.record([event])
+        metrics.REBALANCES.inc()
         trims.append(signal)
     return trims
 

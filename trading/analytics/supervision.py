@@ -22,8 +22,9 @@ import redis
 from django.conf import settings
 
 from trading.analytics import metrics
+from trading.events import outbox
 from trading.events.envelope import new_event
-from trading.events.log import events_stream, publish
+from trading.events.log import events_stream
 from trading.observability.heartbeat import WorkerBeat
 from trading.observability.probes import queue_length, service_report
 from trading.observability.services import SERVICES, Service
@@ -43,7 +44,7 @@ GROUPS = {
 class Condition:
     service: str
     problems: list[str] = field(default_factory=list)
-    remedies: list[str] = field(default_factory=list)
+    remedies: list[metrics.Remedy] = field(default_factory=list)
 
     @property
     def degraded(self) -> bool:
@@ -75,12 +76,12 @@ def inspect(service: Service, client: redis.Redis, previous: dict) -> Condition:
     if backlog > settings.SUPERVISION_QUEUE_BACKLOG:
         condition.problems.append(f"queue {service.queue} holds {backlog} tasks")
         if report.workers and done == previous.get("tasks_done"):
-            condition.remedies.append("pool_restart")
+            condition.remedies.append(metrics.Remedy.POOL_RESTART)
     group, _task = GROUPS[service.name]
     stuck = stuck_messages(client, group, settings.SUPERVISION_STUCK_SECONDS)
     if stuck:
         condition.problems.append(f"{stuck} event-log messages stuck in group {group}")
-        condition.remedies.append("reclaim")
+        condition.remedies.append(metrics.Remedy.RECLAIM)
     previous["tasks_done"] = done
     return condition
 
@@ -88,10 +89,10 @@ def inspect(service: Service, client: redis.Redis, previous: dict) -> Condition:
 def remedy(service: Service, name: str) -> None:
     from controlpanel.celery import app
 
-    if name == "reclaim":
+    if name == metrics.Remedy.RECLAIM:
         _group, task = GROUPS[service.name]
         app.send_task(task, queue=service.queue, expires=60)
-    elif name == "pool_restart":
+    elif name == metrics.Remedy.POOL_RESTART:
         workers = service_report(service).workers
         app.control.pool_restart(destination=[w.node for w in workers], reload=False)
     metrics.AUTO_RESTARTS.inc(service=service.name, remedy=name)
@@ -110,16 +111,18 @@ def sweep() -> dict[str, dict]:
         was_degraded = previous.get("degraded", False)
         if condition.degraded and not was_degraded:
             _announce("service.degraded", condition)
-            publish(
-                new_event(
-                    "risk.alert",
-                    {
-                        "reason": "SERVICE_DEGRADED",
-                        "service": service.name,
-                        "problems": condition.problems,
-                    },
-                    service="analytics",
-                )
+            outbox.record(
+                [
+                    new_event(
+                        "risk.alert",
+                        {
+                            "reason": "SERVICE_DEGRADED",
+                            "service": service.name,
+                            "problems": condition.problems,
+                        },
+                        service="analytics",
+                    )
+                ]
             )
         elif was_degraded and not condition.degraded:
             _announce("service.recovered", condition)
@@ -137,10 +140,12 @@ def sweep() -> dict[str, dict]:
 
 
 def _announce(type_: str, condition: Condition) -> None:
-    publish(
-        new_event(
-            type_,
-            {"service": condition.service, "problems": condition.problems},
-            service="analytics",
-        )
+    outbox.record(
+        [
+            new_event(
+                type_,
+                {"service": condition.service, "problems": condition.problems},
+                service="analytics",
+            )
+        ]
     )

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from django.shortcuts import get_object_or_404
 from drf_spectacular.utils import OpenApiParameter, extend_schema
+from redis import RedisError
 from rest_framework import status
 from rest_framework.request import Request
 from rest_framework.response import Response
@@ -12,8 +13,13 @@ from rest_framework.views import APIView
 from trading import rpc
 from trading.api import serializers as s
 from trading.events.replay import read_window
-from trading.execution import services as execution
-from trading.execution.tasks import process_signal
+from trading.execution.intake import (
+    PROCESS_SIGNAL,
+    InvalidSignal,
+    SignalRequest,
+    handoff_for,
+    submit_signal,
+)
 from trading.marketdata.prices import latest_prices
 from trading.models import Order, Position, SelfTestRun, Signal
 from trading.observability.probes import service_report
@@ -55,8 +61,7 @@ class SignalsView(APIView):
         incoming = s.SignalCreateSerializer(data=request.data)
         incoming.is_valid(raise_exception=True)
         data = incoming.validated_data
-        signal = execution.create_signal(
-            risk.get_account(),
+        signal_request = SignalRequest(
             symbol=data["symbol"],
             side=data["side"],
             confidence=data["confidence"],
@@ -65,21 +70,27 @@ class SignalsView(APIView):
             leverage=data["leverage"],
             stop_loss_price=data.get("stop_loss"),
             take_profit_price=data.get("take_profit"),
-            source="api",
         )
+        try:
+            signal = submit_signal(risk.get_account(), signal_request, producer="web", source="api")
+        except InvalidSignal as error:
+            return Response({"detail": str(error)}, status=status.HTTP_400_BAD_REQUEST)
         body = {
             "id": str(signal.id),
             "correlation_id": str(signal.correlation_id),
             "status": signal.status,
             "url": f"/api/v1/signals/{signal.id}",
         }
+        # The signal is saved and reaches exec-risk through the outbox whatever Redis does now:
+        # without its answer in time, it is accepted all the same.
         if request.query_params.get("wait") in ("1", "true"):
             try:
-                outcome = rpc.call(process_signal, str(signal.id))
+                outcome = rpc.await_task(handoff_for(signal).task_id, PROCESS_SIGNAL)
             except rpc.RpcTimeout as timeout:
                 return Response({**body, "error": str(timeout)}, status=504)
+            except RedisError:
+                return Response(body, status=status.HTTP_202_ACCEPTED)
             return Response({**body, **outcome}, status=200)
-        process_signal.delay(str(signal.id))
         return Response(body, status=status.HTTP_202_ACCEPTED)
 
     @extend_schema(parameters=[s.ListQuerySerializer], responses=s.SignalSerializer(many=True))

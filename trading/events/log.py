@@ -23,6 +23,7 @@ from django.conf import settings
 
 from trading.events.broadcast import broadcast
 from trading.events.envelope import Event
+from trading.events.types import EventType
 from trading.observability.metrics import Kind, declare_for_each_service
 from trading.observability.services import SERVICES
 from trading.store import redis_client, rkey
@@ -34,7 +35,7 @@ EVENTS_PUBLISHED = declare_for_each_service(
     "events_published_total",
     Kind.COUNTER,
     "Events this service appended to the event log",
-    ("type",),
+    {"type": EventType},
 )
 
 
@@ -65,13 +66,18 @@ def maxlen() -> int:
 
 
 def publish(event: Event, *, client: redis.Redis | None = None) -> str:
-    """Appends the event to the log and returns its stream id."""
+    """Appends the event to the log now and returns its stream id; raises if Redis fails.
+
+    Direct publishing is for events that describe no change to the database: the feed's
+    ``market.bar`` (its state, the latest quotes and bars, is in Redis itself) and copies made
+    by ``trading.events.replay``. An event about a change to the database goes through
+    ``trading.events.outbox.record`` in the transaction of that change."""
     return publish_many([event], client=client)[0]
 
 
 def publish_many(events: Iterable[Event], *, client: redis.Redis | None = None) -> list[str]:
     """Appends the events, in order and all or none (one MULTI/EXEC round trip), and returns
-    their stream ids in the same order."""
+    their stream ids in the same order. See ``publish`` for which events may come this way."""
     events = list(events)
     if not events:
         return []

@@ -25,8 +25,8 @@ from django.conf import settings
 from django.db import IntegrityError, transaction
 from django.utils import timezone
 
+from trading.events import outbox
 from trading.events.envelope import Event, new_event
-from trading.events.log import publish_many
 from trading.execution import metrics
 from trading.execution.adapter import (
     ExchangeAdapter,
@@ -37,6 +37,7 @@ from trading.execution.adapter import (
     OrderStatus,
     client_order_id_for,
 )
+from trading.execution.intake import signal_payload
 from trading.marketdata.bars import Bar
 from trading.marketdata.prices import latest_prices, latest_quote, latest_quotes
 from trading.marketdata.services import symbol_rules
@@ -51,7 +52,7 @@ from trading.portfolio.pnl import (
 )
 from trading.risk import services as risk
 from trading.risk.checks import OrderIntent, evaluate
-from trading.risk.reasons import Reason
+from trading.risk.reasons import AlertReason, Reason
 from trading.store import redis_client, rkey
 
 logger = logging.getLogger(__name__)
@@ -87,7 +88,7 @@ def exchange(account: Account | None = None) -> ExchangeAdapter:
 
 
 class _Events:
-    """Events collected inside a transaction and published only once it commits."""
+    """Events collected inside a transaction, written to the outbox with it."""
 
     def __init__(self) -> None:
         self.events: list[Event] = []
@@ -97,52 +98,15 @@ class _Events:
             new_event(type_, payload, service=SERVICE, correlation_id=str(correlation_id))
         )
 
-    def publish_on_commit(self, *, notify: bool = True) -> None:
-        """Publishes the events once the transaction commits, then tells analytics there is
-        something to read. ``notify=False`` where the signal's story goes on at once and
-        analytics is told at its next step, which reads everything before it too: the message
-        costs about a millisecond, on the signal's way to its fill."""
-        events = list(self.events)
-        if events:
-            transaction.on_commit(lambda: _publish_and_notify(events, notify))
-
-
-def _publish_and_notify(events: list[Event], notify: bool = True) -> None:
-    publish_many(events)
-    if notify:
-        # analytics learns from what exec-risk did; tell it there is something to read.
-        from trading.analytics.tasks import drain_events
-
-        drain_events.apply_async(expires=30)
+    def record(self, *, notify: bool = True) -> None:
+        """Writes the events to the outbox in the current transaction; once they are in the log
+        analytics is told there is something to read. ``notify=False`` where the signal's story
+        goes on at once and analytics is told at its next step, which reads everything before
+        it too: the message costs about a millisecond, on the signal's way to its fill."""
+        outbox.record(self.events, then=outbox.ANALYTICS_NUDGE if notify else None)
 
 
 # --- signals --------------------------------------------------------------------------------
-
-
-def create_signal(account: Account, **fields) -> Signal:
-    """Stores a signal and publishes ``signal.generated``; the caller enqueues its processing."""
-    with transaction.atomic():
-        signal = Signal.objects.create(account=account, **fields)
-        events = _Events()
-        events.add("signal.generated", signal_payload(signal), signal.correlation_id)
-        # exec-risk tells analytics once it has decided the signal.
-        events.publish_on_commit(notify=False)
-    return signal
-
-
-def signal_payload(signal: Signal) -> dict:
-    return {
-        "signal_id": str(signal.id),
-        "account": signal.account.name,
-        "symbol": signal.symbol,
-        "side": signal.side,
-        "confidence": str(signal.confidence),
-        "notional": None if signal.notional is None else str(signal.notional),
-        "quantity": None if signal.quantity is None else str(signal.quantity),
-        "leverage": signal.leverage,
-        "source": signal.source,
-        "model_version": signal.model_version,
-    }
 
 
 @dataclass(frozen=True)
@@ -227,7 +191,7 @@ def deny_signal(signal: Signal, reason: str, detail: str) -> Signal:
         payload = {**signal_payload(signal), "reason": reason, "detail": detail}
         events.add("order.requested", signal_payload(signal), signal.correlation_id)
         events.add("order.denied", payload, signal.correlation_id)
-        events.publish_on_commit()
+        events.record()
     metrics.ORDERS_DENIED.inc(reason=reason)
     logger.info("signal %s denied: %s (%s)", signal.correlation_id, reason, detail)
     return Signal.objects.get(pk=signal.pk)
@@ -256,7 +220,7 @@ def open_order(signal: Signal, quantity: Decimal, price: Decimal) -> Order | Non
             events = _Events()
             events.add("order.requested", order_payload(order), order.correlation_id)
             # The order goes to the exchange now; analytics is told with its answer.
-            events.publish_on_commit(notify=False)
+            events.record(notify=False)
     except IntegrityError:
         return None
     return order
@@ -310,7 +274,7 @@ def submit_order(order: Order, attempt: int = 1) -> Order:
 def _record_exchange_error(order: Order, error: ExchangeError, attempt: int = 1) -> Order:
     if error.retryable and not error.ambiguous and attempt < SUBMIT_ATTEMPTS:
         Order.objects.filter(pk=order.pk, status=Order.Status.NEW).update(error=str(error)[:300])
-        metrics.EXECUTION_ERRORS.inc(kind="retryable")
+        metrics.EXECUTION_ERRORS.inc(kind=metrics.ExecutionError.RETRYABLE)
         from trading.execution.tasks import submit_order_task
 
         delay = error.retry_after or 2 * attempt
@@ -323,7 +287,7 @@ def _record_exchange_error(order: Order, error: ExchangeError, attempt: int = 1)
         Order.objects.filter(pk=order.pk, status=Order.Status.NEW).update(
             status=Order.Status.UNKNOWN, error=str(error)[:300]
         )
-        metrics.EXECUTION_ERRORS.inc(kind="ambiguous")
+        metrics.EXECUTION_ERRORS.inc(kind=metrics.ExecutionError.AMBIGUOUS)
         from trading.execution.tasks import reconcile_order_task
 
         transaction.on_commit(lambda: reconcile_order_task.apply_async((order.pk,), countdown=1))
@@ -343,8 +307,8 @@ def _record_exchange_error(order: Order, error: ExchangeError, attempt: int = 1)
             )
         events = _Events()
         events.add("order.rejected", order_payload(order, error=str(error)), order.correlation_id)
-        events.publish_on_commit()
-    metrics.EXECUTION_ERRORS.inc(kind="rejected")
+        events.record()
+    metrics.EXECUTION_ERRORS.inc(kind=metrics.ExecutionError.REJECTED)
     return Order.objects.get(pk=order.pk)
 
 
@@ -461,7 +425,7 @@ def apply_order_result(order_id: int, result: OrderResult) -> Order:
         order.save(update_fields=fields)
         if order.signal_id:
             _update_signal(order)
-        events.publish_on_commit()
+        events.record()
     if status == Order.Status.FILLED and previous != Order.Status.FILLED:
         counters.append((metrics.ORDERS_EXECUTED, {}))
     _count(counters)
@@ -788,9 +752,10 @@ def reconcile_exchange(startup: bool = False) -> dict:
         logger.warning("could not read open orders or balances: %s", error)
     for stranger in strangers:
         # An order the platform did not place: an operator must look at it.
-        metrics.RISK_ALERTS.inc(reason="UNKNOWN_EXCHANGE_ORDER")
-        publish_many([new_event("risk.alert", {
-            "reason": "UNKNOWN_EXCHANGE_ORDER", "client_order_id": stranger.client_order_id,
+        metrics.RISK_ALERTS.inc(reason=AlertReason.UNKNOWN_EXCHANGE_ORDER)
+        outbox.record([new_event("risk.alert", {
+            "reason": AlertReason.UNKNOWN_EXCHANGE_ORDER,
+            "client_order_id": stranger.client_order_id,
             "symbol": stranger.symbol, "side": stranger.side,
             "quantity": str(stranger.orig_quantity)}, service=SERVICE)])  # fmt: skip
     return {

@@ -16,6 +16,7 @@ from trading.ai import health as _ai_health  # noqa: E402, F401
 from trading.ai import metrics as _ai_metrics  # noqa: E402, F401
 from trading.analytics import health as _analytics_health  # noqa: E402, F401
 from trading.analytics import metrics as _analytics_metrics  # noqa: E402, F401
+from trading.events import health as _events_health  # noqa: E402, F401
 from trading.events import log as _events_log  # noqa: E402, F401
 from trading.execution import health as _execution_health  # noqa: E402, F401
 from trading.execution import metrics as _execution_metrics  # noqa: E402, F401

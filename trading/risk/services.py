@@ -16,8 +16,8 @@ from django.db import transaction
 from django.db.models import Sum
 from django.utils import timezone
 
+from trading.events import outbox
 from trading.events.envelope import new_event
-from trading.events.log import publish
 from trading.execution import metrics
 from trading.models import (
     Account,
@@ -31,7 +31,7 @@ from trading.models import (
 )
 from trading.portfolio.pnl import total_cash_flow
 from trading.risk.checks import BookState, Limits
-from trading.risk.reasons import Reason
+from trading.risk.reasons import AlertReason, Reason
 from trading.risk.state import InvalidTransition, TradingState, automatic_state, transition
 
 logger = logging.getLogger(__name__)
@@ -184,7 +184,7 @@ def change_trading_state(
             },
             service="exec-risk",
         )
-        transaction.on_commit(lambda: publish(event))
+        outbox.record([event])
     if target is TradingState.HALTED:
         metrics.EMERGENCY_STOPS.inc()
     logger.warning("trading state %s -> %s by %s: %s", current, target, actor, reason)
@@ -230,12 +230,14 @@ def apply_automatic_state(account: Account, marks: dict[str, Decimal]) -> StateC
     if target == current or why is None:
         return None
     metrics.RISK_ALERTS.inc(reason=str(why))
-    publish(
-        new_event(
-            "risk.alert",
-            {"account": account.name, "reason": str(why), "equity": str(equity)},
-            service="exec-risk",
-        )
+    outbox.record(
+        [
+            new_event(
+                "risk.alert",
+                {"account": account.name, "reason": str(why), "equity": str(equity)},
+                service="exec-risk",
+            )
+        ]
     )
     return change_trading_state(
         account, target, actor=f"system:{why}", reason=Reason(why).description
@@ -317,18 +319,20 @@ def verify_cash_balances() -> list[str]:
             rebuild_cash_balance(account)
         wrong.append(account.name)
         logger.error("cash of %s was %s, its fills say %s: rebuilt", account, stored, computed)
-        metrics.RISK_ALERTS.inc(reason="CASH_MISMATCH")
-        publish(
-            new_event(
-                "risk.alert",
-                {
-                    "account": account.name,
-                    "reason": "CASH_MISMATCH",
-                    "stored": str(stored),
-                    "fills": str(computed),
-                },
-                service="exec-risk",
-            )
+        metrics.RISK_ALERTS.inc(reason=AlertReason.CASH_MISMATCH)
+        outbox.record(
+            [
+                new_event(
+                    "risk.alert",
+                    {
+                        "account": account.name,
+                        "reason": AlertReason.CASH_MISMATCH,
+                        "stored": str(stored),
+                        "fills": str(computed),
+                    },
+                    service="exec-risk",
+                )
+            ]
         )
     return wrong
 

@@ -92,22 +92,18 @@ class Context:
         leverage: int = 1,
     ) -> Signal:
         """A signal on the sandbox account, sent to exec-risk like any other."""
-        from django.db import transaction
+        from trading.execution.intake import SignalRequest, submit_signal
 
-        from trading.execution.services import create_signal
-        from trading.execution.tasks import process_signal
-
-        signal = create_signal(
-            self.account,
+        request = SignalRequest(
             symbol=symbol,
             side=side,
             confidence=Decimal(confidence),
             notional=None if quantity is not None else Decimal(notional),
             quantity=None if quantity is None else Decimal(quantity),
             leverage=leverage,
-            source="selftest",
         )
-        transaction.on_commit(lambda: process_signal.delay(str(signal.id)))
+        # The system checks run in the analytics service.
+        signal = submit_signal(self.account, request, producer="analytics", source="selftest")
         return signal
 
     def wait_signal(self, signal: Signal, timeout: float = 20.0) -> Signal:

@@ -19,8 +19,8 @@ from django.db import transaction
 from django.db.models import Q
 from django.utils import timezone
 
+from trading.events import outbox
 from trading.events.envelope import new_event
-from trading.events.log import publish
 from trading.models import (
     Account,
     Fill,
@@ -81,14 +81,13 @@ def run_suite(run: SelfTestRun, report: Report | None = None) -> SelfTestRun:
     reset_sandbox(account)
     context = Context(settings.SELFTEST_BASE_URL, account)
     catalogue = SUITES[run.suite]
-    publish(
+    outbox.record([
         new_event(
             "selftest.started",
             {"run_id": run.pk, "suite": run.suite, "scenarios": [s.name for s in catalogue],
              "trigger": run.trigger},
             service="analytics",
-        )
-    )  # fmt: skip
+        )])  # fmt: skip
     try:
         for position, scenario in enumerate(catalogue, start=1):
             started = time.perf_counter()
@@ -110,15 +109,14 @@ def run_suite(run: SelfTestRun, report: Report | None = None) -> SelfTestRun:
                 detail=outcome.detail,
                 data=_jsonable(outcome.data),
             )
-            publish(
+            outbox.record([
                 new_event(
                     "selftest.result",
                     {"run_id": run.pk, "suite": run.suite, "position": position,
                      "total": len(catalogue), "name": result.name, "status": result.status,
                      "duration_seconds": result.duration_seconds, "detail": result.detail},
                     service="analytics",
-                )
-            )  # fmt: skip
+                )])  # fmt: skip
             if report is not None:
                 report(result)
     finally:
@@ -139,14 +137,13 @@ def finish_run(run: SelfTestRun) -> None:
     run.status = SelfTestRun.Status.PASSED if ok else SelfTestRun.Status.FAILED
     run.finished_at = timezone.now()
     run.save()
-    publish(
+    outbox.record([
         new_event(
             "selftest.finished",
             {"run_id": run.pk, "suite": run.suite, "status": run.status, "passed": run.passed,
              "failed": run.failed, "skipped": run.skipped},
             service="analytics",
-        )
-    )  # fmt: skip
+        )])  # fmt: skip
 
 
 def reset_sandbox(account: Account, settle_seconds: float = 10.0) -> None:

@@ -12,6 +12,7 @@ import pytest
 from tests.conftest import SYMBOLS
 from tests.integration.trading.test_api_flow import metric, post_signal, settled
 from tests.support.processes import wait_for
+from tests.support.signals import saved_signal
 from trading.ai.features import FEATURE_NAMES, WARMUP_BARS
 from trading.analytics import services as analytics
 from trading.events.consumer import ensure_group
@@ -144,21 +145,14 @@ def test_drift_fires_on_shifted_live_features_and_asks_for_one_retraining(
     assert len(asked) == 1  # one retraining request an hour, however often drift is seen
 
 
-def test_a_position_above_the_target_weight_is_trimmed_through_exec_risk(
-    market, settings, monkeypatch
-):
-    from trading.execution import tasks as execution_tasks
-
-    monkeypatch.setattr(
-        execution_tasks.process_signal, "delay", lambda sid: execution.process_signal(sid)
-    )
+def test_a_position_above_the_target_weight_is_trimmed_through_exec_risk(market, settings):
     RiskLimits.objects.update_or_create(
         symbol="", defaults={"max_position_notional": Decimal("60000")}
     )
     settings.REBALANCE_TARGET_WEIGHT = Decimal("0.2")
     account = risk.get_account()
     opened = execution.process_signal(
-        execution.create_signal(
+        saved_signal(
             account,
             symbol="BTCUSDT",
             side="BUY",
@@ -168,6 +162,7 @@ def test_a_position_above_the_target_weight_is_trimmed_through_exec_risk(
     )
     assert opened.status == "filled"
     (trim,) = analytics.rebalance(account)
+    execution.process_signal(trim.pk)  # what exec-risk does with the signal handed to it
     trim.refresh_from_db()
     assert (trim.source, trim.side, trim.status) == ("analytics", "SELL", "filled")
     marks = {s: q for s, q in ((b.symbol, b.close) for b in market.values())}
@@ -192,7 +187,7 @@ def test_performance_snapshots_and_sizing_follow_closed_trades(market):
         )
         record_bars([low])
         bought = execution.process_signal(
-            execution.create_signal(
+            saved_signal(
                 account, symbol="SOLUSDT", side="BUY", confidence=Decimal("0.9"),
                 notional=Decimal("500"),
             ).pk
@@ -204,7 +199,7 @@ def test_performance_snapshots_and_sizing_follow_closed_trades(market):
             close_time=low.close_time + timedelta(minutes=5),
         )])  # fmt: skip
         execution.process_signal(
-            execution.create_signal(
+            saved_signal(
                 account, symbol="SOLUSDT", side="SELL", confidence=Decimal("0.9"),
                 quantity=bought.orders.get().filled_quantity,
             ).pk

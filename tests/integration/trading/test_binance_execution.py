@@ -18,6 +18,7 @@ import pytest
 import requests
 import responses
 
+from tests.support.signals import saved_signal
 from trading.events.replay import read_window
 from trading.execution import services
 from trading.execution.adapter import client_order_id_for
@@ -161,7 +162,7 @@ def reconcile_requests(monkeypatch) -> list[tuple]:
 
 
 def buy_signal(quantity: str = "0.01") -> Signal:
-    return services.create_signal(
+    return saved_signal(
         risk.get_account(),
         symbol="BTCUSDT",
         side="BUY",

@@ -10,6 +10,7 @@ import pytest
 
 from tests.integration.trading.conftest import bars_at
 from tests.integration.trading.exchange_answers import new_order, report, trade
+from tests.support.signals import saved_signal
 from trading.events.replay import read_window
 from trading.execution import services
 from trading.execution.adapter import ExchangeFill
@@ -22,7 +23,7 @@ pytestmark = pytest.mark.django_db(transaction=True)
 
 def signal(symbol="BTCUSDT", side="BUY", confidence="0.9", **fields) -> Signal:
     fields.setdefault("notional", None if "quantity" in fields else Decimal("1000"))
-    return services.create_signal(
+    return saved_signal(
         risk.get_account(), symbol=symbol, side=side, confidence=Decimal(confidence), **fields
     )
 

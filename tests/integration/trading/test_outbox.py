@@ -1,0 +1,134 @@
+"""The transactional outbox with the real parts: events written with their change, relayed in
+order, once in the log; a signal accepted while Redis is down is filled once it is back."""
+
+from __future__ import annotations
+
+import threading
+from collections import Counter
+from decimal import Decimal
+
+import pytest
+import redis
+
+from tests.support.processes import wait_for
+from tests.support.signals import saved_signal
+from trading.events import outbox
+from trading.events.envelope import new_event
+from trading.events.replay import read_window
+from trading.models import OutboxEvent, Signal
+from trading.risk.services import get_account
+
+pytestmark = pytest.mark.django_db(transaction=True)
+
+
+def log_of(correlation_id: str) -> list[str]:
+    return [event.event_id for _, event in read_window(limit=1000, correlation_id=correlation_id)]
+
+
+class DeadRedis:
+    """What the fast path sees when Redis went away between the commit and the publish."""
+
+    def eval(self, *args, **kwargs):
+        raise redis.ConnectionError("Connection refused")
+
+
+@pytest.fixture
+def redis_down_after_commit(monkeypatch):
+    monkeypatch.setattr(outbox, "_fast_client", lambda url: DeadRedis())
+
+
+def test_a_rolled_back_change_leaves_no_event_and_a_committed_one_is_logged_once(redis_client):
+    from django.db import transaction
+
+    event = new_event("risk.alert", {"reason": "TEST"}, service="exec-risk", correlation_id="c-1")
+    with pytest.raises(RuntimeError), transaction.atomic():
+        outbox.record([event])
+        raise RuntimeError("the change fails")
+    assert not OutboxEvent.objects.exists()
+
+    kept = new_event("risk.alert", {"reason": "TEST"}, service="exec-risk", correlation_id="c-2")
+    outbox.record([kept])
+    assert log_of("c-2") == [kept.event_id]
+    assert OutboxEvent.objects.get().published_at is not None
+
+
+def test_a_row_published_again_after_a_crash_is_not_appended_twice(redis_client, monkeypatch):
+    event = new_event("risk.alert", {"reason": "TEST"}, service="exec-risk", correlation_id="c-3")
+    # The relay appends, then dies before it marks the row.
+    monkeypatch.setattr(outbox, "_send_handoffs", lambda rows: (_ for _ in ()).throw(SystemExit))
+    with pytest.raises(SystemExit):
+        outbox.record([event])
+        outbox.relay()
+    monkeypatch.undo()
+    assert outbox.backlog().rows == 1
+    assert outbox.relay() == 1
+    assert log_of("c-3") == [event.event_id]
+    assert outbox.backlog().rows == 0
+
+
+def test_racing_relays_publish_each_correlation_in_commit_order(redis_client, monkeypatch):
+    monkeypatch.setattr(outbox, "_fast_client", lambda url: DeadRedis())
+    written = {f"k-{k}": [] for k in range(4)}
+    for step in range(30):
+        for correlation_id, ids in written.items():
+            event = new_event("risk.alert", {"step": step}, service="exec-risk",
+                              correlation_id=correlation_id)  # fmt: skip
+            outbox.record([event])
+            ids.append(event.event_id)
+    monkeypatch.setattr(outbox, "BATCH", 7)
+    errors = []
+
+    def relay() -> None:
+        from django.db import connection
+
+        try:
+            while outbox.backlog().rows:
+                outbox.relay()
+        except Exception as error:  # pragma: no cover - reported below
+            errors.append(error)
+        finally:
+            connection.close()
+
+    threads = [threading.Thread(target=relay) for _ in range(4)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(60)
+    assert not errors
+    for correlation_id, ids in written.items():
+        assert log_of(correlation_id) == ids
+
+
+def test_the_backlog_shows_on_exec_risks_health_and_metrics(client, redis_down_after_commit):
+    saved_signal(get_account(), symbol="BTCUSDT", side="BUY", notional=Decimal("100"))
+    health = client.get("/services/exec-risk/health").json()
+    assert health["checks"]["outbox"]["backlog"] == 1
+    text = client.get("/services/exec-risk/metrics").content.decode()
+    assert "exec_risk_service_outbox_backlog 1.0" in text
+    assert "exec_risk_service_outbox_oldest_age_seconds" in text
+
+
+def test_a_signal_whose_publish_fails_is_accepted_then_filled_once_by_the_relay(
+    api, market, service_workers, redis_down_after_commit
+):
+    response = api.post(
+        "/api/v1/signals",
+        {"symbol": "BTCUSDT", "side": "BUY", "confidence": 0.9, "notional": "100"},
+        format="json",
+    )
+    assert response.status_code == 202, response.content
+    body = response.json()
+    assert log_of(body["correlation_id"]) == []  # Redis was "down": nothing left yet
+    assert Signal.objects.get(pk=body["id"]).status == "pending"
+
+    assert outbox.relay() >= 1  # the relay loop, once Redis answers
+    signal = wait_for(
+        lambda: Signal.objects.filter(pk=body["id"], status="filled").first(), 20, "the fill"
+    )
+    assert signal.orders.count() == 1
+    generated = [
+        e for _, e in read_window(limit=1000, correlation_id=body["correlation_id"])
+        if e.type == "signal.generated"
+    ]  # fmt: skip
+    assert len(generated) == 1 and generated[0].service == "web"
+    assert Counter(log_of(body["correlation_id"])).most_common(1)[0][1] == 1
