@@ -215,3 +215,7 @@ class SelfTestRunAdmin(ReadOnlyLedgerAdmin):
                     "actor", "finished_at"]  # fmt: skip
     list_filter = ["suite", "status", "trigger"]
     inlines = [SelfTestResultInline]
+
+
+# Notification channels, deliveries and the Telegram chats live with their area.
+from trading.notifications import admin as _notifications_admin  # noqa: E402, F401

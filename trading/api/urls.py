@@ -2,6 +2,7 @@ from django.urls import path
 from drf_spectacular.views import SpectacularAPIView
 
 from trading.api import views
+from trading.notifications.views import AlertmanagerWebhookView
 
 urlpatterns = [
     # --- Services ---
@@ -18,6 +19,12 @@ urlpatterns = [
     path("risk", views.RiskView.as_view(), name="api-risk"),
     path("risk/halt", views.HaltView.as_view(), name="api-risk-halt"),
     path("risk/resume", views.ResumeView.as_view(), name="api-risk-resume"),
+    # --- Alerts ---
+    path(
+        "alerts/alertmanager",
+        AlertmanagerWebhookView.as_view(),
+        name="api-alerts-alertmanager",
+    ),
     # --- System checks ---
     path("selftest/runs", views.SelfTestRunsView.as_view(), name="api-selftest-runs"),
     path("selftest/runs/<int:run_id>", views.SelfTestRunView.as_view(), name="api-selftest-run"),
