@@ -1,6 +1,7 @@
 """docker-compose.yml runs the whole platform: each app service's own command and environment,
 started here as a local process in the order compose starts them, serves every ready endpoint and
-publishes the feed's bars. Host names point at local parts, since no Docker engine is needed."""
+publishes the feed's bars. No Docker engine is needed: host names point at local parts (a private
+PostgreSQL server when this machine has PostgreSQL's programs, SQLite otherwise)."""
 
 from __future__ import annotations
 
@@ -15,6 +16,7 @@ import pytest
 
 from deploy.redis_server import free_port
 from tests.support.compose import LocalPlatform, app_services, init_service, resolved_compose
+from tests.support.postgres import LocalPostgres, postgres_programs
 from tests.support.processes import ROOT, Process, http_status, wait_for
 from trading.marketdata.klines import load_bundled_bars
 
@@ -24,6 +26,7 @@ pytestmark = pytest.mark.skipif(
 
 SERVICES = ("ai", "exec-risk", "analytics")
 COMPOSE_DB = 11
+POSTGRES_PORT = 5432  # the postgres image's
 REPLAY_START = 150  # run_feed's default --history
 
 
@@ -34,7 +37,8 @@ def platform(tmp_path, redis_server):
         "DJANGO_SECRET_KEY": "compose-test-secret-key-that-is-long-enough-for-the-check",
         "QT_ADMIN_PASSWORD": "compose admin password 1",
     }
-    services = app_services(resolved_compose(env)["services"])
+    every_service = resolved_compose(env)["services"]
+    services = app_services(every_service)
     ports = {}
     for name, service in services.items():
         for mapping in service.get("ports", []):
@@ -42,7 +46,18 @@ def platform(tmp_path, redis_server):
             ports[(name, int(mapping["target"]))] = local
             ports[(name, int(mapping["published"]))] = local
     redis_url = urlunsplit(urlsplit(redis_server.url)._replace(path=f"/{COMPOSE_DB}"))
-    urls = {"redis": redis_url, "postgres": f"sqlite:///{tmp_path / 'db.sqlite3'}"}
+    urls = {"redis": redis_url}
+    database = None
+    programs = postgres_programs()
+    if programs:
+        # As the postgres image makes them: the database and its owner from its environment.
+        made = every_service["postgres"]["environment"]
+        database = LocalPostgres(
+            programs, made["POSTGRES_DB"], made["POSTGRES_USER"], made["POSTGRES_PASSWORD"]
+        ).start()
+        ports[("postgres", POSTGRES_PORT)] = database.port
+    else:
+        urls["postgres"] = f"sqlite:///{tmp_path / 'db.sqlite3'}"
     local = LocalPlatform(services, ports, urls, tmp_path / "containers")
     started: list[Process] = []
     flush_db(redis_url)
@@ -50,6 +65,8 @@ def platform(tmp_path, redis_server):
     for process in reversed(started):
         process.stop()
     flush_db(redis_url)
+    if database:
+        database.stop()
 
 
 def flush_db(url: str) -> None:

@@ -71,6 +71,15 @@ def test_compose_prepares_the_platform_as_make_run_does_before_the_processes_sta
         assert set(required) <= options, f"deploy/run.py runs {name} without {required}"
 
 
+def test_every_app_container_knows_the_feeds_source_and_pace():
+    # The feed publishes at this pace and the health views (web) judge freshness by it.
+    services = compose_services()
+    for name in (*APP_CONTAINERS, init_service(services)):
+        environment = services[name]["environment"]
+        assert environment["QT_MARKET_DATA"] == "${QT_MARKET_DATA:-replay}", name
+        assert environment["QT_REPLAY_BAR_SECONDS"] == "${QT_REPLAY_BAR_SECONDS:-1}", name
+
+
 def test_the_image_ships_the_klines_the_feed_replays():
     from trading.marketdata.klines import BUNDLED_DIR, bundled_symbols
 

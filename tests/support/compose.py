@@ -138,7 +138,7 @@ class LocalPlatform:
     as each container has its own file system.
 
     ``ports`` maps (service, port in its container) to the port on 127.0.0.1; ``urls`` maps a
-    service host name to the URL that replaces any URL naming it."""
+    service host name to the URL that replaces any URL naming it (a database of another kind)."""
 
     def __init__(
         self,
@@ -164,14 +164,17 @@ class LocalPlatform:
         if parts.hostname in self.urls:
             return self.urls[parts.hostname]
         port = self.local_port(service, parts.hostname, parts.port)
-        return urlunsplit(parts._replace(netloc=f"127.0.0.1:{port}"))
+        credentials, at, _ = parts.netloc.rpartition("@")
+        return urlunsplit(parts._replace(netloc=f"{credentials}{at}127.0.0.1:{port}"))
 
     def environment(self, service: str) -> dict[str, str]:
         """The image's variables, then the service's, with container addresses made local."""
         declared = {**self.image_env, **(self.services[service].get("environment") or {})}
+        var_dir = self.work_dir / service
+        (var_dir / "static").mkdir(parents=True, exist_ok=True)  # as the image has it
         env = {
             "PATH": f"{Path(sys.executable).parent}:/usr/bin:/bin",
-            "HOME": str(self.work_dir),
+            "HOME": str(var_dir),
             "LANG": "C.UTF-8",
         }
         for name, value in declared.items():
@@ -186,8 +189,6 @@ class LocalPlatform:
             elif "://" in value:
                 value = self.rewrite_url(service, value)
             env[name] = value
-        var_dir = self.work_dir / service
-        (var_dir / "static").mkdir(parents=True, exist_ok=True)  # as the image has it
         env["QT_VAR_DIR"] = str(var_dir)
         return env
 
