@@ -3,21 +3,49 @@
 from __future__ import annotations
 
 import time
+from enum import StrEnum
 
 from prometheus_client.core import GaugeMetricFamily, InfoMetricFamily
 
+from trading.models import Side
 from trading.observability.metrics import Kind, declare, scrape_collector
 
 S = "ai"
 
+
+class NoSignal(StrEnum):
+    """Why a closed bar got no signal (the ai service's errors)."""
+
+    NO_MODEL = "no_model"  # no trained model yet
+    HISTORY_BAR = "history_bar"  # announced as history (a feed's backfill), not as it closed
+    STALE_BAR = "stale_bar"  # handled after the model's horizon had passed
+    FEATURES = "features"  # the features came out non-finite
+
+
+class TrainingTrigger(StrEnum):
+    """Why a model was trained. Other triggers (benchmarks) are counted too, not shown at 0."""
+
+    MANUAL = "manual"  # the train_model command
+    SCHEDULE = "schedule"  # the beat schedule
+    DRIFT = "drift"  # analytics found the live features drifted
+
+
 SIGNALS_GENERATED = declare(
-    S, "ai_service_signals_generated_total", Kind.COUNTER, "Signals sent to exec-risk", ("side",)
+    S,
+    "ai_service_signals_generated_total",
+    Kind.COUNTER,
+    "Signals sent to exec-risk",
+    {"side": Side},
 )
 PREDICTIONS = declare(
     S, "ai_service_predictions_made_total", Kind.COUNTER, "Predictions made on closed bars"
 )
 ERRORS = declare(
-    S, "ai_service_errors_total", Kind.COUNTER, "Bars the ai service could not act on", ("kind",)
+    S,
+    "ai_service_errors_total",
+    Kind.COUNTER,
+    "Bars the ai service could not act on",
+    {"kind": NoSignal},
 )
 SIGNAL_LATENCY = declare(
     S,
@@ -27,7 +55,9 @@ SIGNAL_LATENCY = declare(
     (),
     (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0),
 )
-TRAININGS = declare(S, "ai_service_trainings_total", Kind.COUNTER, "Models trained", ("trigger",))
+TRAININGS = declare(
+    S, "ai_service_trainings_total", Kind.COUNTER, "Models trained", {"trigger": TrainingTrigger}
+)
 
 
 def _loaded(value: int) -> GaugeMetricFamily:

@@ -2,18 +2,31 @@
 
 from __future__ import annotations
 
+from enum import StrEnum
+
 from prometheus_client.core import GaugeMetricFamily
 
+from trading.ai.metrics import TrainingTrigger
+from trading.events.types import EventType
 from trading.observability.metrics import Kind, declare, scrape_collector
+from trading.observability.services import SERVICES
 
 S = "analytics"
+
+
+class Remedy(StrEnum):
+    """What supervision does for a degraded service."""
+
+    RECLAIM = "reclaim"  # drain the event-log messages stuck with a dead consumer
+    POOL_RESTART = "pool_restart"  # restart the pools of workers that make no progress
+
 
 EVENTS_RECEIVED = declare(
     S,
     "analytics_os_service_events_received_total",
     Kind.COUNTER,
     "Events read from the log by the analytics consumer group",
-    ("type",),
+    {"type": EventType},
 )
 HEALTH_CHECKS = declare(
     S, "analytics_os_service_health_checks_total", Kind.COUNTER, "Supervision sweeps run"
@@ -23,7 +36,7 @@ AUTO_RESTARTS = declare(
     "analytics_os_service_auto_restarts_total",
     Kind.COUNTER,
     "Remedies applied by supervision (reclaimed messages, restarted pools)",
-    ("service", "remedy"),
+    {"service": SERVICES, "remedy": Remedy},
 )
 REBALANCES = declare(
     S, "analytics_os_service_rebalances_executed_total", Kind.COUNTER, "Rebalancing trims sent"
@@ -39,7 +52,7 @@ RETRAININGS = declare(
     "analytics_os_service_retrainings_triggered_total",
     Kind.COUNTER,
     "Retraining requests sent to the ai service",
-    ("trigger",),
+    {"trigger": TrainingTrigger},
 )
 LEARNING_RECORDED = declare(
     S,

@@ -3,11 +3,28 @@ the gauges describing the book are computed from the database when the page is s
 
 from __future__ import annotations
 
+from enum import StrEnum
+
+from django.conf import settings
 from prometheus_client.core import GaugeMetricFamily
 
 from trading.observability.metrics import LATENCY_BUCKETS, Kind, declare, scrape_collector
+from trading.risk.reasons import AlertReason, Reason
 
 S = "exec-risk"
+
+
+class ExecutionError(StrEnum):
+    """What became of an order the exchange refused or did not clearly answer."""
+
+    RETRYABLE = "retryable"  # sent again after a pause
+    AMBIGUOUS = "ambiguous"  # the exchange may have it: reconciled before anything else
+    REJECTED = "rejected"  # refused for good
+
+
+def _symbols() -> list[str]:
+    return list(settings.SYMBOLS)
+
 
 ORDERS_EXECUTED = declare(
     S, "exec_risk_service_orders_executed_total", Kind.COUNTER, "Orders completely filled"
@@ -22,8 +39,8 @@ RISK_ALERTS = declare(
     S,
     "exec_risk_service_risk_alerts_total",
     Kind.COUNTER,
-    "Risk alerts raised (limit breaches that change the trading state)",
-    ("reason",),
+    "Risk alerts raised (limit breaches that change the trading state, books that disagree)",
+    {"reason": AlertReason},
 )
 EMERGENCY_STOPS = declare(
     S, "exec_risk_service_emergency_stops_total", Kind.COUNTER, "Times trading was halted"
@@ -33,16 +50,18 @@ EXECUTION_ERRORS = declare(
     "exec_risk_service_execution_errors_total",
     Kind.COUNTER,
     "Orders the exchange refused or that failed to reach it",
-    ("kind",),
+    {"kind": ExecutionError},
 )
 ORDERS_DENIED = declare(
     S,
     "exec_risk_service_orders_denied_total",
     Kind.COUNTER,
     "Orders denied by the pre-trade checks, by reason code",
-    ("reason",),
+    {"reason": Reason},
 )
-FILLS = declare(S, "exec_risk_service_fills_total", Kind.COUNTER, "Fills recorded", ("symbol",))
+FILLS = declare(
+    S, "exec_risk_service_fills_total", Kind.COUNTER, "Fills recorded", {"symbol": _symbols}
+)
 ORDER_LATENCY = declare(
     S,
     "exec_risk_service_order_latency_seconds",

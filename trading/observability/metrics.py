@@ -8,15 +8,22 @@ state). The web process reads the hash and renders it with prometheus_client's e
 
 Counters survive worker restarts (Prometheus sees a monotonic series); only a Redis flush resets
 them, which ``rate()`` handles like any counter reset.
+
+Every declared metric is on the page from the first scrape, as prometheus_client exports a metric
+it created: an unlabelled one at 0 until it moves, a labelled one with a 0 series for each label
+value declared as known (an enum's members, or a function of the settings), so that ``rate()``
+and ``increase()`` see the first event instead of a series appearing with it. Values a recorder
+passes beyond the known ones are stored and rendered all the same.
 """
 
 from __future__ import annotations
 
+import itertools
 import json
 import math
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
-from enum import StrEnum
+from enum import Enum, StrEnum
 
 import redis
 from prometheus_client import CollectorRegistry, generate_latest
@@ -39,6 +46,17 @@ class Kind(StrEnum):
     HISTOGRAM = "histogram"
 
 
+# The values a label is known to take: an enum class, a collection, or a function returning one
+# (read at every scrape, for values that follow the settings).
+LabelValues = type[Enum] | Iterable[object] | Callable[[], Iterable[object]]
+# A metric's labels: their names, or a mapping of each name to its known values (None: open).
+Labels = Iterable[str] | Mapping[str, LabelValues | None]
+
+
+def _label_value(value: object) -> str:
+    return str(value.value) if isinstance(value, Enum) else str(value)
+
+
 @dataclass(frozen=True)
 class MetricSpec:
     service: str
@@ -47,6 +65,38 @@ class MetricSpec:
     documentation: str
     labelnames: tuple[str, ...] = ()
     buckets: tuple[float, ...] = ()
+    # (label name, its known values) for the labels whose values are known
+    known: tuple[tuple[str, tuple[str, ...] | Callable[[], Iterable[object]]], ...] = ()
+
+    def initial_label_sets(self) -> list[tuple[str, ...]]:
+        """The label values shown at 0 before anything is recorded: the empty set for an
+        unlabelled metric, every combination of the known values when all labels have them,
+        else none."""
+        known = dict(self.known)
+        if not set(self.labelnames) <= set(known):
+            return []
+        columns = []
+        for name in self.labelnames:
+            values = known[name]
+            values = values() if callable(values) else values
+            columns.append(list(dict.fromkeys(_label_value(v) for v in values)))
+        return list(itertools.product(*columns))
+
+
+def _split_labels(labels: Labels) -> tuple[tuple[str, ...], tuple]:
+    """Label names, and the known values of those that have them, as ``MetricSpec`` keeps them."""
+    if not isinstance(labels, Mapping):
+        return tuple(labels), ()
+    known = []
+    for name, values in labels.items():
+        if values is None:
+            continue
+        if isinstance(values, type) and issubclass(values, Enum):
+            values = tuple(_label_value(member) for member in values)
+        elif not callable(values):
+            values = tuple(_label_value(v) for v in values)
+        known.append((name, values))
+    return tuple(labels), tuple(known)
 
 
 # Declared metrics per service, in declaration order: what the metrics page renders.
@@ -108,22 +158,26 @@ def declare(
     name: str,
     kind: Kind,
     documentation: str,
-    labelnames: Iterable[str] = (),
+    labels: Labels = (),
     buckets: Iterable[float] = LATENCY_BUCKETS,
 ) -> ServiceMetric:
-    """Declares a metric of a service; the name must carry the service's spec prefix."""
+    """Declares a metric of a service; the name must carry the service's spec prefix. ``labels``
+    names the labels, or maps each to the values it is known to take (an enum: its members), which
+    the page then shows at 0 until they are recorded."""
     prefix = SERVICES[service].metric_prefix
     if not name.startswith(prefix + "_"):
         raise ValueError(f"{name} must start with {prefix}_")
     if kind is Kind.COUNTER and not name.endswith("_total"):
         raise ValueError(f"counter {name} must end with _total")
+    labelnames, known = _split_labels(labels)
     spec = MetricSpec(
         service=service,
         name=name,
         kind=kind,
         documentation=documentation,
-        labelnames=tuple(labelnames),
+        labelnames=labelnames,
         buckets=tuple(sorted(buckets)) if kind is Kind.HISTOGRAM else (),
+        known=known,
     )
     existing = _SPECS[service].get(name)
     if existing is not None and existing != spec:
@@ -133,12 +187,13 @@ def declare(
 
 
 def declare_for_each_service(
-    suffix: str, kind: Kind, documentation: str, labelnames: Iterable[str] = ()
+    suffix: str, kind: Kind, documentation: str, labels: Labels = ()
 ) -> dict[str, ServiceMetric]:
     """The same metric for every service, under each service's own prefix."""
+    labels = labels if isinstance(labels, Mapping) else tuple(labels)
     return {
         service.name: declare(
-            service.name, f"{service.metric_prefix}_{suffix}", kind, documentation, labelnames
+            service.name, f"{service.metric_prefix}_{suffix}", kind, documentation, labels
         )
         for service in SERVICES.values()
     }
@@ -176,7 +231,8 @@ def read_samples(client: redis.Redis, service: str) -> dict[str, float]:
 
 
 def build_families(specs: Iterable[MetricSpec], samples: Mapping[str, float]) -> list[Metric]:
-    """Turns the stored samples into metric families; every declared metric is present."""
+    """Turns the stored samples into metric families: every declared metric, with a series for
+    each label set stored or known (at 0 when nothing was recorded for it)."""
     by_metric: dict[str, dict[tuple[str, ...], dict[str, float]]] = {}
     for field, value in samples.items():
         try:
@@ -188,13 +244,13 @@ def build_families(specs: Iterable[MetricSpec], samples: Mapping[str, float]) ->
     families: list[Metric] = []
     for spec in specs:
         series = by_metric.get(spec.name, {})
+        for labels in spec.initial_label_sets():
+            series.setdefault(labels, {})
         labelnames = list(spec.labelnames)
         if spec.kind is Kind.COUNTER:
             family = CounterMetricFamily(
                 spec.name.removesuffix("_total"), spec.documentation, labels=labelnames
             )
-            if not series and not labelnames:
-                series = {(): {"": 0.0}}
             for labels, parts in sorted(series.items()):
                 family.add_metric(list(labels), parts.get("", 0.0))
         elif spec.kind is Kind.GAUGE:

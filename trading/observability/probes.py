@@ -112,21 +112,21 @@ def service_metrics_text(service: Service) -> bytes:
     for worker in report.workers:
         ages.add_metric([worker.node], worker.age(report.now))
     families = [uptime, ready, workers, ages]
-    samples: dict[str, float] = {}
     if report.passed("redis"):
         client = redis_probe_client()
         try:
             samples = read_samples(client, service.name)
+            backlog = queue_length(client, service.queue)
+        except redis.RedisError:
+            pass
+        else:
             families.append(
                 GaugeMetricFamily(
-                    f"{prefix}_queue_length",
-                    "Tasks waiting in the service's queue",
-                    value=queue_length(client, service.queue),
+                    f"{prefix}_queue_length", "Tasks waiting in the service's queue", value=backlog
                 )
             )
-        except redis.RedisError:
-            samples = {}
-    families.extend(build_families(declared(service.name), samples))
+            # Only when read: zeros in place of unreadable counters would look like resets.
+            families.extend(build_families(declared(service.name), samples))
     if report.passed("database"):
         for collector in scrape_collectors(service.name):
             families.extend(collector())

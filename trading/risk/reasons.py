@@ -64,3 +64,13 @@ DESCRIPTIONS: dict[Reason, str] = {
     Reason.NO_MARKET_DATA: "No price is known for the symbol yet, so the order cannot be valued.",
     Reason.EXCHANGE_REJECTED: "The exchange refused the order; the detail has its message.",
 }
+
+
+class AlertReason(StrEnum):
+    """Why a ``risk.alert`` was raised: a limit that changed the trading state, or a book that
+    disagrees with its record. Stable strings, like ``Reason``'s."""
+
+    DAILY_LOSS_LIMIT = Reason.DAILY_LOSS_LIMIT.value
+    MAX_DRAWDOWN = Reason.MAX_DRAWDOWN.value
+    CASH_MISMATCH = "CASH_MISMATCH"  # the running cash disagreed with the fills
+    UNKNOWN_EXCHANGE_ORDER = "UNKNOWN_EXCHANGE_ORDER"  # an open order the platform did not place

@@ -1,15 +1,20 @@
+from enum import StrEnum
+
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
+from trading.execution.metrics import ORDERS_DENIED
 from trading.observability.metrics import (
     Kind,
     MetricSpec,
     ServiceMetric,
     _field,
+    _split_labels,
     build_families,
     declare,
     render,
 )
+from trading.risk.reasons import Reason
 
 COUNTER = MetricSpec("ai", "ai_service_things_total", Kind.COUNTER, "Things", ("kind",))
 PLAIN_COUNTER = MetricSpec("ai", "ai_service_signals_total", Kind.COUNTER, "Signals")
@@ -57,7 +62,82 @@ def test_an_unlabelled_counter_is_exported_as_zero_before_its_first_increment():
 
 def test_samples_of_undeclared_metrics_and_garbage_fields_are_ignored():
     stored = {_field("ai_service_gone_total", "", []): 1.0, "not json": 2.0}
-    assert parse(render(build_families([GAUGE], stored))) == {}
+    assert parse(render(build_families([GAUGE], stored))) == {"ai_service_level{}": 0.0}
+
+
+def test_unlabelled_gauges_and_histograms_are_exported_as_zero_before_anything_is_recorded():
+    latency = MetricSpec(
+        "ai", "ai_service_wait_seconds", Kind.HISTOGRAM, "Wait", buckets=(0.1, 1.0)
+    )
+    assert parse(render(build_families([GAUGE, latency], {}))) == {
+        "ai_service_level{}": 0.0,
+        "ai_service_wait_seconds_bucket{le=0.1}": 0.0,
+        "ai_service_wait_seconds_bucket{le=1.0}": 0.0,
+        "ai_service_wait_seconds_bucket{le=+Inf}": 0.0,
+        "ai_service_wait_seconds_count{}": 0.0,
+        "ai_service_wait_seconds_sum{}": 0.0,
+    }
+
+
+class Colour(StrEnum):
+    RED = "red"
+    GREEN = "green"
+
+
+def spec_with(labels, name="ai_service_paints_total") -> MetricSpec:
+    labelnames, known = _split_labels(labels)
+    return MetricSpec("ai", name, Kind.COUNTER, "Paints", labelnames, known=known)
+
+
+def test_a_labelled_counter_shows_each_known_value_at_zero_before_its_first_increment():
+    samples = parse(render(build_families([spec_with({"colour": Colour})], {})))
+    assert samples == {
+        "ai_service_paints_total{colour=red}": 0.0,
+        "ai_service_paints_total{colour=green}": 0.0,
+    }
+
+
+def test_every_denial_reason_is_on_the_page_at_zero_before_any_denial():
+    samples = parse(render(build_families([ORDERS_DENIED.spec], {})))
+    assert samples == {
+        f"exec_risk_service_orders_denied_total{{reason={reason}}}": 0.0 for reason in Reason
+    }
+
+
+def test_recorded_values_sit_beside_the_known_ones_still_at_zero():
+    spec = spec_with({"colour": Colour, "size": ("s", "m")})
+    stored = {
+        _field(spec.name, "", ["red", "m"]): 2.0,
+        _field(spec.name, "", ["blue", "s"]): 1.0,  # a value beyond the known ones
+    }
+    samples = parse(render(build_families([spec], stored)))
+    assert samples == {
+        "ai_service_paints_total{colour=red,size=s}": 0.0,
+        "ai_service_paints_total{colour=red,size=m}": 2.0,
+        "ai_service_paints_total{colour=green,size=s}": 0.0,
+        "ai_service_paints_total{colour=green,size=m}": 0.0,
+        "ai_service_paints_total{colour=blue,size=s}": 1.0,
+    }
+
+
+def test_known_values_given_by_a_function_are_read_at_each_scrape():
+    symbols = ["BTCUSDT"]
+    spec = spec_with({"symbol": lambda: symbols})
+    assert set(parse(render(build_families([spec], {})))) == {
+        "ai_service_paints_total{symbol=BTCUSDT}"
+    }
+    symbols.append("ETHUSDT")
+    assert set(parse(render(build_families([spec], {})))) == {
+        "ai_service_paints_total{symbol=BTCUSDT}",
+        "ai_service_paints_total{symbol=ETHUSDT}",
+    }
+
+
+def test_a_label_with_open_values_keeps_its_metric_bare_until_something_is_recorded():
+    spec = spec_with({"colour": Colour, "task": None})
+    text = render(build_families([spec], {})).decode()
+    assert parse(text.encode()) == {}
+    assert "# TYPE ai_service_paints_total counter" in text
 
 
 def test_declaring_checks_prefix_and_counter_suffix():
