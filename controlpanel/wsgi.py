@@ -8,4 +8,6 @@ load_settings_or_exit()
 
 from django.core.wsgi import get_wsgi_application  # noqa: E402
 
-application = get_wsgi_application()
+from controlpanel.request_limits import ChunkedBodyBuffer  # noqa: E402
+
+application = ChunkedBodyBuffer(get_wsgi_application())

@@ -3,8 +3,11 @@ schema the API serves) are answered below 500, and every refusal says why."""
 
 from __future__ import annotations
 
+import http.client
+import io
 import json
 from decimal import Decimal
+from urllib.parse import urlsplit
 
 import pytest
 import schemathesis
@@ -15,7 +18,9 @@ from rest_framework.authtoken.models import Token
 from rest_framework.test import APIClient
 from schemathesis import GenerationMode
 
-from trading.models import Signal
+from trading.api.parsers import JSONParser
+from trading.api.serializers import SignalCreateSerializer
+from trading.models import Order, Signal, TradingStateRecord
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -59,6 +64,10 @@ def says_why(body: object) -> bool:
 
 def assert_answered(response) -> None:
     event(f"HTTP {response.status_code}")
+    assert_says_why(response)
+
+
+def assert_says_why(response) -> None:
     assert response.status_code < 500, (response.status_code, response.content[:2000])
     if 400 <= response.status_code < 500:
         assert response["Content-Type"].startswith("application/json"), response.content[:500]
@@ -194,6 +203,149 @@ def test_any_id_is_found_or_a_404_with_the_reason(api, path):
     response = api.get(path)
     assert_answered(response)
     assert response.status_code in (200, 404)
+
+
+# --- the cases measured by hand: nesting, size, numbers and symbols -----------------------------
+
+WRITE_PATHS = ["/api/v1/signals", "/api/v1/risk/halt", "/api/v1/risk/resume",
+               "/api/v1/selftest/runs"]  # fmt: skip
+DEPTH = 10_000
+DEEP_BODIES = {
+    "lists": "[" * DEPTH + "]" * DEPTH,
+    "objects": '{"a":' * DEPTH + "1" + "}" * DEPTH,
+    "just past the bound": '{"reason": ' + "[" * 33 + "]" * 33 + "}",
+}
+
+
+@pytest.mark.parametrize("path", WRITE_PATHS)
+@pytest.mark.parametrize("shape", sorted(DEEP_BODIES))
+def test_json_nested_too_deep_is_a_400_that_says_so_and_changes_nothing(api, path, shape):
+    response = api.generic("POST", path, DEEP_BODIES[shape], content_type="application/json")
+    assert response.status_code == 400, response.content[:500]
+    assert_says_why(response)
+    assert response.json()["detail"] == "JSON parse error - nested deeper than 32 levels"
+    assert not Signal.objects.exists()
+    assert not TradingStateRecord.objects.filter(state="HALTED").exists()
+
+
+def test_json_nested_as_deep_as_allowed_is_read(api):
+    reason = "[" * 31 + "]" * 31  # 32 levels with the object around it
+    body = '{"reason": ' + reason + "}"
+    response = api.generic("POST", "/api/v1/risk/halt", body, content_type="application/json")
+    # Read, then refused by the serializer for what it is: a list is not a reason.
+    assert response.status_code == 400
+    assert "reason" in response.json()
+
+
+LIMIT = 2_621_440  # Django's DATA_UPLOAD_MAX_MEMORY_SIZE, as the README states it
+TOO_LARGE = {"detail": f"request body too large: the limit is {LIMIT} bytes"}
+
+
+def post_raw(
+    web_url: str, body, headers: dict[str, str], path: str = "/api/v1/signals"
+) -> tuple[int, str, dict]:
+    """POSTs to the real web server (gunicorn, as make run serves it) and reads the answer."""
+    address = urlsplit(web_url)
+    connection = http.client.HTTPConnection(address.hostname, address.port, timeout=30)
+    try:
+        chunked = "Content-Length" not in headers
+        connection.request("POST", path, body=body, headers=headers, encode_chunked=chunked)
+        response = connection.getresponse()
+        return response.status, response.getheader("Content-Type", ""), json.loads(response.read())
+    finally:
+        connection.close()
+
+
+def test_a_ten_megabyte_body_is_a_413_naming_the_limit(web_url):
+    from django.conf import settings as django_settings
+
+    assert django_settings.DATA_UPLOAD_MAX_MEMORY_SIZE == LIMIT
+    body = b'{"reason": "' + b"x" * (10 * 1024 * 1024) + b'"}'
+    headers = {"Content-Type": "application/json", "Content-Length": str(len(body))}
+    status, content_type, answer = post_raw(web_url, body, headers)
+    assert (status, content_type, answer) == (413, "application/json", TOO_LARGE)
+
+
+def test_a_chunked_body_over_the_limit_is_a_413_and_one_under_it_is_read(web_url, olivia):
+    def chunks(total: int):
+        yield b'{"reason": "'
+        for _ in range(total // 65536):
+            yield b"x" * 65536
+        yield b'"}'
+
+    headers = {"Content-Type": "application/json", "Transfer-Encoding": "chunked"}
+    status, content_type, answer = post_raw(web_url, chunks(10 * 1024 * 1024), headers)
+    assert (status, content_type, answer) == (413, "application/json", TOO_LARGE)
+    # A small chunked body is read, not taken for an empty one: its bad reason is refused.
+    headers["Authorization"] = f"Token {Token.objects.create(user=olivia).key}"
+    body = iter([b'{"reason": ', b'["not", "a", "string"]}'])
+    status, _, answer = post_raw(web_url, body, headers, "/api/v1/risk/resume")
+    assert (status, list(answer)) == (400, ["reason"]), answer
+
+
+FULLWIDTH_20 = "\uff12\uff10"
+ARABIC_INDIC_20 = "\u0662\u0660"
+NOT_PLAIN_DECIMALS = [
+    "1_000",
+    FULLWIDTH_20,
+    ARABIC_INDIC_20,
+    " 20",
+    "20 ",
+    "1e3",
+    "NaN",
+    "-Infinity",
+]
+
+
+def signal_body(**changes) -> dict:
+    body = {"symbol": "SOLUSDT", "side": "BUY", "confidence": "0.9", "notional": "20"}
+    body.update(changes)
+    return {name: value for name, value in body.items() if value is not None}
+
+
+@pytest.mark.parametrize("field", ["notional", "quantity", "confidence", "leverage", "stop_loss",
+                                   "take_profit"])  # fmt: skip
+@pytest.mark.parametrize("text", NOT_PLAIN_DECIMALS)
+def test_a_number_not_written_in_plain_ascii_is_refused_naming_the_field(api, field, text):
+    body = signal_body(**{field: text}, **({"notional": None} if field == "quantity" else {}))
+    response = api.post("/api/v1/signals", body, format="json")
+    assert response.status_code == 400, response.content
+    assert_says_why(response)
+    assert list(response.json()) == [field]
+    assert repr(text) in response.json()[field][0]
+    assert not Signal.objects.exists()
+    assert not Order.objects.exists()
+
+
+def test_a_symbol_is_read_in_ascii_only(api):
+    response = api.post("/api/v1/signals", signal_body(symbol="\u017folusdt"), format="json")
+    assert response.status_code == 400
+    assert "LATIN SMALL LETTER LONG S" in response.json()["symbol"][0]
+    assert not Signal.objects.exists()
+
+    response = api.post("/api/v1/signals", signal_body(symbol="solusdt"), format="json")
+    assert response.status_code == 202, response.content
+    assert Signal.objects.get().symbol == "SOLUSDT"
+
+
+def test_json_numbers_are_read_exactly_exponents_included(api):
+    body = '{"symbol": "BTCUSDT", "side": "SELL", "confidence": 0.75, "quantity": 1e-3}'
+    response = api.generic("POST", "/api/v1/signals", body, content_type="application/json")
+    assert response.status_code == 202, response.content
+    signal = Signal.objects.get()
+    assert (signal.quantity, signal.confidence) == (Decimal("0.001"), Decimal("0.75"))
+
+    # 20 significant digits, where a float keeps 17 (and SQLite's decimal column 15).
+    body = body.replace('"quantity": 1e-3', '"notional": 12345678901.123456789')
+    incoming = SignalCreateSerializer(data=JSONParser().parse(io.BytesIO(body.encode())))
+    assert incoming.is_valid(), incoming.errors
+    assert incoming.validated_data["notional"] == Decimal("12345678901.123456789")
+
+
+def test_a_query_symbol_is_read_like_any_other(api):
+    assert api.get("/api/v1/orders", {"symbol": "\u017folusdt"}).status_code == 400
+    assert api.get("/api/v1/orders", {"symbol": "solusdt"}).status_code == 200
+    assert api.get("/api/v1/orders", {"limit": FULLWIDTH_20}).status_code == 400
 
 
 # --- schemathesis: every operation of the served schema ---------------------------------------

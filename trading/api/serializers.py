@@ -6,13 +6,50 @@ from rest_framework import serializers
 
 from trading.marketdata.services import symbol_rules
 from trading.models import Fill, Order, Position, SelfTestResult, SelfTestRun, Signal
+from trading.primitives import InvalidInput, read_decimal, read_symbol, read_whole
 
 # The widest leverage any Binance market offers; risk limits narrow it further.
 MAX_EXCHANGE_LEVERAGE = 125
 
 
+class StrictDecimalField(serializers.DecimalField):
+    """A decimal as ``trading.primitives.read_decimal`` reads it: a JSON number or a plain ASCII
+    decimal string, none of what else ``Decimal()`` takes (``1_000``, ``" 5"``, other digits)."""
+
+    def to_internal_value(self, data) -> Decimal:
+        try:
+            value = read_decimal(data)
+        except InvalidInput as error:
+            raise serializers.ValidationError(str(error), code="invalid") from None
+        return self.quantize(self.validate_precision(value))
+
+
+class StrictIntegerField(serializers.IntegerField):
+    """A whole number as ``trading.primitives.read_whole`` reads it."""
+
+    def to_internal_value(self, data) -> int:
+        try:
+            return read_whole(data)
+        except InvalidInput as error:
+            raise serializers.ValidationError(str(error), code="invalid") from None
+
+
+class SymbolField(serializers.CharField):
+    """A symbol of ASCII letters and digits, upper-cased (``trading.primitives.read_symbol``)."""
+
+    def __init__(self, **kwargs) -> None:
+        kwargs.setdefault("max_length", 20)
+        super().__init__(**kwargs)
+
+    def to_internal_value(self, data) -> str:
+        try:
+            return read_symbol(data)
+        except InvalidInput as error:
+            raise serializers.ValidationError(str(error), code="invalid") from None
+
+
 def _positive_amount(**options) -> serializers.DecimalField:
-    return serializers.DecimalField(
+    return StrictDecimalField(
         max_digits=28,
         decimal_places=10,
         required=False,
@@ -23,15 +60,15 @@ def _positive_amount(**options) -> serializers.DecimalField:
 
 
 class SignalCreateSerializer(serializers.Serializer):
-    symbol = serializers.CharField(max_length=20)
+    symbol = SymbolField()
     side = serializers.ChoiceField(choices=["BUY", "SELL"])
     # A probability may come with any number of digits; six are kept (validate_confidence).
-    confidence = serializers.DecimalField(
+    confidence = StrictDecimalField(
         max_digits=None, decimal_places=None, min_value=Decimal("0"), max_value=Decimal("1")
     )
     notional = _positive_amount()
     quantity = _positive_amount()
-    leverage = serializers.IntegerField(min_value=1, max_value=MAX_EXCHANGE_LEVERAGE, default=1)
+    leverage = StrictIntegerField(min_value=1, max_value=MAX_EXCHANGE_LEVERAGE, default=1)
     stop_loss = _positive_amount()
     take_profit = _positive_amount()
 
@@ -39,10 +76,9 @@ class SignalCreateSerializer(serializers.Serializer):
         return value.quantize(Decimal("0.000001"), rounding=ROUND_HALF_EVEN)
 
     def validate_symbol(self, value: str) -> str:
-        symbol = value.strip().upper()
-        if symbol not in symbol_rules():
+        if value not in symbol_rules():
             raise serializers.ValidationError(f"unknown symbol {value!r}")
-        return symbol
+        return value
 
     def validate(self, attrs: dict) -> dict:
         given = [name for name in ("notional", "quantity") if attrs.get(name) is not None]
@@ -192,12 +228,12 @@ class EventQuerySerializer(serializers.Serializer):
     type = serializers.CharField(max_length=64, required=False)
     since = serializers.DateTimeField(required=False)
     until = serializers.DateTimeField(required=False)
-    limit = serializers.IntegerField(min_value=1, max_value=1000, default=100)
+    limit = StrictIntegerField(min_value=1, max_value=1000, default=100)
     correlation_id = serializers.CharField(max_length=64, required=False)
 
 
 class ListQuerySerializer(serializers.Serializer):
-    symbol = serializers.CharField(max_length=20, required=False)
+    symbol = SymbolField(required=False)
     correlation_id = serializers.UUIDField(required=False)
     status = serializers.CharField(max_length=20, required=False)
-    limit = serializers.IntegerField(min_value=1, max_value=1000, default=100)
+    limit = StrictIntegerField(min_value=1, max_value=1000, default=100)
