@@ -3,12 +3,13 @@
 Runs the real parts on this machine: a Redis server, a fresh SQLite database, one exec-risk
 worker (prefork, 2 processes) trading on the paper exchange (``QT_EXCHANGE=paper``), a fresh bar
 of each symbol recorded so that quotes exist, and the global risk limits raised so that nothing
-is denied. Signals take the API's path from this process: ``create_signal`` (the row and its
-``signal.generated``), then ``process_signal.delay``. Small quantities, BUY then SELL of each
+is denied. Signals take the API's path from this process: ``submit_signal`` (the row and its
+``signal.generated`` in the outbox, one transaction), then the outbox relay's fast path
+(the event to the log, ``process_signal`` to exec-risk). Small quantities, BUY then SELL of each
 symbol in turn, so positions stay small. The baseline, measured in the same run on the same
 worker, is the bare Celery task ``ping_service`` sent to the exec_risk queue the same way.
 
-1. Latency: signals one after another, from just before ``create_signal`` to the moment this
+1. Latency: signals one after another, from just before ``submit_signal`` to the moment this
    process reads the signal's ``position.*`` event (published once the fill and the position
    change have committed) with ``XREAD BLOCK``; alternated with bare round trips
    (``ping_service.apply_async(queue="exec_risk").get()``). Goal (issue 7): p50 within 4x the
@@ -98,17 +99,21 @@ class Signals:
         self.count = 0
 
     def send(self, source: str):
-        from trading.execution.services import create_signal
-        from trading.execution.tasks import process_signal
-
-        signal = create_signal(self.account, **self.next_fields(), source=source)
-        process_signal.delay(str(signal.id))
-        return signal
+        """The API's path: the intake saves the signal and its event, and the outbox relay
+        publishes the event and hands the signal to exec-risk once it commits."""
+        return self._submit(source, hand_off=True)
 
     def create(self, source: str):
-        from trading.execution.services import create_signal
+        """The row and its event only; the caller sends ``process_signal`` itself."""
+        return self._submit(source, hand_off=False)
 
-        return create_signal(self.account, **self.next_fields(), source=source)
+    def _submit(self, source: str, *, hand_off: bool):
+        from trading.execution.intake import SignalRequest, submit_signal
+
+        request = SignalRequest(**self.next_fields())
+        return submit_signal(
+            self.account, request, producer="web", source=source, hand_off=hand_off
+        )
 
     def next_fields(self) -> dict:
         symbols = list(QUANTITIES)
@@ -312,7 +317,6 @@ class MemorySampler(threading.Thread):
 
 
 def latency_part(signals: Signals, count: int) -> bool:
-    from trading.execution.tasks import process_signal
     from trading.store import redis_client
 
     client = redis_client()
@@ -325,8 +329,7 @@ def latency_part(signals: Signals, count: int) -> bool:
         round_trips.append(time.perf_counter() - started)
 
         created = time.time()
-        signal = signals.create("bench-latency")
-        process_signal.delay(str(signal.id))
+        signal = signals.send("bench-latency")
         sent = time.time()
         after, read_at, stamps = read_until_position(
             client, after, str(signal.correlation_id), timeout=30
@@ -334,7 +337,7 @@ def latency_part(signals: Signals, count: int) -> bool:
         latencies.append(read_at - created)
         position = next(ts for kind, ts in stamps.items() if kind.startswith("position."))
         steps = {
-            "create_signal + delay (this process)": sent - created,
+            "submit_signal + relay + hand-off (this process)": sent - created,
             "-> order.requested (broker, pick-up, risk)": stamps["order.requested"] - sent,
             "-> order.filled (paper exchange, fill)": stamps["order.filled"]
             - stamps["order.requested"],
