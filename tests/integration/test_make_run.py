@@ -5,16 +5,14 @@ from __future__ import annotations
 import json
 import os
 import signal
-import subprocess
-import sys
 import time
 import urllib.request
-from pathlib import Path
 
 import pytest
 
 from deploy.redis_server import free_port
-from tests.support.processes import ROOT, http_status, wait_for
+from tests.support.launcher import processes_of, start_launcher, stop_launcher
+from tests.support.processes import http_status, wait_for
 
 SERVICES = ("ai", "exec-risk", "analytics")
 PLATFORM_DB = 7
@@ -23,21 +21,6 @@ PLATFORM_DB = 7
 def health(base: str, service: str) -> dict:
     with urllib.request.urlopen(f"{base}/services/{service}/health", timeout=3) as response:
         return json.loads(response.read())
-
-
-def processes_of(var_dir: Path) -> set[int]:
-    """Every live process started for this platform (they all carry its QT_VAR_DIR)."""
-    marker = f"QT_VAR_DIR={var_dir}".encode()
-    found = set()
-    for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit():
-            continue
-        try:
-            if marker in (entry / "environ").read_bytes().split(b"\0"):
-                found.add(int(entry.name))
-        except OSError:
-            continue
-    return found
 
 
 @pytest.fixture
@@ -54,19 +37,10 @@ def platform(tmp_path, redis_server):
         "QT_HEARTBEAT_EXPIRY": "3",
     }
     env.pop("DJANGO_SECRET_KEY")
-    log = (tmp_path / "run.log").open("wb")
-    launcher = subprocess.Popen(
-        [sys.executable, "-m", "deploy.run"], cwd=ROOT, env=env, stdout=log, stderr=log
-    )
+    launcher = start_launcher(env, tmp_path / "run.log")
     base = f"http://127.0.0.1:{port}"
     yield launcher, base, tmp_path
-    if launcher.poll() is None:
-        launcher.send_signal(signal.SIGINT)
-        try:
-            launcher.wait(60)
-        except subprocess.TimeoutExpired:
-            launcher.kill()
-    log.close()
+    stop_launcher(launcher, tmp_path / "var")
 
 
 def test_make_run_serves_every_service_and_restarts_a_killed_worker(platform):
