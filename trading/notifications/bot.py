@@ -17,7 +17,7 @@ from django.contrib.auth.models import User
 from telegram import Update
 from telegram.ext import Application, CommandHandler, ContextTypes
 
-from trading.execution import services as execution
+from trading.execution.intake import InvalidSignal, SignalRequest, submit_signal
 from trading.marketdata.prices import latest_prices
 from trading.models import TelegramChat
 from trading.portfolio.services import portfolio_summary
@@ -121,8 +121,6 @@ def _resume(user: User, reason: str) -> str:
 
 
 def _close(args: list[str]) -> str:
-    from trading.execution.tasks import process_signal
-
     if len(args) != 1:
         return "Usage: /close SYMBOL"
     symbol = args[0].upper()
@@ -130,16 +128,16 @@ def _close(args: list[str]) -> str:
     position = next((p for p in risk.open_positions(account) if p.symbol == symbol), None)
     if position is None:
         return f"No open position in {symbol}."
-    signal = execution.create_signal(
-        account,
+    request = SignalRequest(
         symbol=symbol,
         side="SELL" if position.quantity > 0 else "BUY",
         confidence=Decimal("1"),
         quantity=abs(position.quantity),
-        leverage=1,
-        source="telegram",
     )
-    process_signal.delay(str(signal.id))
+    try:
+        signal = submit_signal(account, request, producer="web", source="telegram")
+    except InvalidSignal as refused:
+        return f"Not sent: {refused}"
     return f"Closing {symbol}: signal {signal.id} sent to exec-risk (its risk checks apply)."
 
 

@@ -45,6 +45,23 @@ LABELS = {
 }
 
 
+# What a summary counts: "3 trading state changes", "100 order denials".
+NOUNS = {
+    Kind.TRADING_STATE: "trading state changes",
+    Kind.RISK_LIMIT: "risk limits acting",
+    Kind.DENIALS: "order denials",
+    Kind.SELFTEST_FAILED: "failed system check runs",
+    Kind.SERVICE_DEGRADED: "services degraded",
+    Kind.SERVICE_RECOVERED: "services recovered",
+    Kind.MODEL_PROMOTED: "models promoted",
+    Kind.MODEL_ROLLED_BACK: "models rolled back",
+    Kind.LIQUIDATION: "liquidations",
+    Kind.PARITY_MISMATCH: "parity mismatches",
+    Kind.ALERT: "alerts",
+    Kind.TEST: "test messages",
+}
+
+
 class Severity(StrEnum):
     INFO = "info"
     WARNING = "warning"

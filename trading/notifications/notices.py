@@ -8,7 +8,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from trading.notifications.kinds import Kind, Severity
+from trading.notifications.kinds import NOUNS, Kind, Severity
 
 
 @dataclass(frozen=True)
@@ -209,7 +209,7 @@ def compose(waiting: Sequence[Waiting]) -> Message:
 
 def _kind_label(kind: str) -> str:
     try:
-        return Kind(kind).label.split(" (")[0].lower()
+        return NOUNS[Kind(kind)]
     except ValueError:
         return kind
 

@@ -1,0 +1,181 @@
+"""Notifications end to end: events of the log and Alertmanager's alerts reach a local webhook
+through apprise, grouped per channel; failures are recorded and counted; secrets stay masked."""
+
+from __future__ import annotations
+
+import logging
+
+import pytest
+from prometheus_client.parser import text_string_to_metric_families
+from rest_framework.test import APIClient
+
+from tests.support.processes import wait_for
+from trading.events.envelope import new_event
+from trading.events.log import publish_many
+from trading.models import NotificationChannel, NotificationDelivery
+from trading.notifications.services import DISPATCH_TASK
+from trading.notifications.tasks import deliver_notifications
+
+pytestmark = pytest.mark.django_db(transaction=True)
+
+TOKEN = "alertmanager-test-token-0123456789"
+
+
+def messages(receiver, count: int, what: str) -> list[dict]:
+    return wait_for(
+        lambda: receiver.received if len(receiver.received) >= count else None, 20, what
+    )
+
+
+def failed_total(client, channel_kind: str) -> float:
+    text = client.get("/metrics").content.decode()
+    for family in text_string_to_metric_families(text):
+        for sample in family.samples:
+            if sample.name == "quantum_trader_notifications_failed_total" and sample.labels == {
+                "channel_kind": channel_kind
+            }:
+                return sample.value
+    return 0.0
+
+
+def test_a_halt_from_the_api_is_one_message_in_the_webhook(
+    service_workers, channel, receiver, olivia
+):
+    api = APIClient()
+    api.force_authenticate(olivia)
+    response = api.post("/api/v1/risk/halt", {"reason": "exchange maintenance"}, format="json")
+    assert response.status_code == 200, response.content
+
+    # The analytics worker reads the log and sends, as its schedule does every few seconds.
+    from controlpanel.celery import app
+
+    app.send_task(DISPATCH_TASK, queue="analytics")
+    [message] = messages(receiver, 1, "the halt's notification")
+    assert "ACTIVE -> HALTED by olivia" in message["body"]["title"]
+    assert "exchange maintenance" in message["body"]["message"]
+
+    deliver_notifications()  # nothing more to send: the halt went out once
+    assert len(receiver.received) == 1
+    delivery = NotificationDelivery.objects.get(channel=channel)
+    assert (delivery.kind, delivery.ok, delivery.notices) == ("trading.state_changed", True, 1)
+
+
+def test_a_storm_of_100_denials_is_one_grouped_message(channel, receiver):
+    reasons = ["LOW_CONFIDENCE"] * 60 + ["MAX_LEVERAGE"] * 40
+    publish_many(
+        new_event(
+            "order.denied",
+            {"symbol": "BTCUSDT", "side": "BUY", "reason": reason, "detail": ""},
+            service="exec-risk",
+        )
+        for reason in reasons
+    )
+    deliver_notifications()
+    deliver_notifications()  # within the window: nothing more goes out
+
+    [message] = receiver.received
+    assert message["body"]["title"].startswith("100 order denials")
+    assert "LOW_CONFIDENCE: 60" in message["body"]["message"]
+    assert "MAX_LEVERAGE: 40" in message["body"]["message"]
+    assert NotificationDelivery.objects.get(channel=channel).notices == 100
+
+
+def test_events_after_a_message_wait_for_the_window_then_go_as_one(channel, receiver, settings):
+    settings.NOTIFY_WINDOW_SECONDS = 0.5
+    degraded = new_event("service.degraded", {"service": "ai", "problems": ["no worker"]},
+                         service="analytics")  # fmt: skip
+    publish_many([degraded])
+    deliver_notifications()
+    assert [m["body"]["title"] for m in receiver.received] == ["ai degraded"]
+
+    publish_many(
+        new_event("service.recovered", {"service": s, "problems": []}, service="analytics")
+        for s in ("ai", "exec-risk")
+    )
+    wait_for(lambda: deliver_notifications()["sent"].get("sent"), 10, "the window to open")
+    assert len(receiver.received) == 2
+    assert receiver.received[1]["body"]["title"].startswith("2 services recovered")
+
+
+def test_the_test_action_sends_one_message(admin_client, channel, receiver):
+    response = admin_client.post(
+        "/admin/trading/notificationchannel/",
+        {"action": "send_test_message", "_selected_action": [channel.pk]},
+        follow=True,
+    )
+    assert response.status_code == 200
+    assert "Test sent to desk webhook" in response.content.decode()
+    [message] = receiver.received
+    assert "test of desk webhook" in message["body"]["title"]
+    assert NotificationDelivery.objects.get(channel=channel, kind="test").ok is True
+
+
+def test_a_failed_delivery_is_recorded_and_counted(client, notifications_group, caplog):
+    from tests.support.http_receivers import WebhookReceiver
+    from trading.notifications.services import send_test
+
+    with WebhookReceiver(status=500) as broken:
+        url = f"json://desk:hunter2-secret@127.0.0.1:{broken.port}/hook"
+        channel = NotificationChannel.objects.create(name="broken", url=url)
+        before = failed_total(client, "json")
+        with caplog.at_level(logging.WARNING):
+            delivery = send_test(channel, "olivia")
+    assert delivery.ok is False
+    assert "500" in delivery.error
+    assert failed_total(client, "json") == before + 1
+    assert "hunter2-secret" not in delivery.error + caplog.text
+
+
+def test_channel_secrets_are_masked_in_the_admin(admin_client, notifications_group):
+    channel = NotificationChannel.objects.create(
+        name="ops telegram", url="tgram://123456:AAHsecretBotToken/-100987654"
+    )
+    pages = [
+        admin_client.get("/admin/trading/notificationchannel/"),
+        admin_client.get(f"/admin/trading/notificationchannel/{channel.pk}/change/"),
+    ]
+    for page in pages:
+        assert page.status_code == 200
+        html = page.content.decode()
+        assert "AAHsecretBotToken" not in html
+        assert "tgram://" in html
+
+    # Saving the form with the URL left blank keeps the stored one.
+    response = admin_client.post(
+        f"/admin/trading/notificationchannel/{channel.pk}/change/",
+        {"name": "ops telegram", "url": "", "min_severity": "warning", "enabled": "on"},
+    )
+    assert response.status_code == 302, response.content.decode()[:2000]
+    channel.refresh_from_db()
+    assert channel.url.endswith("AAHsecretBotToken/-100987654")
+    assert channel.min_severity == "warning"
+
+
+def test_alertmanager_alerts_become_notifications(
+    service_workers, client, channel, receiver, settings
+):
+    settings.ALERTMANAGER_TOKEN = TOKEN
+    body = {
+        "version": "4",
+        "status": "firing",
+        "receiver": "quantum-trader",
+        "alerts": [
+            {
+                "status": "firing",
+                "labels": {"alertname": "ExecRiskWorkerDown", "severity": "critical"},
+                "annotations": {"summary": "no exec-risk worker is alive"},
+                "startsAt": "2026-03-01T12:00:00Z",
+            }
+        ],
+    }
+    url = "/api/v1/alerts/alertmanager"
+    assert client.post(url, body, content_type="application/json").status_code == 401
+    wrong = {"HTTP_AUTHORIZATION": "Bearer not-the-token"}
+    assert client.post(url, body, content_type="application/json", **wrong).status_code == 401
+
+    right = {"HTTP_AUTHORIZATION": f"Bearer {TOKEN}"}
+    response = client.post(url, body, content_type="application/json", **right)
+    assert response.status_code == 202, response.content
+    # The webhook asks an analytics worker to send at once.
+    [message] = messages(receiver, 1, "the alert's notification")
+    assert message["body"]["title"] == "[FIRING] ExecRiskWorkerDown: no exec-risk worker is alive"
