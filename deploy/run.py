@@ -126,6 +126,8 @@ def prepare_environment() -> dict[str, str]:
         WS_PORT=ws_port,
         QT_WORKER_CONCURRENCY=env.get("QT_WORKER_CONCURRENCY") or "2",
     )
+    # The Telegram bot is optional: supervisord starts it only when it has a token.
+    env["QT_START_TELEGRAM_BOT"] = "true" if env.get("QT_TELEGRAM_BOT_TOKEN") else "false"
     if not env.get("DJANGO_SECRET_KEY"):
         env["DJANGO_SECRET_KEY"] = read_or_create_secret(var_dir / "secret-key")
     if not env.get("DJANGO_ALLOWED_HOSTS"):
