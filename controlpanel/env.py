@@ -159,3 +159,26 @@ def env_url(
     if not parts.scheme.startswith("sqlite") and not parts.hostname:
         raise _bad(name, value, "a URL with a host name")
     return value
+
+
+def env_origins(name: str, default: list[str], *, environ: Environ | None = None) -> list[str]:
+    """A comma-separated list of web origins, each ``http(s)://host[:port]`` and nothing more
+    (a leading ``.`` or ``*.`` on the host stands for its subdomains)."""
+    value = _raw(name, environ)
+    if value is None:
+        return list(default)
+    origins = []
+    for item in (part.strip() for part in value.split(",")):
+        if not item:
+            continue
+        try:
+            parts = urlsplit(item)
+            parts.port  # noqa: B018 - raises ValueError on a non-numeric port
+        except ValueError:
+            raise _bad(name, item, "an origin with a numeric port") from None
+        if parts.scheme not in ("http", "https") or not parts.hostname:
+            raise _bad(name, item, "an origin such as https://trader.example.com")
+        if parts.path not in ("", "/") or parts.query or parts.fragment or parts.username:
+            raise _bad(name, item, "an origin only: scheme, host and port, no path")
+        origins.append(f"{parts.scheme}://{parts.netloc}")
+    return origins

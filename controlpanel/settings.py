@@ -15,6 +15,7 @@ from controlpanel.env import (
     env_float,
     env_int,
     env_list,
+    env_origins,
     env_str,
     env_url,
 )
@@ -237,6 +238,14 @@ if DASHBOARD_SOCKET_URL and not DASHBOARD_SOCKET_URL.startswith(("/", "ws://", "
         f"QT_DASHBOARD_SOCKET_URL={DASHBOARD_SOCKET_URL!r} is not valid: "
         "expected a path such as /ws/dashboard/ or a ws:// or wss:// URL"
     )
+# The pages that may open the dashboard's websocket, by origin (scheme, host and port): the Origin
+# header is the page's, wherever the socket is. Unset: each allowed host on PORT over http, and
+# the CSRF trusted origins. Behind a reverse proxy the page's origin is the proxy's
+# (https://trader.example.com): list it here or in DJANGO_CSRF_TRUSTED_ORIGINS.
+DASHBOARD_ORIGINS = env_origins(
+    "QT_DASHBOARD_ORIGINS",
+    [f"http://{host}:{WEB_PORT}" for host in ALLOWED_HOSTS if host != "*"] + CSRF_TRUSTED_ORIGINS,
+)
 # System checks reach the platform's web server here.
 SELFTEST_BASE_URL = env_url(
     "QT_SELFTEST_BASE_URL",

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import logging
 
 from channels.db import database_sync_to_async
@@ -18,6 +19,9 @@ logger = logging.getLogger(__name__)
 FLUSH_SECONDS = 0.1  # at most ten deltas a second, however fast events arrive
 SERVICES_EVERY_SECONDS = 2.0  # heartbeat ages move on their own: refresh the tiles
 UNAUTHENTICATED = 4401
+# Larger than any message a browser sends here ({"action": "resync"}); refused unread.
+MAX_FRAME_CHARS = 4096
+ACTIONS = ("resync",)
 
 
 @database_sync_to_async
@@ -31,6 +35,16 @@ def _can_operate(user) -> bool:
 
 
 class DashboardConsumer(AsyncJsonWebsocketConsumer):
+    joined = False
+
+    async def __call__(self, scope, receive, send) -> None:
+        # Whatever ends the connection (a close, a dropped socket, an error in a handler), this
+        # channel leaves the group: a dead member would still be sent every broadcast.
+        try:
+            await super().__call__(scope, receive, send)
+        finally:
+            await self.leave()
+
     async def connect(self) -> None:
         user = self.scope.get("user")
         if user is None or not user.is_authenticated:
@@ -43,6 +57,7 @@ class DashboardConsumer(AsyncJsonWebsocketConsumer):
         self.pending: list[dict] = []
         self.changed = asyncio.Event()
         self.last_sent = 0.0
+        self.joined = True
         await self.channel_layer.group_add(DASHBOARD_GROUP, self.channel_name)
         await self.accept()
         self.user_info = {"username": user.get_username(), "can_operate": await _can_operate(user)}
@@ -53,16 +68,44 @@ class DashboardConsumer(AsyncJsonWebsocketConsumer):
         ]
 
     async def disconnect(self, code: int) -> None:
+        await self.leave()
+
+    async def leave(self) -> None:
         for task in getattr(self, "loops", []):
             task.cancel()
-        with contextlib.suppress(Exception):
-            await self.channel_layer.group_discard(DASHBOARD_GROUP, self.channel_name)
+        if self.joined:
+            self.joined = False
+            with contextlib.suppress(Exception):
+                await self.channel_layer.group_discard(DASHBOARD_GROUP, self.channel_name)
+
+    async def receive(self, text_data=None, bytes_data=None, **kwargs) -> None:
+        """A frame that is not a JSON object with a known action is answered with an error
+        message; the connection stays open and usable."""
+        if not getattr(self, "joined", False):
+            return  # closed for want of a login; nothing to answer
+        if text_data is None:
+            await self.refuse("binary frames are not accepted; send JSON text")
+            return
+        if len(text_data) > MAX_FRAME_CHARS:
+            await self.refuse(f"frame longer than {MAX_FRAME_CHARS} characters")
+            return
+        try:
+            content = json.loads(text_data)
+        except (ValueError, RecursionError):
+            await self.refuse('frame is not JSON; send {"action": "resync"}')
+            return
+        await self.receive_json(content)
 
     async def receive_json(self, content, **kwargs) -> None:
-        if isinstance(content, dict) and content.get("action") == "resync":
-            await self.send_snapshot()
+        if not isinstance(content, dict):
+            await self.refuse('expected a JSON object such as {"action": "resync"}')
+        elif content.get("action") not in ACTIONS:
+            await self.refuse(f"unknown action {content.get('action')!r}; known: resync")
         else:
-            await self.send_json({"type": "error", "detail": "unknown action; send resync"})
+            await self.send_snapshot()
+
+    async def refuse(self, detail: str) -> None:
+        await self.send_json({"type": "error", "detail": detail})
 
     async def send_snapshot(self) -> None:
         self.dirty.clear()

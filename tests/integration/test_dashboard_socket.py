@@ -3,16 +3,20 @@
 from __future__ import annotations
 
 import asyncio
+import json
 
 import pytest
 from channels.testing.websocket import WebsocketCommunicator
 from django.conf import settings
 
 from controlpanel.asgi import application
+from tests import environment
+from trading.events.broadcast import DASHBOARD_GROUP
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
-ORIGIN = (b"origin", b"http://localhost")
+# The page's own origin: the web server's scheme, host and port.
+ORIGIN = (b"origin", f"http://localhost:{environment.WEB_PORT}".encode())
 
 
 def communicator(session_key: str | None = None) -> WebsocketCommunicator:
@@ -97,3 +101,123 @@ def test_a_viewer_snapshot_says_it_cannot_operate(victor, redis_server):
         await socket.disconnect()
 
     run(scenario())
+
+
+# --- malformed frames, group membership, origins ------------------------------------------------
+
+MALFORMED = [
+    ({"text_data": "not json"}, "not JSON"),
+    ({"text_data": "[" * 2000 + "]" * 2000}, "not JSON"),  # deeper than the parser recurses
+    ({"text_data": '["resync"]'}, "expected a JSON object"),
+    ({"text_data": '{"action": "buy everything"}'}, "unknown action 'buy everything'"),
+    ({"text_data": '{"type": "resync"}'}, "unknown action None"),
+    ({"bytes_data": b"\x00\x01"}, "binary frames are not accepted"),
+    ({"text_data": '{"action": "resync", "pad": "' + "x" * 5000 + '"}'}, "longer than 4096"),
+]
+
+
+def test_a_malformed_frame_is_answered_with_an_error_and_the_socket_stays_usable(
+    olivia, market, redis_server
+):
+    session = login(olivia)
+
+    async def scenario():
+        socket = communicator(session)
+        connected, _ = await socket.connect()
+        assert connected
+        assert (await socket.receive_json_from(timeout=10))["type"] == "snapshot"
+        for frame, detail in MALFORMED:
+            await socket.send_to(**frame)
+            answer = await next_of_type(socket, "error")
+            assert detail in answer["detail"], (frame, answer)
+        await socket.send_json_to({"action": "resync"})
+        assert (await next_of_type(socket, "snapshot"))["type"] == "snapshot"
+        await socket.disconnect()
+
+    run(scenario())
+
+
+async def next_of_type(socket: WebsocketCommunicator, kind: str) -> dict:
+    """The next message of a kind, past the deltas that service tiles send on their own."""
+    while True:
+        message = await socket.receive_json_from(timeout=10)
+        if message["type"] == kind:
+            return message
+        assert message["type"] == "delta", message
+
+
+def group_members(redis_client) -> int:
+    key = f"{settings.CHANNEL_LAYERS['default']['CONFIG']['prefix']}:group:{DASHBOARD_GROUP}"
+    assert redis_client.type(key) in ("zset", "none")
+    return redis_client.zcard(key)
+
+
+def test_bad_frames_and_disconnects_leave_no_member_in_the_group(
+    olivia, market, redis_server, redis_client
+):
+    session = login(olivia)
+    assert group_members(redis_client) == 0
+
+    async def scenario():
+        sockets = [communicator(session) for _ in range(20)]
+        for socket in sockets:
+            assert (await socket.connect())[0]
+            assert (await socket.receive_json_from(timeout=10))["type"] == "snapshot"
+        assert group_members(redis_client) == 20
+        for socket in sockets:
+            for _ in range(20):  # 400 bad frames in all
+                await socket.send_to(text_data="{not json")
+            assert (await next_of_type(socket, "error"))["type"] == "error"
+        for socket in sockets:
+            await socket.disconnect()
+
+    run(scenario())
+    assert group_members(redis_client) == 0
+
+
+def test_a_connection_that_fails_in_a_handler_leaves_the_group(
+    olivia, market, redis_server, redis_client, monkeypatch
+):
+    from controlpanel.dashboard import consumers
+
+    session = login(olivia)
+
+    async def scenario():
+        socket = communicator(session)
+        assert (await socket.connect())[0]
+        assert (await socket.receive_json_from(timeout=10))["type"] == "snapshot"
+        assert group_members(redis_client) == 1
+
+        def broken(names):
+            raise RuntimeError("the database went away")
+
+        monkeypatch.setattr(consumers.sections, "build", broken)
+        await socket.send_json_to({"action": "resync"})
+        with pytest.raises(RuntimeError, match="the database went away"):
+            await socket.receive_output(timeout=10)
+
+    run(scenario())
+    assert group_members(redis_client) == 0
+
+
+def test_only_the_pages_own_origin_may_open_the_socket(web_url, olivia, redis_server):
+    """Through the servers make run starts: uvicorn refuses the handshake of another origin
+    (another port of an allowed host included) with a 403, and accepts the page's own."""
+    import websockets
+
+    socket_url = f"ws://127.0.0.1:{environment.WS_PORT}/ws/dashboard/"
+    cookie = f"{settings.SESSION_COOKIE_NAME}={login(olivia)}"
+
+    async def first_message(origin: str | None) -> dict:
+        headers = {"Cookie": cookie} | ({"Origin": origin} if origin else {})
+        async with websockets.connect(socket_url, additional_headers=headers) as socket:
+            return json.loads(await asyncio.wait_for(socket.recv(), 10))
+
+    for origin in ("http://127.0.0.1:9999", "https://127.0.0.1:" + str(environment.WEB_PORT),
+                   "http://evil.example", "null", None):  # fmt: skip
+        with pytest.raises(websockets.InvalidStatus) as refused:
+            run(first_message(origin))
+        assert refused.value.response.status_code == 403, origin
+
+    for origin in (web_url, f"http://localhost:{environment.WEB_PORT}"):
+        assert run(first_message(origin))["type"] == "snapshot", origin

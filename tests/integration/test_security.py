@@ -31,6 +31,8 @@ from trading.models import SelfTestRun, Signal
 pytestmark = pytest.mark.django_db(transaction=True)
 
 REPO = settings.BASE_DIR
+# The dashboard page's own origin, the only one its websocket accepts.
+PAGE_ORIGIN = f"http://localhost:{settings.WEB_PORT}".encode()
 
 # Routes (as Django's resolver names them) that answer without a login. Everything else the
 # resolver knows must refuse an anonymous caller.
@@ -143,7 +145,7 @@ def test_every_websocket_closes_on_an_anonymous_caller(redis_server):
 
     async def close_code(path: str):
         socket = WebsocketCommunicator(
-            application, path, headers=[(b"origin", b"http://localhost"), (b"host", b"localhost")]
+            application, path, headers=[(b"origin", PAGE_ORIGIN), (b"host", b"localhost")]
         )
         connected, _ = await socket.connect()
         assert connected

@@ -75,3 +75,16 @@ def test_it_checks_urls_for_scheme_host_and_port():
     with pytest.raises(ImproperlyConfigured, match="host name"):
         env_url("REDIS_URL", "", schemes, environ={"REDIS_URL": "redis:///0"})
     assert env_url("DATABASE_URL", "", ("sqlite",), environ={"DATABASE_URL": "sqlite:///x.db"})
+
+
+def test_it_reads_web_origins_and_refuses_anything_more_than_an_origin():
+    from controlpanel.env import env_origins
+
+    environ = {"O": "https://trader.example.com, http://127.0.0.1:8000/,https://*.example.org"}
+    assert env_origins("O", ["x"], environ=environ) == [
+        "https://trader.example.com", "http://127.0.0.1:8000", "https://*.example.org",
+    ]  # fmt: skip
+    assert env_origins("O", ["http://localhost:8000"], environ={}) == ["http://localhost:8000"]
+    for bad in ("trader.example.com", "ws://x", "https://x/dashboard", "http://x:port"):
+        with pytest.raises(ImproperlyConfigured, match="O="):
+            env_origins("O", [], environ={"O": bad})
