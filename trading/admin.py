@@ -1,4 +1,7 @@
+from django import forms
 from django.contrib import admin
+from django.core.exceptions import ValidationError
+from django.db import models
 
 from trading.models import (
     Account,
@@ -18,12 +21,63 @@ from trading.models import (
     TradingStateChange,
     TradingStateRecord,
 )
+from trading.primitives import InvalidInput, read_decimal, read_symbol, read_symbol_list, read_whole
 
 AUDITED_LIMITS = [
     "min_confidence", "max_position_notional", "max_total_exposure", "max_leverage",
     "max_open_positions", "daily_loss_limit", "max_drawdown", "max_orders_per_minute",
     "allowed_symbols",
 ]  # fmt: skip
+
+
+class StrictDecimalFormField(forms.DecimalField):
+    """Reads plain ASCII decimals only (``trading.primitives``): not ``1_000`` or other scripts'
+    digits, which Django's own field takes."""
+
+    def to_python(self, value):
+        if value in self.empty_values:
+            return None
+        try:
+            return read_decimal(value)
+        except InvalidInput as error:
+            raise ValidationError(str(error), code="invalid") from None
+
+
+class StrictIntegerFormField(forms.IntegerField):
+    def to_python(self, value):
+        if value in self.empty_values:
+            return None
+        try:
+            return read_whole(value)
+        except InvalidInput as error:
+            raise ValidationError(str(error), code="invalid") from None
+
+
+STRICT_NUMBERS = {
+    models.DecimalField: {"form_class": StrictDecimalFormField},
+    models.IntegerField: {"form_class": StrictIntegerFormField},
+}
+
+
+class RiskLimitsForm(forms.ModelForm):
+    class Meta:
+        model = RiskLimits
+        fields = ["symbol", *RiskLimits.PER_SYMBOL, *RiskLimits.ACCOUNT_WIDE]
+
+    def clean_symbol(self) -> str:
+        symbol = self.cleaned_data["symbol"]
+        return _symbols(lambda: read_symbol(symbol)) if symbol else ""
+
+    def clean_allowed_symbols(self) -> str:
+        text = self.cleaned_data["allowed_symbols"]
+        return _symbols(lambda: ",".join(read_symbol_list(text)))
+
+
+def _symbols(read) -> str:
+    try:
+        return read()
+    except InvalidInput as error:
+        raise ValidationError(str(error), code="invalid") from None
 
 
 class RiskLimitsChangeInline(admin.TabularInline):
@@ -40,6 +94,8 @@ class RiskLimitsChangeInline(admin.TabularInline):
 
 @admin.register(RiskLimits)
 class RiskLimitsAdmin(admin.ModelAdmin):
+    form = RiskLimitsForm
+    formfield_overrides = STRICT_NUMBERS
     list_display = [
         "__str__", "min_confidence", "max_position_notional", "max_total_exposure",
         "max_leverage", "max_open_positions", "daily_loss_limit", "max_drawdown",
@@ -101,6 +157,7 @@ class RiskLimitsChangeAdmin(admin.ModelAdmin):
 
 @admin.register(Symbol)
 class SymbolAdmin(admin.ModelAdmin):
+    formfield_overrides = STRICT_NUMBERS
     list_display = ["symbol", "status", "tick_size", "step_size", "min_notional", "source",
                     "refreshed_at"]  # fmt: skip
     readonly_fields = ["refreshed_at"]
@@ -108,6 +165,7 @@ class SymbolAdmin(admin.ModelAdmin):
 
 @admin.register(Account)
 class AccountAdmin(admin.ModelAdmin):
+    formfield_overrides = STRICT_NUMBERS
     list_display = ["name", "venue", "is_sandbox", "starting_cash", "peak_equity"]
 
 

@@ -81,6 +81,19 @@ def test_an_operator_edits_limits_in_the_admin_and_every_change_is_audited(clien
     assert changes["max_position_notional"].scope == "global"
 
 
+def test_the_admin_upper_cases_allowed_symbols_and_nothing_else(client, olivia):
+    from trading.marketdata.services import refresh_symbol_rules
+    from trading.risk.services import global_limits
+
+    refresh_symbol_rules()
+    limits = global_limits()
+    client.force_login(olivia)
+    response = change_limits(client, limits, allowed_symbols="btcusdt, ETHUSDT")
+    assert response.status_code == 302, response.content[:2000]
+    limits.refresh_from_db()
+    assert limits.allowed_symbols == "BTCUSDT,ETHUSDT"
+
+
 @pytest.mark.parametrize(
     ("changes", "field"),
     [
@@ -89,6 +102,12 @@ def test_an_operator_edits_limits_in_the_admin_and_every_change_is_audited(clien
         ({"max_leverage": "200"}, "max_leverage"),
         ({"max_position_notional": "90000"}, "max_position_notional"),  # above total exposure
         ({"allowed_symbols": "BTCUSDT,DOGEBTC"}, "allowed_symbols"),
+        # Read strictly: Django's own fields would take each of these as 1000, 20 or SOLUSDT.
+        ({"daily_loss_limit": "1_000"}, "daily_loss_limit"),
+        ({"max_total_exposure": "\uff12\uff10000"}, "max_total_exposure"),
+        ({"max_open_positions": "\u0662\u0660"}, "max_open_positions"),
+        ({"max_orders_per_minute": " 20"}, "max_orders_per_minute"),
+        ({"allowed_symbols": "BTCUSDT,\u017folusdt"}, "allowed_symbols"),
     ],
 )
 def test_the_admin_refuses_bad_limits_and_changes_nothing(client, olivia, changes, field):

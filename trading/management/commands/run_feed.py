@@ -17,6 +17,7 @@ from django.core.management.base import BaseCommand, CommandError
 
 from trading.marketdata.feed import FeedPublisher, FeedStopped
 from trading.marketdata.services import feed_positions
+from trading.primitives import InvalidInput, read_symbol_list
 
 logger = logging.getLogger(__name__)
 
@@ -55,7 +56,10 @@ class Command(BaseCommand):
     def handle(self, *args, **options) -> None:
         self.stopping = threading.Event()
         signal.signal(signal.SIGTERM, lambda *_: self.stopping.set())
-        symbols = [s.strip().upper() for s in options["symbols"].split(",") if s.strip()]
+        try:
+            symbols = read_symbol_list(options["symbols"])
+        except InvalidInput as error:
+            raise CommandError(f"--symbols: {error}") from None
         if options["source"] == "replay":
             self.replay(symbols, options)
         else:
