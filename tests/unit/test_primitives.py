@@ -16,7 +16,7 @@ from trading.primitives import (
 
 FULLWIDTH_20 = "\uff12\uff10"
 ARABIC_INDIC_20 = "\u0662\u0660"
-LONG_S_SOLUSDT = "\u017folusdt"  # "ſolusdt": str.upper() makes it SOLUSDT
+LONG_S_SOLUSDT = "\u017folusdt"  # a long s, which str.upper() turns into SOLUSDT
 KELVIN_KAVAUSDT = "\u212aAVAUSDT"  # Kelvin sign, which re.IGNORECASE takes for a K
 
 
