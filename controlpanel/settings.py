@@ -208,6 +208,11 @@ PAPER_MAX_VOLUME_SHARE = env_decimal(
 )
 # The ai service: how much history a (re)training reads, and what a signal asks to trade.
 TRAIN_DAYS = env_float("QT_TRAIN_DAYS", 30.0, minimum=1, maximum=3650)
+# Replay is simulated live time: the first QT_REPLAY_START_DAYS of the bundled history seed the
+# bar store and train the first model, the replay plays the rest. The store keeps bars this many
+# days behind the newest of their symbol.
+REPLAY_START_DAYS = env_float("QT_REPLAY_START_DAYS", 20.0, minimum=1, maximum=29)
+BAR_RETENTION_DAYS = env_float("QT_BAR_RETENTION_DAYS", 90.0, minimum=1, maximum=3650)
 AI_ORDER_NOTIONAL = env_decimal("QT_AI_ORDER_NOTIONAL", "100", minimum="0.01")
 # analytics: the drift alarm, and the largest share of equity one position may hold before it
 # is trimmed.

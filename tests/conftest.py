@@ -118,11 +118,11 @@ def market(redis_server):
 
 @pytest.fixture(scope="session")
 def model_artifact():
-    """A model trained once per session on three days of the bundled history."""
-    from trading.ai.services import training_bars
+    """A model trained once per session on the last three days of the bundled history."""
     from trading.ai.training import train_walk_forward
+    from trading.marketdata.klines import load_bundled_bars
 
-    return train_walk_forward(training_bars(days=3))
+    return train_walk_forward({s: load_bundled_bars(s)[-3 * 288 :] for s in SYMBOLS})
 
 
 @pytest.fixture

@@ -475,9 +475,18 @@ class PerformanceSnapshot(models.Model):
         return f"{self.account} performance at {self.ts:%Y-%m-%d %H:%M}"
 
 
+class ModelVersionQuerySet(models.QuerySet):
+    def serving(self) -> ModelVersionQuerySet:
+        """The versions that may serve, newest first: all but those retired."""
+        return self.filter(retired_at__isnull=True)
+
+
 class ModelVersion(models.Model):
     """A trained model: its artifact (kept in the database, so every host can load it), its
-    training window and its out-of-sample scores. The newest is the one the ai service uses."""
+    training window (``window_start`` to ``window_end``, close times of the first and last bar it
+    read) and its out-of-sample scores. The newest one not retired is the one the ai service
+    uses. A replay that starts over retires the versions trained on the bars it will play again:
+    they must not serve on bars they learnt from."""
 
     version = models.CharField(max_length=80, unique=True)
     trained_at = models.DateTimeField(db_index=True)
@@ -492,6 +501,9 @@ class ModelVersion(models.Model):
     trigger = models.CharField(max_length=32, default="manual")
     metadata = models.JSONField()
     artifact = models.BinaryField()
+    retired_at = models.DateTimeField(null=True, blank=True)
+
+    objects = ModelVersionQuerySet.as_manager()
 
     class Meta:
         ordering = ["-trained_at", "-id"]
@@ -700,3 +712,80 @@ class TelegramChat(models.Model):
 
     def __str__(self) -> str:
         return f"chat {self.chat_id} as {self.user}"
+
+class MarketBar(models.Model):
+    """A closed bar the platform received (``replay`` or ``binance``), or one of the bundled
+    history that seeds the store (``seed``). Kept ``QT_BAR_RETENTION_DAYS`` behind the newest bar
+    of its symbol; what retraining reads (``trading.marketdata.barstore``)."""
+
+    class Origin(models.TextChoices):
+        SEED = "seed"
+        REPLAY = "replay"
+        BINANCE = "binance"
+
+    symbol = models.CharField(max_length=20)
+    interval = models.CharField(max_length=4)
+    open_time = models.DateTimeField()
+    close_time = models.DateTimeField()
+    open = models.DecimalField(**MONEY)
+    high = models.DecimalField(**MONEY)
+    low = models.DecimalField(**MONEY)
+    close = models.DecimalField(**MONEY)
+    volume = models.DecimalField(**MONEY)
+    quote_volume = models.DecimalField(**MONEY)
+    trades = models.PositiveIntegerField(default=0)
+    origin = models.CharField(max_length=8, choices=Origin.choices)
+    stored_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["symbol", "open_time"]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["symbol", "interval", "open_time"], name="market_bar_unique"
+            )
+        ]
+        indexes = [
+            models.Index(fields=["symbol", "interval", "close_time"], name="market_bar_close")
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.symbol} {self.interval} closing {self.close_time.isoformat()}"
+
+
+class SignalScore(models.Model):
+    """An ai signal judged at its model's horizon against the bars that followed, whether it
+    traded or was denied. Opened with the signal; ``scored_at`` is set once the bar closing at
+    ``due_close_time`` arrives (``trading.ai.live``)."""
+
+    signal = models.OneToOneField(Signal, on_delete=models.CASCADE, related_name="score")
+    model_version = models.CharField(max_length=80, db_index=True)
+    symbol = models.CharField(max_length=20)
+    side = models.CharField(max_length=4, choices=Side.choices)
+    probability_up = models.FloatField()
+    confidence = models.FloatField()
+    bucket = models.PositiveSmallIntegerField(help_text="confidence bucket, 0 for 0.50-0.55")
+    bar_close_time = models.DateTimeField(help_text="close of the bar the signal was made on")
+    due_close_time = models.DateTimeField(help_text="close of the bar at the horizon")
+    entry_price = models.DecimalField(**MONEY)
+    exit_price = models.DecimalField(**MONEY, null=True, blank=True)
+    up = models.BooleanField(null=True, help_text="the label: did the close rise?")
+    hit = models.BooleanField(null=True, help_text="was the side right?")
+    forward_return = models.FloatField(null=True, help_text="net of fees and slippage")
+    brier = models.FloatField(null=True)
+    log_loss = models.FloatField(null=True)
+    scored_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-bar_close_time"]
+        indexes = [
+            models.Index(
+                fields=["symbol", "due_close_time"],
+                condition=Q(scored_at__isnull=True),
+                name="score_pending",
+            ),
+            models.Index(fields=["model_version", "bucket"], name="score_by_bucket"),
+        ]
+
+    def __str__(self) -> str:
+        state = "pending" if self.scored_at is None else ("hit" if self.hit else "miss")
+        return f"{self.side} {self.symbol} {self.model_version}: {state}"

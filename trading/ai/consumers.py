@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+from trading.ai.live import score_due_signals
 from trading.ai.services import generate_signal
 from trading.events.consumer import drain_exclusively
 from trading.events.envelope import Event
+from trading.marketdata.bars import Bar
 
 GROUP = "ai"
 
@@ -12,6 +14,9 @@ GROUP = "ai"
 def handle_event(event: Event) -> None:
     if event.type == "market.bar" and event.replay_of is None:
         generate_signal(event)
+        # After the signal, which is the latency that counts: the bar also judges the signals
+        # whose horizon it closes.
+        score_due_signals(Bar.from_payload(event.payload))
 
 
 def drain_bars() -> dict:

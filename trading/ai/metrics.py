@@ -5,7 +5,7 @@ from __future__ import annotations
 import time
 from enum import StrEnum
 
-from prometheus_client.core import GaugeMetricFamily, InfoMetricFamily
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, InfoMetricFamily
 
 from trading.models import Side
 from trading.observability.metrics import Kind, declare, scrape_collector
@@ -28,6 +28,7 @@ class TrainingTrigger(StrEnum):
     MANUAL = "manual"  # the train_model command
     SCHEDULE = "schedule"  # the beat schedule
     DRIFT = "drift"  # analytics found the live features drifted
+    REPLAY = "replay"  # a replay started over and no model had learnt from its seed alone
 
 
 SIGNALS_GENERATED = declare(
@@ -71,11 +72,19 @@ def model_gauges():
     """The model in use: its version (an info metric), age and out-of-sample accuracy."""
     from trading.models import ModelVersion
 
-    model = ModelVersion.objects.defer("artifact", "metadata").first()
+    model = ModelVersion.objects.serving().defer("artifact", "metadata").first()
     if model is None:
         return [_loaded(0)]
     info = InfoMetricFamily("ai_service_model", "The model in use")
-    info.add_metric([], {"version": model.version, "trigger": model.trigger})
+    info.add_metric(
+        [],
+        {
+            "version": model.version,
+            "trigger": model.trigger,
+            "train_start": model.window_start.isoformat(),
+            "train_end": model.window_end.isoformat(),
+        },
+    )
     return [
         _loaded(1),
         info,
@@ -90,3 +99,75 @@ def model_gauges():
             value=model.accuracy,
         ),
     ]
+
+
+@scrape_collector(S)
+def live_gauges():
+    """Each model version's signals judged at their horizon (``trading.ai.live``): read from the
+    database at scrape time, so every ai process agrees."""
+    from trading.ai.live import live_figures
+    from trading.ai.scoring import bucket_label
+
+    version = ["model_version"]
+    bucket = ["model_version", "bucket"]
+    scored = CounterMetricFamily(
+        "ai_service_live_scored_signals",
+        "Signals judged at their horizon against the bars that followed",
+        labels=version,
+    )
+    pending = GaugeMetricFamily(
+        "ai_service_live_pending_signals", "Signals waiting for their horizon", labels=version
+    )
+    hit_rate = GaugeMetricFamily(
+        "ai_service_live_hit_rate", "Share of judged signals whose side was right", labels=version
+    )
+    brier = GaugeMetricFamily(
+        "ai_service_live_brier_score", "Mean Brier score of p_up on judged signals", labels=version
+    )
+    log_loss = GaugeMetricFamily(
+        "ai_service_live_log_loss", "Mean log loss of p_up on judged signals", labels=version
+    )
+    forward = GaugeMetricFamily(
+        "ai_service_live_forward_return",
+        "Mean net forward return over the horizon, after paper fees and slippage",
+        labels=version,
+    )
+    confidence = GaugeMetricFamily(
+        "ai_service_reliability_mean_confidence",
+        "Mean stated confidence of the judged signals in a confidence bucket",
+        labels=bucket,
+    )
+    observed = GaugeMetricFamily(
+        "ai_service_reliability_observed_rate",
+        "Observed hit rate of the judged signals in a confidence bucket",
+        labels=bucket,
+    )
+    counts = GaugeMetricFamily(
+        "ai_service_reliability_signals",
+        "Judged signals in a confidence bucket",
+        labels=bucket,
+    )
+    by_bucket = GaugeMetricFamily(
+        "ai_service_forward_return_by_confidence",
+        "Mean net forward return of the judged signals in a confidence bucket",
+        labels=bucket,
+    )
+    for name, figures in live_figures().items():
+        scored.add_metric([name], figures.scored)
+        pending.add_metric([name], figures.pending)
+        for family, value in (
+            (hit_rate, figures.hit_rate),
+            (brier, figures.brier),
+            (log_loss, figures.log_loss),
+            (forward, figures.mean_forward_return),
+        ):
+            if value is not None:
+                family.add_metric([name], value)
+        for point in figures.buckets:
+            labels = [name, bucket_label(point.bucket)]
+            confidence.add_metric(labels, point.mean_confidence)
+            observed.add_metric(labels, point.observed_rate)
+            counts.add_metric(labels, point.count)
+            by_bucket.add_metric(labels, point.mean_forward_return)
+    return [scored, pending, hit_rate, brier, log_loss, forward, confidence, observed, counts,
+            by_bucket]  # fmt: skip

@@ -17,12 +17,19 @@ from django.db import transaction
 
 from trading.ai import metrics
 from trading.ai.features import FEATURE_NAMES, WARMUP_BARS, latest_features
+from trading.ai.live import open_score
 from trading.ai.model import ModelArtifact, load_artifact, predict, save_artifact
 from trading.ai.training import train_walk_forward
+from trading.ai.trainlog import record_training
 from trading.events import outbox
 from trading.events.envelope import Event, new_event
 from trading.marketdata.bars import Bar
-from trading.marketdata.klines import load_bundled_bars
+from trading.marketdata.barstore import (
+    latest_stored_close,
+    received_bars_after,
+    seed_bar_store,
+    training_window,
+)
 from trading.marketdata.prices import latest_quote, recent_bars
 from trading.models import ModelVersion, Signal
 
@@ -33,23 +40,47 @@ Progress = Callable[[int, int, str], None]
 # --- models -----------------------------------------------------------------------------------
 
 
-def training_bars(days: float | None = None) -> dict[str, list[Bar]]:
-    """The bundled history of every configured symbol, the last ``days`` of it when given."""
+class NothingNewToLearn(Exception):
+    """A retraining found no bar received since the serving version's window ended."""
+
+
+def training_bars(days: float | None = None, end: datetime | None = None) -> dict[str, list[Bar]]:
+    """Every configured symbol's stored bars of the ``days`` (default ``TRAIN_DAYS``) up to
+    ``end`` (default: the latest stored bar, the latest the platform has seen). The bar store is
+    seeded from the bundled history first if it is empty."""
     days = settings.TRAIN_DAYS if days is None else days
-    bars = {}
-    for symbol in settings.SYMBOLS:
-        series = load_bundled_bars(symbol)
-        keep = int(days * 288) if days else len(series)
-        bars[symbol] = series[-keep:]
-    return bars
+    seed_bar_store(settings.SYMBOLS)
+    end = end or latest_stored_close(settings.SYMBOLS)
+    if end is None:
+        raise ValueError(f"no stored bars of {', '.join(settings.SYMBOLS)} to train on")
+    return training_window(settings.SYMBOLS, days, end)
 
 
 def train_model(*, trigger: str = "manual", days: float | None = None,
                 progress: Progress | None = None) -> ModelVersion:  # fmt: skip
-    """Trains on the bundled history, stores the model as the newest version, announces it."""
+    """Trains walk-forward on the bar store's window ending at the latest stored bar, stores the
+    model as the newest version, announces it.
+
+    Raises NothingNewToLearn (and makes no version) when the platform received no bar since the
+    serving version's window ended: the same window would teach it nothing new."""
+    seed_bar_store(settings.SYMBOLS)
+    serving = ModelVersion.objects.serving().defer("artifact", "metadata").first()
+    if serving is not None and not received_bars_after(settings.SYMBOLS, serving.window_end):
+        detail = (
+            f"no new bars since {serving.window_end.isoformat()}, the end of the window of "
+            f"{serving.version}: no new version"
+        )
+        logger.info("retraining (%s): %s", trigger, detail)
+        record_training(trigger, None, detail)
+        raise NothingNewToLearn(detail)
     artifact = train_walk_forward(training_bars(days), progress=progress)
     model = store_model(artifact, trigger)
     metrics.TRAININGS.inc(trigger=trigger)
+    record_training(
+        trigger,
+        model.version,
+        f"trained on {artifact.window_start.isoformat()} to {artifact.window_end.isoformat()}",
+    )
     return model
 
 
@@ -102,10 +133,14 @@ RECHECK_SECONDS = 10.0
 
 
 def current_model() -> ModelArtifact | None:
-    """The newest model, loaded once per process and swapped when a newer one is stored."""
+    """The serving model (the newest not retired), loaded once per process and swapped within
+    ``RECHECK_SECONDS`` when another one serves."""
     if time.monotonic() - float(_current["checked"]) > RECHECK_SECONDS or not _current["version"]:
         _current["version"] = (
-            ModelVersion.objects.values_list("version", flat=True).order_by("-trained_at").first()
+            ModelVersion.objects.serving()
+            .values_list("version", flat=True)
+            .order_by("-trained_at")
+            .first()
         )
         _current["checked"] = time.monotonic()
     version = _current["version"]
@@ -165,6 +200,7 @@ def generate_signal(event: Event) -> Signal | None:
         probability_up=float(p_up),
         features={name: float(value) for name, value in zip(FEATURE_NAMES, row, strict=True)},
     )
+    open_score(signal, bar, model.horizon_bars)
     metrics.SIGNALS_GENERATED.inc(side=side)
     metrics.SIGNAL_LATENCY.observe(max(0.0, time.time() - event.ts.timestamp()))
     if multiplier > 1:

@@ -17,7 +17,12 @@ def drain_market_events() -> dict:
 
 @shared_task(acks_late=True, reject_on_worker_lost=True, time_limit=1800)
 def retrain_model(trigger: str = "schedule") -> str:
-    """Trains a new model on the bundled history; the ai workers switch to it within seconds."""
-    from trading.ai.services import train_model
+    """Trains a new model on the bar store's latest window; the ai workers switch to it within
+    seconds. Returns its version, or says why there is none: no bar came in since the serving
+    version's window ended."""
+    from trading.ai.services import NothingNewToLearn, train_model
 
-    return train_model(trigger=trigger).version
+    try:
+        return train_model(trigger=trigger).version
+    except NothingNewToLearn as nothing:
+        return str(nothing)

@@ -2,6 +2,7 @@ from django.urls import path
 from drf_spectacular.views import SpectacularAPIView
 
 from trading.api import views
+from trading.api.bars import BarsView
 from trading.notifications.views import AlertmanagerWebhookView
 
 urlpatterns = [
@@ -13,6 +14,8 @@ urlpatterns = [
     path("orders", views.OrdersView.as_view(), name="api-orders"),
     path("positions", views.PositionsView.as_view(), name="api-positions"),
     path("portfolio", views.PortfolioView.as_view(), name="api-portfolio"),
+    # --- Market data ---
+    path("bars", BarsView.as_view(), name="api-bars"),
     # --- Event log ---
     path("events", views.EventsView.as_view(), name="api-events"),
     # --- Risk ---

@@ -6,7 +6,8 @@ database records the step as the feed's position. Each stage that fails because 
 answer (restarting, loading its data, unreachable) is retried with back-off until it does, and the
 stages after it follow; a done stage is not done again. So after an outage the feed carries on
 with the step it was publishing: none skipped, none doubled. The events of a step are made once,
-so a retried append carries the same event ids (consumers are idempotent by event id).
+so a retried append carries the same event ids (consumers are idempotent by event id). The bars
+also go into the bar store (``trading.marketdata.barstore``) before their events go out.
 
 The outage is logged once when it starts and once when Redis answers again, not per retry.
 """
@@ -24,6 +25,7 @@ import redis
 
 from trading.events.log import publish_many
 from trading.marketdata.bars import Bar
+from trading.marketdata.barstore import purge_expired_bars, store_bars
 from trading.marketdata.metrics import REDIS_OUTAGES, record_feed_progress
 from trading.marketdata.prices import record_bars
 from trading.marketdata.services import bar_events, notify_bar_consumers, record_feed_position
@@ -40,6 +42,11 @@ REDIS_UNAVAILABLE: tuple[type[Exception], ...] = (
     redis.exceptions.TimeoutError,
     kombu.exceptions.OperationalError,
 )
+
+
+# The bar store's retention is enforced once per this many steps (and on the first): a day of
+# 5-minute bars.
+PURGE_EVERY_STEPS = 288
 
 
 class FeedStopped(Exception):
@@ -83,6 +90,7 @@ class FeedPublisher:
         self._retries = 0  # of the current outage
         self._outages_to_count = 0  # ended outages not yet counted in the metric
         self.outages = 0  # ended outages, for the caller to report
+        self._stored_steps = 0
 
     def publish(self, bars: list[Bar]) -> None:
         """Publishes one step of closed bars and records it as the feed's position."""
@@ -90,6 +98,11 @@ class FeedPublisher:
             return
         events = bar_events(bars)
         self.call(lambda: record_bars(bars))
+        # In the bar store before the events go out: whoever acts on a bar finds it there.
+        store_bars(bars, self.source)
+        self._stored_steps += 1
+        if self._stored_steps % PURGE_EVERY_STEPS == 1:
+            purge_expired_bars()
         self.call(lambda: publish_many(events))
         self.call(lambda: record_feed_progress(bars, self._clock(), client=redis_client()))
         self.call(notify_bar_consumers)

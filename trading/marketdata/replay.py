@@ -13,7 +13,10 @@ run's ``end`` attribute and as the ``StopIteration`` value), and ``at_end="loop"
 the first bar. A loop shifts every bar time forward by the span of the data (from the earliest open
 to just after the latest close, 30 days for the bundled files) once per pass, so the bar times keep
 rising and consumers that reject a bar older than the last one still accept them. Prices repeat;
-only the times move. ``start_index`` applies to the first pass only; later passes start at step 0.
+only the times move. ``start_index`` applies to the first pass only; later passes start at
+``pass_start`` (0 by default). A replay that is simulated live time starts every pass at the same
+step, the end of the history the first model learnt from (``replay_start_step``): the steps before
+it are each pass's seed (``ReplayRun.seed_steps``), shifted like the pass.
 
 A replay can also resume: ``resume_after`` is the close time of the last bar a previous run
 published, as it was published (shifted, if it was on a later pass of a loop). The run starts with
@@ -31,7 +34,7 @@ from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 from typing import Literal
 
-from trading.marketdata.bars import Bar
+from trading.marketdata.bars import Bar, interval_length
 from trading.marketdata.klines import load_bundled_bars
 
 AtEnd = Literal["stop", "loop"]
@@ -41,10 +44,14 @@ Loader = Callable[[str], Sequence[Bar]]
 
 _ONE_MS = timedelta(milliseconds=1)
 
-# The step a fresh replay publishes first. The steps before it are history: recorded as recent bars
-# (no events) so the ai service has features from the first published bar. The one place to move
-# the start, for example past the days the model is trained on.
-REPLAY_START_STEP = 150
+
+def replay_start_step(start_days: float, interval: str) -> int:
+    """The step a fresh replay publishes first: the first bar after ``start_days`` of bars of
+    ``interval``. The steps before it are history: the bar store's seed and the first model's
+    training data, and the last of them the recent bars (no events) that give the ai service its
+    features from the first published bar. The one place the start is computed
+    (``settings.REPLAY_START_DAYS``)."""
+    return round(start_days * 86_400 / interval_length(interval).total_seconds())
 
 
 @dataclass(frozen=True)
@@ -62,6 +69,7 @@ class ReplayConfig:
     at_end: AtEnd = "stop"
     start_index: int = 0
     resume_after: datetime | None = None
+    pass_start: int = 0
 
     def __post_init__(self) -> None:
         symbols = (self.symbols,) if isinstance(self.symbols, str) else tuple(self.symbols)
@@ -78,6 +86,10 @@ class ReplayConfig:
             raise ValueError(f"start_index must be an int, got {self.start_index!r}")
         if self.start_index < 0:
             raise ValueError(f"start_index must be 0 or more, got {self.start_index}")
+        if isinstance(self.pass_start, bool) or not isinstance(self.pass_start, int):
+            raise ValueError(f"pass_start must be an int, got {self.pass_start!r}")
+        if self.pass_start < 0:
+            raise ValueError(f"pass_start must be 0 or more, got {self.pass_start}")
         if self.resume_after is not None and self.resume_after.utcoffset() is None:
             raise ValueError(f"resume_after must be an aware datetime, got {self.resume_after!r}")
 
@@ -140,6 +152,12 @@ class ReplayRun(Iterator[list[Bar]]):
             ]
         return step
 
+    def seed_steps(self, passes: int) -> list[list[Bar]]:
+        """The steps before ``pass_start`` on pass ``passes``, shifted like that pass: the history
+        a pass that starts at ``pass_start`` follows on from."""
+        first = passes * len(self._timeline)
+        return [self._step(g) for g in range(first, first + self.config.pass_start)]
+
     def history(self, count: int) -> list[list[Bar]]:
         """Up to ``count`` steps just before the run's first, oldest first, as they were (or
         would have been) published: the recent bars a consumer needs before the first step."""
@@ -151,6 +169,9 @@ class ReplayRun(Iterator[list[Bar]]):
         if self.config.at_end == "stop" and self._position >= self._stop_at:
             self.end = ReplayEnd("end_of_data", self.steps, self._last_close)
             raise StopIteration(self.end)
+        n = len(self._timeline)
+        if self._position >= n and self._position % n < self.config.pass_start:
+            self._position += self.config.pass_start - self._position % n
         step = self._step(self._position)
         self._wait_for_turn()
         self.passes = self._position // len(self._timeline)
@@ -193,6 +214,10 @@ def replay_bars(
         [bars[symbol] for symbol in config.symbols if symbol in bars]
         for _, bars in sorted(by_close.items())
     ]
+    if config.pass_start >= len(timeline):
+        raise ValueError(
+            f"pass_start {config.pass_start} is past the data: it has {len(timeline)} steps"
+        )
     if config.resume_after is None and config.start_index >= len(timeline):
         raise ValueError(
             f"start_index {config.start_index} is past the data: it has {len(timeline)} steps"

@@ -10,7 +10,7 @@ import pytest
 
 from trading.marketdata.bars import Bar
 from trading.marketdata.klines import UnknownSymbolError, load_bundled_bars
-from trading.marketdata.replay import ReplayConfig, ReplayEnd, replay_bars
+from trading.marketdata.replay import ReplayConfig, ReplayEnd, replay_bars, replay_start_step
 
 SYMBOLS = ("BTCUSDT", "ETHUSDT", "SOLUSDT")
 FIVE_MINUTES = timedelta(minutes=5)
@@ -320,3 +320,41 @@ def test_resume_after_before_the_data_starts_at_the_first_step():
 def test_a_naive_resume_after_is_refused():
     with pytest.raises(ValueError, match="resume_after must be an aware datetime"):
         ReplayConfig(SYMBOLS, resume_after=datetime(2025, 8, 21))
+
+
+# --- simulated live time: every pass starts at the same step ---------------------------------
+
+
+def test_replay_start_step_counts_the_bars_of_the_start_days():
+    assert replay_start_step(20, "5m") == 5760
+    assert replay_start_step(1.5, "1h") == 36
+
+
+def test_a_looping_replay_with_a_pass_start_starts_every_pass_there():
+    start = STEPS - 10
+    config = ReplayConfig(SYMBOLS, bar_seconds=0, at_end="loop", start_index=start,
+                          pass_start=start)  # fmt: skip
+    run = replay_bars(config, never_read_the_clock, never_sleep)
+    steps = take(run, 12)
+    btc = load_bundled_bars("BTCUSDT")
+    assert steps[9][0] == btc[-1]
+    wrapped = steps[10][0]
+    assert run.passes == 1
+    assert wrapped.open_time == btc[start].open_time + THIRTY_DAYS
+    assert wrapped.close == btc[start].close
+
+
+def test_the_seed_of_a_later_pass_is_the_steps_before_its_start_shifted_like_it():
+    config = ReplayConfig(SYMBOLS, bar_seconds=0, at_end="loop", start_index=100, pass_start=100)
+    run = replay_bars(config, never_read_the_clock, never_sleep)
+    btc = load_bundled_bars("BTCUSDT")
+    assert [step[0] for step in run.seed_steps(0)] == btc[:100]
+    later = run.seed_steps(2)
+    assert len(later) == 100
+    assert later[0][0].open_time == btc[0].open_time + 2 * THIRTY_DAYS
+    assert later[-1][0].close == btc[99].close
+
+
+def test_a_pass_start_past_the_data_is_refused():
+    with pytest.raises(ValueError, match="pass_start 8640"):
+        replay_bars(ReplayConfig(SYMBOLS, pass_start=STEPS), never_read_the_clock, never_sleep)
