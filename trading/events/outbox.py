@@ -5,46 +5,53 @@ So a change that rolled back has no event, and a change that committed gets its 
 Redis is down at that moment: the row waits, and is published when Redis answers again.
 
 ``record(events, then=...)`` writes the rows (one INSERT) inside the caller's transaction and
-arranges, once it commits, a best-effort relay right away (the fast path: Redis errors are
-logged and swallowed, the caller's work is done). Whatever that leaves, the relay loop
-(``manage.py relay_events``) publishes.
+arranges, once it commits, a best-effort relay of those rows right away (the fast path: Redis
+errors are logged and swallowed, the caller's work is done). Whatever that leaves, the relay
+loop (``manage.py relay_events``) publishes.
 
 What the relay guarantees:
 
-* **In commit order per correlation id.** One relay at a time, across processes and hosts (a
-  Redis lock), publishing rows in id order. The changes of one trade are causally ordered (each
-  transaction of a signal's story starts after the previous one committed), so their ids are
-  in commit order. A lock that expired under a stalled relay is noticed when that relay next
-  publishes (the publishing script checks it still holds it) and that relay stops.
-* **Nothing waits for the loop when Redis answers.** A fast path that finds the lock taken
-  raises a flag; the holder looks for the flag (atomically with letting go of the lock) and
-  reads again, so rows committed while it ran are published by it.
-* **At least once, and once in the log.** A row is marked published only after its event is
-  in the log and its hand-off was sent; a relay that dies in between publishes it again with the
-  same ``event_id``. The publishing script remembers the ids it appended for ``DEDUPE_SECONDS``
-  and skips those, so a republished row is not appended twice unless the database stayed
-  unwritable that long after the append (then consumers, idempotent by ``event_id``, skip it).
+* **In commit order per correlation id**, without a lock. The changes of one trade are causally
+  ordered (each transaction of a signal's story starts after the previous one committed), so
+  their ids are in commit order. Every relay publishes, for each correlation id it touches,
+  every row of it still unpublished up to its own, in id order, in one atomic script that skips
+  the events it appended already. So whichever of two racing relays runs its script first, each
+  event of a correlation id is appended after every earlier one. The fast path takes only its
+  own correlation ids; the loop takes the oldest rows of all.
+* **At least once, and once in the log.** The script remembers the event ids it appended for
+  ``DEDUPE_SECONDS`` and skips those, so a republished row is not appended twice unless it
+  stayed unmarked that long after the append (then consumers, idempotent by ``event_id``, skip
+  it).
 * **Hand-offs after the event.** ``then`` names a Celery task (by name: enqueueing is not
-  importing) that the relay sends once the event is in the log: the consumer that acts on it
-  (``process_signal`` for a new signal) or a nudge to drain the log. Sent again with the row, so
-  the task must be idempotent; a hand-off with a ``task_id`` keeps it across resends.
+  importing) that is sent once the event is in the log: the consumer that acts on it
+  (``process_signal`` for a new signal) or a nudge to drain the log. The relay that appended the
+  event sends it; the loop sends it again for a row left unmarked, so the task must be
+  idempotent; a hand-off with a ``task_id`` keeps it across resends.
+* **Marked without a write of its own.** A row is marked published only once its event is in the
+  log and its hand-off was sent. The fast path leaves the marking to its process's next
+  ``record`` (the UPDATE rides in that transaction, which writes anyway) or, when none comes
+  within ``MARK_DELAY_SECONDS``, to one UPDATE of every row waiting in the process: SQLite has
+  one writer, and a write of its own per relay waited behind the workers' transactions. The loop
+  leaves rows younger than ``LOOP_GRACE_SECONDS`` to their fast path; an older unmarked row (its
+  relay died, or Redis was down) it publishes again, sends its hand-off again and marks.
 """
 
 from __future__ import annotations
 
 import functools
 import logging
+import os
+import threading
 import time
-import uuid
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
 import redis
 from django.conf import settings
-from django.db import transaction
-from django.db.models import Count, Min
+from django.db import close_old_connections, connection, transaction
+from django.db.models import Count, Max, Min
 from django.utils import timezone
 
 from trading.events.broadcast import broadcast
@@ -56,16 +63,22 @@ from trading.store import rkey
 
 logger = logging.getLogger(__name__)
 
-# Rows one publishing round trip carries.
-BATCH = 200
+# Rows one publishing round trip of the loop carries.
+BATCH = 500
 # The fast path publishes at most this many rows (a backlog after an outage is the loop's).
 FAST_PATH_ROWS = 1000
-# The relay lock's life; each publish renews it, so only a stalled or dead relay loses it.
-LOCK_SECONDS = 10
 # How long the log remembers which event ids it appended (see the module docstring).
 DEDUPE_SECONDS = 600
 # The fast path's Redis calls give up after this long: a request must not hang on Redis.
 FAST_PATH_TIMEOUT_SECONDS = 2.0
+# How long published rows wait for their process's next transaction to mark them.
+MARK_DELAY_SECONDS = 0.1
+# Rows younger than this are their fast path's: the loop would only send their hand-offs again.
+LOOP_GRACE_SECONDS = 2.0
+
+# The columns a relay reads, in the order ``_event_of`` takes them.
+_COLUMNS = ("pk", "event_id", "type", "ts", "service", "correlation_id", "schema", "payload",
+            "handoff")  # fmt: skip
 
 
 @dataclass(frozen=True)
@@ -95,9 +108,19 @@ class Handoff:
 ANALYTICS_NUDGE = Handoff("trading.analytics.tasks.drain_events", expires=30)
 
 
+@dataclass(frozen=True)
+class _Row:
+    """A row as a relay needs it: its id, its event and its hand-off."""
+
+    pk: int
+    event: Event
+    handoff: dict[str, Any] | None
+
+
 def record(events: Iterable[Event], *, then: Handoff | None = None) -> list[OutboxEvent]:
-    """Writes the events to the outbox, in order, in the current transaction (or on their own
-    when there is none), ``then`` riding on the last of them; they are relayed once it commits."""
+    """Writes the events to the outbox, in order, in the current transaction (or in one of their
+    own when there is none), ``then`` riding on the last of them; they are relayed once it
+    commits. Rows this process published since its last transaction are marked in it."""
     events = list(events)
     if not events:
         return []
@@ -117,27 +140,44 @@ def record(events: Iterable[Event], *, then: Handoff | None = None) -> list[Outb
     ]
     if then is not None:
         rows[-1].handoff = then.as_json()
-    OutboxEvent.objects.bulk_create(rows)
-    _relay_on_commit()
+    with transaction.atomic():
+        OutboxEvent.objects.bulk_create(rows)
+        _marks.mark_in_transaction(now)
+        _relay_on_commit(
+            [_Row(row.pk, event, row.handoff) for row, event in zip(rows, events, strict=True)]
+        )
     return rows
 
 
-def _relay_on_commit() -> None:
-    """One fast-path relay per transaction, however many times it records events. A callback
-    registered under a savepoint that rolls back goes with it, so the next record registers
-    again."""
-    connection = transaction.get_connection()
-    if connection.in_atomic_block and any(
-        callback is relay_now for _sids, callback, _robust in connection.run_on_commit
-    ):
-        return
-    transaction.on_commit(relay_now, robust=True)
+class _FastPath:
+    """The relay after commit of the rows one transaction recorded, however many times it
+    recorded events. A callback registered under a savepoint that rolls back goes with it, so
+    the next record registers again; rows of a savepoint rolled back under an earlier callback
+    are not in the database when it runs, and it checks each against the database."""
+
+    def __init__(self) -> None:
+        self.rows: list[_Row] = []
+
+    def __call__(self) -> None:
+        relay_now(self.rows)
 
 
-def relay_now() -> None:
-    """The fast path: publishes what is waiting, now; never raises (the loop retries)."""
+def _relay_on_commit(rows: list[_Row]) -> None:
+    current = transaction.get_connection()
+    for _sids, callback, _robust in current.run_on_commit:
+        if isinstance(callback, _FastPath):
+            callback.rows.extend(rows)
+            return
+    callback = _FastPath()
+    callback.rows.extend(rows)
+    transaction.on_commit(callback, robust=True)
+
+
+def relay_now(rows: Sequence[_Row]) -> None:
+    """The fast path: publishes the rows just committed, and the rows of their correlation ids
+    still waiting before them; never raises an Exception (the loop retries)."""
     try:
-        relay(client=_fast_client(settings.REDIS_URL), max_rows=FAST_PATH_ROWS)
+        _relay_fast(_fast_client(settings.REDIS_URL), rows)
     except Exception as error:
         logger.warning("outbox: relay after commit failed, the relay loop will retry: %s", error)
 
@@ -162,130 +202,146 @@ def _client() -> redis.Redis:
 # --- the relay --------------------------------------------------------------------------------
 
 
-class LostLock(Exception):
-    """The relay lock expired under this relay and another may hold it: this one stops."""
-
-
-def _lock_key() -> str:
-    return rkey("outbox", "lock")
-
-
-def _flag_key() -> str:
-    return rkey("outbox", "more")
-
-
 def _sent_key() -> str:
     return rkey("outbox", "sent")
 
 
-# Takes the lock, or raises the flag for its holder: atomically, so that a holder letting go
-# either sees the flag or leaves the lock free for this caller.
-_ACQUIRE = """
-if redis.call('SET', KEYS[1], ARGV[1], 'NX', 'PX', ARGV[2]) then return 1 end
-redis.call('SET', KEYS[2], '1', 'PX', ARGV[2])
-return 0
-"""
-
-# Lets go of the lock unless the flag is up (then keeps it, renewed, and takes the flag down):
-# 1 released, 0 kept for another round, -1 not held.
-_RELEASE = """
-if redis.call('GET', KEYS[1]) ~= ARGV[1] then return -1 end
-if ARGV[3] == '1' and redis.call('DEL', KEYS[2]) == 1 then
-  redis.call('PEXPIRE', KEYS[1], ARGV[2])
-  return 0
-end
-redis.call('DEL', KEYS[1])
-return 1
-"""
-
-# Appends the events not appended within the dedupe window, counts them, and renews the lock;
-# returns each event's stream id ('' when it was appended already), or -1 if the lock is not
-# held. ARGV: token, lock ms, maxlen, now ms, dedupe ms, count, then per event: event id,
-# counter key, counter field ('' for none), number of fields, the fields.
+# Appends the events not appended within the dedupe window and counts them; returns each
+# event's stream id ('' when it was appended already). ARGV: maxlen, now ms, dedupe ms, count,
+# then per event: event id, counter key, counter field ('' for none), number of fields, fields.
 _PUBLISH = """
-if redis.call('GET', KEYS[1]) ~= ARGV[1] then return -1 end
-redis.call('PEXPIRE', KEYS[1], ARGV[2])
-local now = tonumber(ARGV[4])
-redis.call('ZREMRANGEBYSCORE', KEYS[3], '-inf', now - tonumber(ARGV[5]))
-local out = {}
-local i = 7
-for n = 1, tonumber(ARGV[6]) do
+local now = tonumber(ARGV[2])
+redis.call('ZREMRANGEBYSCORE', KEYS[2], '-inf', now - tonumber(ARGV[3]))
+local out, counts = {}, {}
+local i = 5
+for n = 1, tonumber(ARGV[4]) do
   local id, key, field, count = ARGV[i], ARGV[i + 1], ARGV[i + 2], tonumber(ARGV[i + 3])
-  local fields = {}
-  for j = 1, count do fields[j] = ARGV[i + 3 + j] end
-  i = i + 4 + count
-  if redis.call('ZSCORE', KEYS[3], id) then
+  if redis.call('ZSCORE', KEYS[2], id) then
     out[n] = ''
   else
-    out[n] = redis.call('XADD', KEYS[2], 'MAXLEN', '~', ARGV[3], '*', unpack(fields))
-    redis.call('ZADD', KEYS[3], now, id)
-    if key ~= '' then redis.call('HINCRBYFLOAT', key, field, 1) end
+    out[n] = redis.call('XADD', KEYS[1], 'MAXLEN', '~', ARGV[1], '*',
+                        unpack(ARGV, i + 4, i + 3 + count))
+    redis.call('ZADD', KEYS[2], now, id)
+    if key ~= '' then
+      local at = key .. '\\n' .. field
+      counts[at] = (counts[at] or 0) + 1
+    end
   end
+  i = i + 4 + count
+end
+for at, count in pairs(counts) do
+  local cut = string.find(at, '\\n', 1, true)
+  redis.call('HINCRBYFLOAT', string.sub(at, 1, cut - 1), string.sub(at, cut + 1), count)
 end
 return out
 """
 
 
-def relay(*, client: redis.Redis | None = None, max_rows: int | None = None) -> int:
-    """Publishes the waiting rows in id order, with their hand-offs, and marks them; returns how
-    many it published. Returns 0 at once when another relay holds the lock (it will publish
-    them). Stops after about ``max_rows`` rows, leaving the rest to the next relay. Raises on
-    Redis or database errors, the rows not marked then waiting for the next relay."""
-    client = client or _client()
-    token = uuid.uuid4().hex
-    lock_ms = LOCK_SECONDS * 1000
-    if not client.eval(_ACQUIRE, 2, _lock_key(), _flag_key(), token, lock_ms):
-        return 0
-    published = 0
-    try:
-        while True:
-            waiting = OutboxEvent.objects.filter(published_at__isnull=True).order_by("id")
-            rows = list(waiting[:BATCH])
-            if rows:
-                _publish(client, token, rows)
-                published += len(rows)
-            more = len(rows) == BATCH and (max_rows is None or published < max_rows)
-            if more:
-                continue
-            # The flag only matters when this relay could take its rows: not once past max_rows.
-            look = "0" if len(rows) == BATCH else "1"
-            if client.eval(_RELEASE, 2, _lock_key(), _flag_key(), token, lock_ms, look) != 0:
-                return published
-    except BaseException:
-        try:
-            client.eval(_RELEASE, 2, _lock_key(), _flag_key(), token, lock_ms, "0")
-        except redis.RedisError:
-            pass  # it expires by itself
-        raise
-
-
-def _publish(client: redis.Redis, token: str, rows: list[OutboxEvent]) -> None:
-    events = [as_event(row) for row in rows]
-    args: list[Any] = [token, LOCK_SECONDS * 1000, maxlen(), int(time.time() * 1000),
-                       DEDUPE_SECONDS * 1000, len(events)]  # fmt: skip
-    for event in events:
-        key, field = _counter(event)
-        fields = [part for pair in event.to_fields().items() for part in pair]
-        args += [event.event_id, key, field, len(fields), *fields]
-    answer = client.eval(_PUBLISH, 3, _lock_key(), events_stream(), _sent_key(), *args)
-    if answer == -1:
-        raise LostLock("the outbox relay lock expired while this relay held it")
-    _send_handoffs(rows)
-    OutboxEvent.objects.filter(pk__in=[row.pk for row in rows]).update(published_at=timezone.now())
-    appended = [event for event, stream_id in zip(events, answer, strict=True) if stream_id]
-    broadcast(appended)
-
-
-def as_event(row: OutboxEvent) -> Event:
-    return Event(
-        event_id=str(row.event_id),
-        type=row.type,
-        ts=row.ts,
-        service=row.service,
-        correlation_id=row.correlation_id,
-        schema=row.schema,
-        payload=row.payload,
+def _relay_fast(client: redis.Redis, recorded: Sequence[_Row]) -> None:
+    """Publishes the rows recorded, after every row of their correlation ids still waiting
+    before them; sends the hand-offs of the rows it appended; leaves the marking to
+    ``_marks``."""
+    if not recorded:
+        return
+    mine = {row.pk: row for row in recorded}
+    waiting = list(
+        OutboxEvent.objects.filter(
+            published_at__isnull=True,
+            pk__lte=max(mine),
+            correlation_id__in={row.event.correlation_id for row in recorded},
+        )
+        .order_by("pk")
+        .values_list("pk", "event_id")[: FAST_PATH_ROWS + 1]
     )
+    if not waiting or len(waiting) > FAST_PATH_ROWS:
+        return  # published already, rolled back, or a backlog the loop takes in order
+    # A row of this process's is only taken as it is when the database holds that very event
+    # (an id of a row rolled back may have been given again).
+    theirs = {pk for pk, event_id in waiting
+              if pk not in mine or mine[pk].event.event_id != str(event_id)}  # fmt: skip
+    loaded = {}
+    if theirs:
+        loaded = {row.pk: row for row in _load(OutboxEvent.objects.filter(pk__in=theirs))}
+    rows = [loaded[pk] if pk in theirs else mine[pk] for pk, _ in waiting
+            if pk in loaded or pk not in theirs]  # fmt: skip
+    appended = _append(client, rows)
+    # Whoever appends an event sends its hand-off: a row another relay appended is its to hand
+    # off and mark (or the loop's, should that relay have died in between).
+    _send_handoffs([row for row in rows if row.pk in appended])
+    _marks.add([row.pk for row in rows if row.pk in appended or not row.handoff])
+    broadcast([row.event for row in rows if row.pk in appended])
+
+
+def relay(
+    *,
+    client: redis.Redis | None = None,
+    max_rows: int | None = None,
+    older_than: float = 0.0,
+) -> int:
+    """Publishes the waiting rows in id order, sends their hand-offs and marks them; returns how
+    many it published. With ``older_than`` (seconds) it takes only the rows up to the newest one
+    created that long ago, leaving the younger ones to their fast path. Stops after about
+    ``max_rows`` rows, leaving the rest to the next relay. Raises on Redis or database errors,
+    the rows not marked then waiting for the next relay."""
+    client = client or _client()
+    waiting = OutboxEvent.objects.filter(published_at__isnull=True)
+    if older_than > 0:
+        cutoff = timezone.now() - timedelta(seconds=older_than)
+        bound = waiting.filter(created_at__lt=cutoff).aggregate(bound=Max("pk"))["bound"]
+        if bound is None:
+            return 0
+        # A bound on the id, not the time: each correlation id's rows up to it are all taken.
+        waiting = waiting.filter(pk__lte=bound)
+    published = 0
+    after = 0
+    while max_rows is None or published < max_rows:
+        rows = _load(waiting.filter(pk__gt=after).order_by("pk")[:BATCH])
+        if not rows:
+            break
+        appended = _append(client, rows)
+        _send_handoffs(rows)
+        OutboxEvent.objects.filter(pk__in=[row.pk for row in rows]).update(
+            published_at=timezone.now()
+        )
+        broadcast([row.event for row in rows if row.pk in appended])
+        published += len(rows)
+        after = rows[-1].pk
+        if len(rows) < BATCH:
+            break
+    return published
+
+
+def _load(query) -> list[_Row]:
+    return [_row_of(*values) for values in query.values_list(*_COLUMNS)]
+
+
+def _row_of(pk, event_id, type_, ts, service, correlation_id, schema, payload, handoff) -> _Row:
+    event = Event(
+        event_id=str(event_id),
+        type=type_,
+        ts=ts,
+        service=service,
+        correlation_id=correlation_id,
+        schema=schema,
+        payload=payload,
+        _payload_checked=True,  # it was checked when the event was recorded
+    )
+    return _Row(pk, event, handoff)
+
+
+def _append(client: redis.Redis, rows: Sequence[_Row]) -> set[int]:
+    """Appends the rows' events in one script; returns the ids of the rows it appended (the
+    others were appended already)."""
+    args: list[Any] = [maxlen(), int(time.time() * 1000), DEDUPE_SECONDS * 1000, len(rows)]
+    for row in rows:
+        event = row.event
+        key, field = _counter(event.service, event.type)
+        fields = event.to_fields()
+        args += [event.event_id, key, field, 2 * len(fields)]
+        for pair in fields.items():
+            args += pair
+    answer = client.eval(_PUBLISH, 2, events_stream(), _sent_key(), *args)
+    return {row.pk for row, stream_id in zip(rows, answer, strict=True) if stream_id}
 
 
 class _Capture:
@@ -295,17 +351,20 @@ class _Capture:
         self.key, self.field = key, field
 
 
-def _counter(event: Event) -> tuple[str, str]:
+@functools.lru_cache(maxsize=1024)
+def _counter(service: str, type_: str) -> tuple[str, str]:
     """The hash and field of ``events_published_total`` for the event ('' for none)."""
-    if event.service not in SERVICES:
+    if service not in SERVICES:
         return "", ""
     capture = _Capture()
-    EVENTS_PUBLISHED[event.service].inc(1, client=capture, type=event.type)  # type: ignore[arg-type]
+    EVENTS_PUBLISHED[service].inc(1, client=capture, type=type_)  # type: ignore[arg-type]
     return capture.key, capture.field
 
 
-def _send_handoffs(rows: Sequence[OutboxEvent]) -> None:
+def _send_handoffs(rows: Sequence[_Row]) -> None:
     """Each distinct hand-off of the rows once, in row order (a batch's nudges coalesce)."""
+    if not any(row.handoff for row in rows):
+        return
     from controlpanel.celery import app
 
     seen = set()
@@ -322,6 +381,99 @@ def _send_handoffs(rows: Sequence[OutboxEvent]) -> None:
         if handoff.task_id is not None:
             options["task_id"] = handoff.task_id
         app.send_task(handoff.task, args=list(handoff.args), **options)
+
+
+# --- marking ----------------------------------------------------------------------------------
+
+
+class _Marks:
+    """The rows this process published and has yet to mark. The next ``record`` marks them in
+    its transaction; when none comes within ``MARK_DELAY_SECONDS`` a thread of the process
+    marks them all in one UPDATE. Should the process die first, the loop publishes them again
+    (appended once, hand-offs sent again) and marks them."""
+
+    # A thread that could not mark gives up after this many tries: the loop takes the rows.
+    TRIES = 3
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._ids: set[int] = set()
+        self._wake = threading.Event()
+        self._pid: int | None = None
+
+    def add(self, ids: Iterable[int]) -> None:
+        ids = set(ids)
+        if not ids:
+            return
+        with self._lock:
+            if self._pid != os.getpid():  # a forked child starts its own thread
+                self._ids = set()
+                self._wake = threading.Event()
+                self._pid = os.getpid()
+                threading.Thread(target=self._run, name="outbox-marks", daemon=True).start()
+            self._ids |= ids
+            self._wake.set()
+
+    def pending(self) -> list[int]:
+        with self._lock:
+            return sorted(self._ids) if self._pid == os.getpid() else []
+
+    def _discard(self, ids: Iterable[int]) -> None:
+        with self._lock:
+            self._ids.difference_update(ids)
+
+    def mark_in_transaction(self, now: datetime) -> None:
+        """Marks the waiting rows in the caller's transaction; forgets them once it commits
+        (rolled back, they wait for the next)."""
+        ids = self.pending()
+        if ids:
+            OutboxEvent.objects.filter(pk__in=ids, published_at__isnull=True).update(
+                published_at=now
+            )
+            transaction.on_commit(functools.partial(self._discard, ids))
+
+    def flush(self) -> int:
+        """Marks every row waiting, now, in a transaction of its own; returns how many."""
+        ids = self.pending()
+        if not ids:
+            return 0
+        with transaction.atomic():
+            marked = OutboxEvent.objects.filter(pk__in=ids, published_at__isnull=True).update(
+                published_at=timezone.now()
+            )
+        self._discard(ids)
+        return marked
+
+    def _run(self) -> None:
+        wake, failures = self._wake, 0
+        while True:
+            wake.wait()
+            time.sleep(MARK_DELAY_SECONDS)
+            wake.clear()
+            try:
+                close_old_connections()
+                self.flush()
+                failures = 0
+            except Exception as error:
+                failures += 1
+                connection.close()
+                if failures >= self.TRIES:
+                    logger.warning("outbox: could not mark published rows, the relay loop "
+                                   "will: %s", error)  # fmt: skip
+                    self._discard(self.pending())
+                    failures = 0
+                else:
+                    wake.set()
+                    time.sleep(MARK_DELAY_SECONDS * 2**failures)
+
+
+_marks = _Marks()
+
+
+def mark_published() -> int:
+    """Marks now the rows this process published and has not marked yet; returns how many (the
+    relay marks them shortly after by itself: for a process about to exit, and tests)."""
+    return _marks.flush()
 
 
 # --- the backlog ------------------------------------------------------------------------------

@@ -49,7 +49,42 @@ def test_a_rolled_back_change_leaves_no_event_and_a_committed_one_is_logged_once
     kept = new_event("risk.alert", {"reason": "TEST"}, service="exec-risk", correlation_id="c-2")
     outbox.record([kept])
     assert log_of("c-2") == [kept.event_id]
+    outbox.mark_published()  # what the process does shortly after by itself
     assert OutboxEvent.objects.get().published_at is not None
+
+
+def test_a_row_published_after_commit_is_marked_in_the_processs_next_transaction(redis_client):
+    first = new_event("risk.alert", {"n": 1}, service="exec-risk", correlation_id="c-4")
+    second = new_event("risk.alert", {"n": 2}, service="exec-risk", correlation_id="c-5")
+    (row,) = outbox.record([first])
+    outbox.record([second])
+    row.refresh_from_db()
+    assert row.published_at is not None
+    assert log_of("c-4") == [first.event_id]
+
+
+def test_an_event_after_one_still_waiting_is_published_after_it(redis_client, monkeypatch):
+    waiting = new_event("risk.alert", {"n": 1}, service="exec-risk", correlation_id="c-6")
+    monkeypatch.setattr(outbox, "_fast_client", lambda url: DeadRedis())
+    outbox.record([waiting])  # Redis "down": it waits in the outbox
+    monkeypatch.undo()
+    later = new_event("risk.alert", {"n": 2}, service="exec-risk", correlation_id="c-6")
+    other = new_event("risk.alert", {"n": 3}, service="exec-risk", correlation_id="c-7")
+    outbox.record([later, other])
+    assert log_of("c-6") == [waiting.event_id, later.event_id]
+    assert log_of("c-7") == [other.event_id]
+
+
+def test_the_loop_leaves_young_rows_and_republishes_an_unmarked_one_once(redis_client, monkeypatch):
+    event = new_event("risk.alert", {"n": 1}, service="exec-risk", correlation_id="c-8")
+    # The fast path appends, then its process dies before marking the row.
+    monkeypatch.setattr(outbox._marks, "add", lambda ids: None)
+    outbox.record([event])
+    assert outbox.relay(older_than=60) == 0
+    assert outbox.backlog().rows == 1
+    assert outbox.relay() == 1
+    assert log_of("c-8") == [event.event_id]
+    assert outbox.backlog().rows == 0
 
 
 def test_a_row_published_again_after_a_crash_is_not_appended_twice(redis_client, monkeypatch):
