@@ -13,6 +13,11 @@ MASK = "****"
 MIN_SECRET_LENGTH = 6
 
 
+# apprise's own log lines may quote a channel's URL or token: they reach only the capture in
+# send(), which logs them scrubbed.
+logging.getLogger("apprise").propagate = False
+
+
 class TransportError(Exception):
     """A message that did not go out. ``permanent``: the URL itself is wrong, retrying cannot
     help; else the service or the network failed and a later attempt may succeed."""
