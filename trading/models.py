@@ -13,6 +13,9 @@ from django.core.validators import MaxValueValidator, MinValueValidator
 from django.db import models
 from django.db.models import Q
 
+from trading.ledger.book import AccountKind
+from trading.primitives import OPEN_ORDER_STATUSES, OrderStatus
+
 MONEY = {"max_digits": 28, "decimal_places": 10}
 ZERO = Decimal("0")
 
@@ -27,6 +30,9 @@ class Account(models.Model):
 
     name = models.SlugField(unique=True)
     venue = models.CharField(max_length=16, default="paper")
+    kind = models.CharField(
+        max_length=8, choices=[(k.value, k.value) for k in AccountKind], default=AccountKind.SPOT
+    )
     is_sandbox = models.BooleanField(default=False)
     starting_cash = models.DecimalField(**MONEY, default=Decimal("100000"))
     peak_equity = models.DecimalField(**MONEY, default=Decimal("100000"))
@@ -56,24 +62,52 @@ class ExactDecimalField(models.Field):
         return None if value is None else format(Decimal(value), "f")
 
 
-class CashBalance(models.Model):
-    """An account's cash as a running total, so that reading it costs one row however many
-    fills the account has. The fills stay the record: each new fill's cash flow is added here
-    in the transaction that stores the fill (``trading.risk.services.record_cash_flows``), and
-    ``trading.risk.services.ledger_cash`` works the same total out again from the fills.
+class AssetBalance(models.Model):
+    """An account's balance of one asset, as a running total, so that reading it costs one row
+    however many fills the account has. The fills stay the record: each new fill's moves are
+    added here in the transaction that stores the fill (``trading.ledger.services.record_fills``),
+    and ``trading.ledger.services.ledger_balances`` works the same totals out again from the
+    fills.
 
-    ``fill_flows`` is the net cash of every fill (sells bring their notional in, buys pay it
-    out, fees are paid either way); the cash is ``Account.starting_cash`` plus it, so a change of
-    the starting cash counts at once."""
+    ``net`` is what the fills moved (a buy brings its base quantity in and pays its notional out
+    of the quote, a sell the other way round, fees are paid either way); the free balance is
+    ``net`` less ``locked``, plus ``Account.starting_cash`` for the quote asset, so a change of
+    the starting cash counts at once. ``locked`` is what the account's open orders hold: a BUY
+    its cost with fees in the quote asset, a SELL its quantity in the base asset."""
 
-    account = models.OneToOneField(
-        Account, on_delete=models.CASCADE, primary_key=True, related_name="cash_balance"
-    )
-    fill_flows = ExactDecimalField(default=ZERO, editable=False)
+    account = models.ForeignKey(Account, on_delete=models.CASCADE, related_name="balances")
+    asset = models.CharField(max_length=12)
+    net = ExactDecimalField(default=ZERO, editable=False)
+    locked = ExactDecimalField(default=ZERO, editable=False)
     updated_at = models.DateTimeField(auto_now=True)
 
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["account", "asset"], name="one_balance_per_asset")
+        ]
+
     def __str__(self) -> str:
-        return f"account {self.account_id}: {self.fill_flows:+f} net cash from fills"
+        return f"account {self.account_id} {self.asset}: {self.net:+f} from fills"
+
+
+class DayOpen(models.Model):
+    """An account's unrealized PnL at 00:00 UTC of a day, the base of its daily PnL: the
+    positions held at 00:00 (from the fills before it) at the latest quote of the first read of
+    the day (``trading.ledger.services.day_open``). Written once per account and day."""
+
+    account = models.ForeignKey(Account, on_delete=models.CASCADE, related_name="day_opens")
+    day = models.DateField()
+    unrealized_pnl = ExactDecimalField()
+    marks = models.JSONField(default=dict, help_text="the prices used, per symbol")
+    recorded_at = models.DateTimeField()
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["account", "day"], name="one_day_open_per_day")
+        ]
+
+    def __str__(self) -> str:
+        return f"account {self.account_id} at {self.day}: unrealized {self.unrealized_pnl}"
 
 
 class Symbol(models.Model):
@@ -245,6 +279,9 @@ class Signal(models.Model):
     notional = models.DecimalField(**MONEY, null=True, blank=True)
     quantity = models.DecimalField(**MONEY, null=True, blank=True)
     leverage = models.PositiveSmallIntegerField(default=1)
+    close_position = models.BooleanField(
+        default=False, help_text="sell (or buy back) what the position holds"
+    )
     stop_loss_price = models.DecimalField(**MONEY, null=True, blank=True)
     take_profit_price = models.DecimalField(**MONEY, null=True, blank=True)
     source = models.CharField(max_length=16, default="api")
@@ -266,16 +303,8 @@ class Signal(models.Model):
 
 
 class Order(models.Model):
-    class Status(models.TextChoices):
-        NEW = "NEW"
-        PARTIALLY_FILLED = "PARTIALLY_FILLED"
-        FILLED = "FILLED"
-        CANCELED = "CANCELED"
-        REJECTED = "REJECTED"
-        EXPIRED = "EXPIRED"
-        UNKNOWN = "UNKNOWN"
-
-    OPEN_STATUSES = (Status.NEW, Status.PARTIALLY_FILLED, Status.UNKNOWN)
+    Status = OrderStatus
+    OPEN_STATUSES = OPEN_ORDER_STATUSES
 
     class Purpose(models.TextChoices):
         SIGNAL = "signal"
@@ -298,7 +327,7 @@ class Order(models.Model):
     quantity = models.DecimalField(**MONEY)
     price = models.DecimalField(**MONEY, null=True, blank=True)
     reference_price = models.DecimalField(**MONEY, help_text="mark when the order was placed")
-    status = models.CharField(max_length=20, choices=Status.choices, default=Status.NEW)
+    status = models.CharField(max_length=20, choices=OrderStatus.choices(), default=OrderStatus.NEW)
     filled_quantity = models.DecimalField(**MONEY, default=ZERO)
     average_price = models.DecimalField(**MONEY, null=True, blank=True)
     error = models.CharField(max_length=300, blank=True, default="")
@@ -364,7 +393,7 @@ class Position(models.Model):
     fees_paid = models.DecimalField(**MONEY, default=ZERO)
     stop_loss_price = models.DecimalField(**MONEY, null=True, blank=True)
     take_profit_price = models.DecimalField(**MONEY, null=True, blank=True)
-    correlation_id = models.UUIDField(help_text="of the signal that opened it")
+    correlation_id = models.UUIDField(help_text="of the order that opened it")
     opened_at = models.DateTimeField()
     closed_at = models.DateTimeField(null=True, blank=True)
     version = models.PositiveIntegerField(default=0)
@@ -385,11 +414,6 @@ class Position(models.Model):
     @property
     def net_realized_pnl(self) -> Decimal:
         return self.realized_pnl - self.fees_paid
-
-    def unrealized_pnl(self, mark: Decimal | None) -> Decimal:
-        if mark is None or self.quantity == 0:
-            return ZERO
-        return (mark - self.average_entry_price) * self.quantity
 
 
 class EquitySnapshot(models.Model):
@@ -712,6 +736,7 @@ class TelegramChat(models.Model):
 
     def __str__(self) -> str:
         return f"chat {self.chat_id} as {self.user}"
+
 
 class MarketBar(models.Model):
     """A closed bar the platform received (``replay`` or ``binance``), or one of the bundled

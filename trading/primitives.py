@@ -29,6 +29,7 @@ from __future__ import annotations
 import re
 import unicodedata
 from decimal import Decimal
+from enum import StrEnum
 
 # Longer than any amount or symbol anyone trades; bounds the work spent on a hostile value.
 MAX_TEXT_LENGTH = 64
@@ -151,3 +152,29 @@ def _shown(text: str) -> str:
 
 def _kind(value: object) -> str:
     return {dict: "an object", list: "a list", type(None): "null"}.get(type(value), repr(value))
+
+
+class OrderStatus(StrEnum):
+    """An order's status, as Binance names it, for the exchange adapters and the database."""
+
+    NEW = "NEW"
+    PARTIALLY_FILLED = "PARTIALLY_FILLED"
+    FILLED = "FILLED"
+    CANCELED = "CANCELED"
+    REJECTED = "REJECTED"
+    EXPIRED = "EXPIRED"
+    # The exchange answered without a status that can be trusted (a timeout, an ACK-only reply,
+    # a status this code does not know): the order may still fill, so it is looked up before
+    # anything else is done with it.
+    UNKNOWN = "UNKNOWN"
+
+    @classmethod
+    def choices(cls) -> list[tuple[str, str]]:
+        return [(member.value, member.value) for member in cls]
+
+
+# Not final: the exchange may still fill them. UNKNOWN is among them, since it may.
+OPEN_ORDER_STATUSES: frozenset[OrderStatus] = frozenset(
+    {OrderStatus.NEW, OrderStatus.PARTIALLY_FILLED, OrderStatus.UNKNOWN}
+)
+FINAL_ORDER_STATUSES: frozenset[OrderStatus] = frozenset(OrderStatus) - OPEN_ORDER_STATUSES

@@ -11,6 +11,7 @@ from decimal import Decimal
 
 from django.db.models import Q
 
+from trading.ledger import services as ledger
 from trading.marketdata.prices import latest_quotes, recent_bars
 from trading.models import (
     EquitySnapshot,
@@ -60,9 +61,7 @@ def _marks() -> dict[str, Decimal]:
 
 
 def pnl() -> dict:
-    from trading.portfolio.services import portfolio_summary
-
-    summary = portfolio_summary(risk.get_account(), _marks())
+    summary = ledger.portfolio_summary(risk.get_account(), _marks())
     keys = ("equity", "cash", "realized_pnl", "unrealized_pnl", "daily_pnl", "daily_trades",
             "total_exposure")  # fmt: skip
     return {key: summary[key] for key in keys}
@@ -74,7 +73,7 @@ def equity_curve() -> list[dict]:
         {"ts": _iso(s.ts), "equity": str(s.equity)}
         for s in reversed(EquitySnapshot.objects.filter(account=account).order_by("-ts")[:499])
     ]
-    points.append({"ts": _iso_now(), "equity": str(risk.account_equity(account, _marks()))})
+    points.append({"ts": _iso_now(), "equity": str(ledger.account_equity(account, _marks()))})
     return points
 
 
@@ -87,7 +86,7 @@ def _iso_now() -> str:
 def positions() -> list[dict]:
     marks = _marks()
     rows = []
-    for p in risk.open_positions(risk.get_account()):
+    for p in ledger.open_positions(risk.get_account()):
         mark = marks.get(p.symbol)
         rows.append(
             {
@@ -95,7 +94,7 @@ def positions() -> list[dict]:
                 "quantity": str(p.quantity),
                 "average_entry_price": str(p.average_entry_price),
                 "mark_price": _str(mark),
-                "unrealized_pnl": str(p.unrealized_pnl(mark)),
+                "unrealized_pnl": str(ledger.position_unrealized(p, mark)),
                 "realized_pnl": str(p.net_realized_pnl),
                 "opened_at": _iso(p.opened_at),
                 "stop_loss_price": _str(p.stop_loss_price),
@@ -166,11 +165,9 @@ def summarize_event(event: dict) -> str:
     if kind == "market.bar":
         return f"{p.get('symbol')} closed at {p.get('close')}"
     if kind == "order.denied":
-        return f"{p.get('side')} {p.get('symbol')} denied: {p.get('reason')}"
+        return f"{p.get('side')} {_amount(p)} {p.get('symbol')} denied: {p.get('reason')}"
     if kind.startswith("order."):
-        return (
-            f"{p.get('side')} {p.get('quantity')} {p.get('symbol')} {p.get('status', '')}".strip()
-        )
+        return f"{p.get('side')} {_amount(p)} {p.get('symbol')} {p.get('status', '')}".strip()
     if kind.startswith("position."):
         return f"{p.get('symbol')} {p.get('quantity')} @ {p.get('average_entry_price')}"
     if kind == "signal.generated":
@@ -179,6 +176,18 @@ def summarize_event(event: dict) -> str:
     if kind == "risk.state_changed":
         return f"{p.get('from')} -> {p.get('to')} by {p.get('actor')}: {p.get('reason')}"
     return ", ".join(f"{k}={v}" for k, v in list(p.items())[:4])
+
+
+def _amount(payload: dict) -> str:
+    """What an order or signal is for: its quantity, or the value of a signal sized by notional,
+    or what closing a position sells."""
+    if payload.get("quantity") is not None:
+        return str(payload["quantity"])
+    if payload.get("notional") is not None:
+        return f"{payload['notional']} USDT of"
+    if payload.get("close_position"):
+        return "all of"
+    return "?"
 
 
 SANDBOX_ACCOUNTS = frozenset({SANDBOX})

@@ -77,20 +77,20 @@ MAX_PSI = declare(
 @scrape_collector(S)
 def portfolio_gauges():
     """Portfolio value and open positions of the main account, from the ledger."""
+    from trading.ledger import services as ledger
     from trading.marketdata.prices import latest_prices
     from trading.risk import services as risk
 
-    account = risk.get_account()
-    marks = latest_prices()
+    book = ledger.read_book(risk.get_account(), latest_prices())
     return [
         GaugeMetricFamily(
             "analytics_os_service_portfolio_value_usd",
             "Equity of the main account: cash plus positions at their marks, in USDT",
-            value=float(risk.account_equity(account, marks)),
+            value=float(book.equity),
         ),
         GaugeMetricFamily(
             "analytics_os_service_positions_count",
             "Open positions of the main account",
-            value=len(risk.open_positions(account)),
+            value=len(book.positions),
         ),
     ]

@@ -20,6 +20,7 @@ from trading.analytics.performance import summarize
 from trading.analytics.sizing import assess_sizing
 from trading.events import outbox
 from trading.events.envelope import new_event
+from trading.ledger import services as ledger
 from trading.marketdata.prices import latest_prices
 from trading.models import (
     Account,
@@ -31,7 +32,6 @@ from trading.models import (
     Position,
     Signal,
 )
-from trading.risk import services as risk
 from trading.store import redis_client, rkey
 
 logger = logging.getLogger(__name__)
@@ -57,16 +57,14 @@ def snapshot_performance(account: Account) -> PerformanceSnapshot:
         for s in reversed(EquitySnapshot.objects.filter(account=account).order_by("-ts")[:10_000])
     ]
     summary = summarize(pnls, curve, SNAPSHOTS_PER_YEAR)
-    exposure = {
-        p.symbol: str(abs(p.quantity * marks.get(p.symbol, p.average_entry_price)))
-        for p in risk.open_positions(account)
-    }
+    current = ledger.valuation(account, marks)
+    exposure = {symbol: str(value) for symbol, value in current.exposure.items()}
     drawdown = summary.max_drawdown if curve else None
     return PerformanceSnapshot.objects.create(
         account=account,
         ts=timezone.now(),
-        equity=risk.account_equity(account, marks),
-        cash=risk.account_cash(account),
+        equity=current.equity,
+        cash=current.cash,
         exposure=exposure,
         open_positions=len(exposure),
         closed_trades=len(pnls),
@@ -230,13 +228,13 @@ def rebalance(account: Account) -> list[Signal]:
     from trading.marketdata.services import symbol_rules
 
     marks = latest_prices()
-    equity = risk.account_equity(account, marks)
+    equity = ledger.account_equity(account, marks)
     if equity <= 0:
         return []
     target = settings.REBALANCE_TARGET_WEIGHT
     rules = symbol_rules()
     trims = []
-    for position in risk.open_positions(account):
+    for position in ledger.open_positions(account):
         mark = marks.get(position.symbol)
         if mark is None or position.quantity == 0:
             continue

@@ -4,6 +4,7 @@ from decimal import ROUND_HALF_EVEN, Decimal
 
 from rest_framework import serializers
 
+from trading.ledger.services import position_unrealized
 from trading.marketdata.services import symbol_rules
 from trading.models import Fill, Order, Position, SelfTestResult, SelfTestRun, Signal
 from trading.primitives import InvalidInput, read_decimal, read_symbol, read_whole
@@ -71,6 +72,7 @@ class SignalCreateSerializer(serializers.Serializer):
     leverage = StrictIntegerField(min_value=1, max_value=MAX_EXCHANGE_LEVERAGE, default=1)
     stop_loss = _positive_amount()
     take_profit = _positive_amount()
+    close_position = serializers.BooleanField(default=False)
 
     def validate_confidence(self, value: Decimal) -> Decimal:
         return value.quantize(Decimal("0.000001"), rounding=ROUND_HALF_EVEN)
@@ -82,7 +84,12 @@ class SignalCreateSerializer(serializers.Serializer):
 
     def validate(self, attrs: dict) -> dict:
         given = [name for name in ("notional", "quantity") if attrs.get(name) is not None]
-        if len(given) != 1:
+        if attrs.get("close_position"):
+            if given:
+                raise serializers.ValidationError(
+                    {given[0]: ["a signal that closes a position takes no notional or quantity"]}
+                )
+        elif len(given) != 1:
             raise serializers.ValidationError(
                 {"notional": ["give exactly one of notional or quantity"]}
             )
@@ -184,7 +191,7 @@ class PositionSerializer(serializers.ModelSerializer):
         return None if mark is None else str(mark)
 
     def get_unrealized_pnl(self, position: Position) -> str:
-        return str(position.unrealized_pnl(self._mark(position)))
+        return str(position_unrealized(position, self._mark(position)))
 
 
 class SelfTestResultSerializer(serializers.ModelSerializer):

@@ -20,11 +20,11 @@ from trading.execution.intake import (
     handoff_for,
     submit_signal,
 )
+from trading.ledger.services import portfolio_summary
 from trading.marketdata.prices import latest_prices
 from trading.models import Order, Position, SelfTestRun, Signal
 from trading.observability.probes import service_report
 from trading.observability.services import SERVICES
-from trading.portfolio.services import portfolio_summary
 from trading.risk import services as risk
 from trading.risk.state import InvalidTransition
 
@@ -70,6 +70,7 @@ class SignalsView(APIView):
             leverage=data["leverage"],
             stop_loss_price=data.get("stop_loss"),
             take_profit_price=data.get("take_profit"),
+            close_position=data["close_position"],
         )
         try:
             signal = submit_signal(risk.get_account(), signal_request, producer="web", source="api")

@@ -18,8 +18,9 @@ import re
 from dataclasses import dataclass
 from datetime import datetime
 from decimal import Decimal
-from enum import StrEnum
 from typing import Any, Literal, Protocol, runtime_checkable
+
+from trading.primitives import FINAL_ORDER_STATUSES, OPEN_ORDER_STATUSES, OrderStatus
 
 Side = Literal["BUY", "SELL"]
 OrderType = Literal["MARKET", "LIMIT"]
@@ -37,22 +38,9 @@ _DIGEST_LENGTH = 24
 MAX_ATTEMPT = 10**8 - 1
 
 
-class OrderStatus(StrEnum):
-    NEW = "NEW"
-    PARTIALLY_FILLED = "PARTIALLY_FILLED"
-    FILLED = "FILLED"
-    CANCELED = "CANCELED"
-    REJECTED = "REJECTED"
-    EXPIRED = "EXPIRED"
-    # The exchange answered without a status we can trust (an ACK-only reply, or a status this
-    # code does not know): look the order up before acting on it.
-    UNKNOWN = "UNKNOWN"
-
-
-OPEN_STATUSES: frozenset[OrderStatus] = frozenset({OrderStatus.NEW, OrderStatus.PARTIALLY_FILLED})
-FINAL_STATUSES: frozenset[OrderStatus] = frozenset(
-    {OrderStatus.FILLED, OrderStatus.CANCELED, OrderStatus.REJECTED, OrderStatus.EXPIRED}
-)
+# One enum for the exchanges and the database; re-exported for the adapters.
+OPEN_STATUSES = OPEN_ORDER_STATUSES
+FINAL_STATUSES = FINAL_ORDER_STATUSES
 
 
 def client_order_id_for(correlation_id: str, attempt: int = 0) -> str:

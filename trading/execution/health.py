@@ -70,6 +70,7 @@ def market_data() -> Check:
 
 @service_check(S)
 def book() -> Check:
+    from trading.ledger import services as ledger
     from trading.marketdata.prices import latest_prices
     from trading.risk import services as risk
 
@@ -78,8 +79,8 @@ def book() -> Check:
     state = risk.current_state(account)
     observed = {
         "trading_state": str(state),
-        "open_positions": len(risk.open_positions(account)),
-        "daily_pnl": str(risk.daily_realized_pnl(account) + risk.unrealized_pnl(account, marks)),
+        "open_positions": len(ledger.open_positions(account)),
+        "daily_pnl": str(ledger.daily_pnl(account, marks)),
     }
     if state != "ACTIVE":
         return Check("trading", Status.WARN, f"trading is {state}", observed, critical=False)

@@ -41,6 +41,8 @@ class SignalRequest:
     leverage: int = 1
     stop_loss_price: Decimal | None = None
     take_profit_price: Decimal | None = None
+    # Sell (or buy back) what the position holds, whatever it is when the order is sized.
+    close_position: bool = False
 
     def problems(self) -> list[str]:
         """What is wrong with it (empty when nothing is)."""
@@ -51,7 +53,10 @@ class SignalRequest:
             found.append(f"side must be BUY or SELL, got {self.side!r}")
         if not isinstance(self.confidence, Decimal) or not 0 <= self.confidence <= 1:
             found.append(f"confidence must be a Decimal from 0 to 1, got {self.confidence!r}")
-        if (self.notional is None) == (self.quantity is None):
+        if self.close_position:
+            if self.notional is not None or self.quantity is not None:
+                found.append("a signal that closes a position takes no notional or quantity")
+        elif (self.notional is None) == (self.quantity is None):
             found.append("give exactly one of notional or quantity")
         for name in ("notional", "quantity", "stop_loss_price", "take_profit_price"):
             value = getattr(self, name)
@@ -99,6 +104,7 @@ def submit_signal(
             leverage=request.leverage,
             stop_loss_price=request.stop_loss_price,
             take_profit_price=request.take_profit_price,
+            close_position=request.close_position,
             source=source,
             **details,
         )
@@ -128,6 +134,7 @@ def signal_payload(signal: Signal) -> dict:
         "notional": None if signal.notional is None else str(signal.notional),
         "quantity": None if signal.quantity is None else str(signal.quantity),
         "leverage": signal.leverage,
+        "close_position": signal.close_position,
         "source": signal.source,
         "model_version": signal.model_version,
     }

@@ -84,14 +84,16 @@ def book_gauges():
     """Open positions, today's PnL and trades, the trading state and the daily loss limit, from
     the ledger and the risk limits: read at every scrape, so an alert comparing the PnL with the
     limit follows a limit edited in the admin."""
+    from trading.ledger import services as ledger
     from trading.marketdata.prices import latest_prices
     from trading.models import TradingStateRecord
     from trading.risk import services
 
     account = services.get_account()
     marks = latest_prices()
-    positions = services.open_positions(account)
-    daily = services.daily_realized_pnl(account) + services.unrealized_pnl(account, marks)
+    book = ledger.read_book(account, marks)
+    positions = book.positions
+    daily = book.daily_pnl
     state = TradingStateRecord.objects.get(account=account).state
     # The global row's, as apply_automatic_state halts the main account on it.
     loss_limit = services.global_limits().daily_loss_limit
@@ -108,13 +110,13 @@ def book_gauges():
         ),
         GaugeMetricFamily(
             "exec_risk_service_daily_pnl_usd",
-            "Today's (UTC) realized PnL net of fees plus unrealized PnL, in USDT",
+            "PnL since 00:00 UTC: realized net of fees plus the change of unrealized, in USDT",
             value=float(daily),
         ),
         GaugeMetricFamily(
             "exec_risk_service_daily_trades",
             "Fills today (UTC)",
-            value=services.daily_trades(account),
+            value=ledger.daily_trades(account),
         ),
         GaugeMetricFamily(
             "exec_risk_service_daily_loss_limit_usd",

@@ -22,7 +22,7 @@ from dataclasses import dataclass
 from decimal import ROUND_CEILING, ROUND_FLOOR, Context, Decimal
 from enum import StrEnum
 
-from trading.portfolio.pnl import Side
+from trading.ledger.book import Side
 
 ZERO = Decimal(0)
 _BPS = Decimal(10_000)

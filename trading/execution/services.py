@@ -34,22 +34,16 @@ from trading.execution.adapter import (
     ExchangeFill,
     OrderRequest,
     OrderResult,
-    OrderStatus,
     client_order_id_for,
 )
 from trading.execution.intake import signal_payload
+from trading.ledger import services as ledger
+from trading.ledger.book import Fill as PnlFill
+from trading.ledger.book import PositionChange, apply_fill, exit_trigger, fill_from_trade
 from trading.marketdata.bars import Bar
 from trading.marketdata.prices import latest_prices, latest_quote, latest_quotes
 from trading.marketdata.services import symbol_rules
 from trading.models import Account, Fill, Order, Position, Signal
-from trading.portfolio.pnl import Fill as PnlFill
-from trading.portfolio.pnl import (
-    PositionChange,
-    PositionState,
-    apply_fill,
-    exit_trigger,
-    fill_from_trade,
-)
 from trading.risk import services as risk
 from trading.risk.checks import OrderIntent, evaluate
 from trading.risk.reasons import AlertReason, Reason
@@ -116,7 +110,17 @@ class Sizing:
 
 
 def size_order(signal: Signal, price: Decimal | None) -> Sizing:
-    """The order quantity: given, or the notional at the mark rounded down to the market step."""
+    """The order quantity: what the position holds for a signal that closes it (rounded down to
+    the market step), else given, or the notional at the mark rounded down to the market step."""
+    if signal.close_position:
+        position = Position.objects.filter(
+            account=signal.account, symbol=signal.symbol, status=Position.Status.OPEN
+        ).first()
+        held = abs(position.quantity) if position is not None else ZERO
+        rules = symbol_rules().get(signal.symbol)
+        if rules is not None:
+            held = rules.round_quantity(held, market=True)
+        return Sizing(held or None, price)
     if signal.quantity is not None:
         return Sizing(signal.quantity, price)
     if price is None or signal.notional is None:
@@ -148,6 +152,17 @@ def process_signal(signal_id: uuid.UUID | str) -> Signal:
     if sizing.price is None:
         return deny_signal(signal, Reason.NO_MARKET_DATA, f"no price for {signal.symbol} yet")
     if sizing.quantity is None or sizing.quantity <= 0:
+        rules = symbol_rules().get(signal.symbol)
+        if signal.close_position:
+            return deny_signal(
+                signal, Reason.INSUFFICIENT_BALANCE, f"no {signal.symbol} position to close"
+            )
+        if rules is not None and signal.notional < rules.min_notional:
+            return deny_signal(
+                signal,
+                Reason.MIN_NOTIONAL,
+                f"notional {signal.notional} < exchange minimum {rules.min_notional}",
+            )
         return deny_signal(
             signal, Reason.LOT_SIZE, f"notional {signal.notional} buys less than one step"
         )
@@ -163,13 +178,16 @@ def process_signal(signal_id: uuid.UUID | str) -> Signal:
     decision = evaluate(
         intent,
         risk.limits_for(signal.symbol),
-        risk.book_state(signal.account, marks),
+        risk.book_state(signal.account, marks, fee_rate=ledger.fee_rate()),
         symbol_rules(),
     )
     if not decision.approved:
         return deny_signal(signal, str(decision.reason), decision.detail)
 
-    order = open_order(signal, sizing.quantity, sizing.price)
+    try:
+        order = open_order(signal, sizing.quantity, sizing.price)
+    except ledger.InsufficientBalance as error:  # spent by an order decided meanwhile
+        return deny_signal(signal, Reason.INSUFFICIENT_BALANCE, str(error))
     if order is None:  # another delivery got there first
         return Signal.objects.get(pk=signal.pk)
     submit_order(order)
@@ -198,7 +216,9 @@ def deny_signal(signal: Signal, reason: str, detail: str) -> Signal:
 
 
 def open_order(signal: Signal, quantity: Decimal, price: Decimal) -> Order | None:
-    """Moves the signal to submitted and creates its one order; None if another call did."""
+    """Moves the signal to submitted and creates its one order, holding what it needs of the
+    account's balances; None if another call did. Raises ``InsufficientBalance`` (and changes
+    nothing) when the free balance no longer pays for it."""
     try:
         with transaction.atomic():
             updated = Signal.objects.filter(pk=signal.pk, status=Signal.Status.PENDING).update(
@@ -217,6 +237,7 @@ def open_order(signal: Signal, quantity: Decimal, price: Decimal) -> Order | Non
                 quantity=quantity,
                 reference_price=price,
             )
+            ledger.lock_order(order)
             events = _Events()
             events.add("order.requested", order_payload(order), order.correlation_id)
             # The order goes to the exchange now; analytics is told with its answer.
@@ -293,11 +314,14 @@ def _record_exchange_error(order: Order, error: ExchangeError, attempt: int = 1)
         transaction.on_commit(lambda: reconcile_order_task.apply_async((order.pk,), countdown=1))
         return Order.objects.get(pk=order.pk)
     with transaction.atomic():
+        held = ledger.order_lock(order)[1]
         rejected = Order.objects.filter(pk=order.pk, status=Order.Status.NEW).update(
             status=Order.Status.REJECTED, error=str(error)[:300]
         )
         if rejected != 1:  # another delivery already settled this order
             return Order.objects.get(pk=order.pk)
+        order.status = Order.Status.REJECTED
+        ledger.release_order(order, held)
         if order.signal_id:
             Signal.objects.filter(pk=order.signal_id).update(
                 status=Signal.Status.REJECTED,
@@ -356,7 +380,7 @@ def _with_fills(order: Order, result: OrderResult) -> tuple[OrderResult, str]:
         price=price,
         quantity=delta,
         commission=ZERO,
-        commission_asset=_assets(order.symbol)[1],
+        commission_asset=ledger.assets_of(order.symbol)[1],
         trade_id=f"{RECONCILED}{result.executed_quantity}",
     )
     why = result.fills_error or "the answer carried no trades"
@@ -372,15 +396,8 @@ def _quote_filled(order: Order) -> Decimal:
     return order.filled_quantity * order.average_price
 
 
-_STATUS = {
-    OrderStatus.NEW: Order.Status.NEW,
-    OrderStatus.PARTIALLY_FILLED: Order.Status.PARTIALLY_FILLED,
-    OrderStatus.FILLED: Order.Status.FILLED,
-    OrderStatus.CANCELED: Order.Status.CANCELED,
-    OrderStatus.REJECTED: Order.Status.REJECTED,
-    OrderStatus.EXPIRED: Order.Status.EXPIRED,
-    OrderStatus.UNKNOWN: Order.Status.UNKNOWN,
-}
+def _recorded(order: Order, fill: ExchangeFill) -> bool:
+    return Fill.objects.filter(order=order, trade_id=fill.trade_id).exists()
 
 
 def apply_order_result(order_id: int, result: OrderResult) -> Order:
@@ -398,26 +415,32 @@ def apply_order_result(order_id: int, result: OrderResult) -> Order:
             .get(pk=order_id)
         )
         result, note = _with_fills(order, result)
+        held = ledger.order_lock(order)[1]
         if order.status in (Order.Status.NEW, Order.Status.UNKNOWN):
             # The exchange has the order: said before any of its fills, as it happened.
             events.add("order.submitted", order_payload(order, status="submitted"),
                        order.correlation_id)  # fmt: skip
-        traded = [f for f in result.fills if record_fill(order, f, events, counters)]
-        if traded:
-            # The cash the new fills moved, as the database stored them.
-            new = Fill.objects.filter(order=order, trade_id__in=[f.trade_id for f in traded])
-            risk.record_cash_flows(order.account_id, list(new))
-            # The order's totals are the exchange's trades, whatever their commissions did to
-            # the quantities booked: kept up fill by fill, under the order's lock.
-            quote = _quote_filled(order) + sum((f.quantity * f.price for f in traded), ZERO)
-            order.filled_quantity += sum((f.quantity for f in traded), ZERO)
+        fresh = [f for f in result.fills if not _recorded(order, f)]
+        # The order's totals are the exchange's trades, whatever their commissions did to the
+        # quantities booked: kept up fill by fill, under the order's lock. Its status after
+        # them is known before they are stored, so that each order.filled event says it.
+        quote = _quote_filled(order) + sum((f.quantity * f.price for f in fresh), ZERO)
+        order.filled_quantity += sum((f.quantity for f in fresh), ZERO)
+        if order.filled_quantity:
             order.average_price = quote / order.filled_quantity
-        status = _STATUS[result.status]
+        status = Order.Status(result.status)
         if order.filled_quantity >= order.quantity:
             status = Order.Status.FILLED
-        order.exchange_order_id = result.exchange_order_id or order.exchange_order_id
         previous = order.status
         order.status = status
+        traded = [f for f in fresh if record_fill(order, f, events, counters)]
+        if traded:
+            # The balances the new fills moved, as the database stored them.
+            new = Fill.objects.filter(order=order, trade_id__in=[f.trade_id for f in traded])
+            ledger.record_fills(order, list(new), held)
+        else:
+            ledger.release_order(order, held)
+        order.exchange_order_id = result.exchange_order_id or order.exchange_order_id
         fields = ["filled_quantity", "average_price", "exchange_order_id", "status", "updated_at"]
         if note:
             order.error = note[:300]
@@ -461,13 +484,13 @@ def record_fill(order: Order, fill: ExchangeFill, events: _Events, counters: lis
     """Stores one exchange fill and moves the position; returns the stored fill, or None if it
     was already recorded.
 
-    The stored fill is the trade as the book counts it (``trading.portfolio.pnl.fill_from_trade``):
+    The stored fill is the trade as the book counts it (``trading.ledger.book.fill_from_trade``):
     its quantity is the base the trade moved, less a buy's commission paid in the base asset (more
     for a sell's), and its fee the commission in the quote asset, so that the position holds what
     the exchange holds and the fill's cash flow is the quote that moved."""
     if Fill.objects.filter(order=order, trade_id=fill.trade_id).exists():
         return None
-    base, quote = _assets(order.symbol)
+    base, quote = ledger.assets_of(order.symbol)
     booked = fill_from_trade(
         order.side,
         fill.quantity,
@@ -503,33 +526,11 @@ def record_fill(order: Order, fill: ExchangeFill, events: _Events, counters: lis
     return row
 
 
-def _assets(symbol: str) -> tuple[str, str]:
-    """The symbol's base and quote assets, from its rules (or its name, when it has none)."""
-    rules = symbol_rules().get(symbol)
-    if rules is not None:
-        return rules.base_asset, rules.quote_asset
-    return symbol.removesuffix("USDT"), "USDT"
-
-
 def _lot_step(symbol: str) -> Decimal:
     """The smallest quantity a MARKET order can trade in the symbol (zero when unknown): both
     steps apply, and Binance's steps are powers of ten, so the coarser one."""
     rules = symbol_rules().get(symbol)
     return max(rules.step_size, rules.market_step_size) if rules is not None else ZERO
-
-
-def _state_of(position: Position | None, symbol: str) -> PositionState:
-    if position is None:
-        return PositionState(symbol=symbol)
-    return PositionState(
-        symbol=symbol,
-        quantity=position.quantity,
-        avg_entry_price=position.average_entry_price,
-        realized_pnl=position.realized_pnl,
-        fees_paid=position.fees_paid,
-        opened_at=position.opened_at,
-        cost_basis=position.cost_basis,
-    )
 
 
 def move_position(order: Order, fill: Fill, events: _Events, counters: list) -> Decimal:
@@ -541,21 +542,21 @@ def move_position(order: Order, fill: Fill, events: _Events, counters: list) -> 
     )
     if position is not None:
         position.account = order.account  # for its events, without loading it again
-    state = _state_of(position, order.symbol)
+    state = ledger.position_state(position, order.symbol)
     pnl_fill = PnlFill(side=fill.side, quantity=fill.quantity, price=fill.price, fee=fill.fee,
                        ts=fill.ts)  # fmt: skip
     new_state, effect = apply_fill(state, pnl_fill, lot_step=_lot_step(order.symbol))
     if effect.change is PositionChange.FLIPPED:
         # The fill closes the old position and opens the opposite one with the rest.
         closing_fee = fill.fee * effect.closed_quantity / fill.quantity
-        _close(position, state, effect.realized_pnl, closing_fee, fill, events, counters)
+        _close(order, position, state, effect.realized_pnl, closing_fee, fill, events, counters)
         _open(order, new_state, fill, fees=fill.fee - closing_fee, realized=ZERO, events=events,
               counters=counters)  # fmt: skip
     elif position is None:
         _open(order, new_state, fill, fees=new_state.fees_paid, realized=new_state.realized_pnl,
               events=events, counters=counters)  # fmt: skip
     elif effect.change is PositionChange.CLOSED:
-        _close(position, state, effect.realized_pnl, fill.fee, fill, events, counters)
+        _close(order, position, state, effect.realized_pnl, fill.fee, fill, events, counters)
     else:
         position.quantity = new_state.quantity
         position.average_entry_price = new_state.avg_entry_price
@@ -564,7 +565,7 @@ def move_position(order: Order, fill: Fill, events: _Events, counters: list) -> 
         position.fees_paid = new_state.fees_paid
         position.version += 1
         position.save()
-        _announce("position.changed", position, events, counters)
+        _announce("position.changed", order, position, events, counters)
     return effect.realized_pnl
 
 
@@ -583,10 +584,10 @@ def _open(order, state, fill, *, fees, realized, events, counters) -> None:
         stop_loss_price=getattr(signal, "stop_loss_price", None),
         take_profit_price=getattr(signal, "take_profit_price", None),
     )
-    _announce("position.opened", opened, events, counters)
+    _announce("position.opened", order, opened, events, counters)
 
 
-def _close(position, state, realized, fee, fill, events, counters) -> None:
+def _close(order, position, state, realized, fee, fill, events, counters) -> None:
     position.quantity = ZERO
     position.cost_basis = ZERO
     position.realized_pnl = state.realized_pnl + realized
@@ -595,12 +596,13 @@ def _close(position, state, realized, fee, fill, events, counters) -> None:
     position.closed_at = fill.ts
     position.version += 1
     position.save()
-    _announce("position.closed", position, events, counters)
+    _announce("position.closed", order, position, events, counters)
 
 
 def position_payload(position: Position) -> dict:
     return {
         "position_id": position.pk,
+        "opened_by_correlation_id": str(position.correlation_id),
         "account": position.account.name,
         "symbol": position.symbol,
         "status": position.status,
@@ -614,8 +616,12 @@ def position_payload(position: Position) -> dict:
     }
 
 
-def _announce(type_: str, position: Position, events: _Events, counters: list) -> None:
-    events.add(type_, position_payload(position), position.correlation_id)
+def _announce(
+    type_: str, order: Order, position: Position, events: _Events, counters: list
+) -> None:
+    # Filed under the order that moved the position: the story of a closing signal ends with
+    # the position it closed. The opener stays in the payload.
+    events.add(type_, position_payload(position), order.correlation_id)
     if type_ == "position.opened":
         counters.append((metrics.POSITIONS_OPENED, {}))
     elif type_ == "position.closed":
@@ -635,7 +641,7 @@ def on_bar(bar: Bar) -> None:
             apply_order_result(order.pk, result)
     for position in Position.objects.filter(symbol=bar.symbol, status=Position.Status.OPEN):
         trigger = exit_trigger(
-            _state_of(position, position.symbol),
+            ledger.position_state(position, position.symbol),
             bar.close,
             position.stop_loss_price,
             position.take_profit_price,
@@ -666,18 +672,23 @@ def close_position(position: Position, purpose: str, *, actor: str) -> Order | N
     key = f"{position.correlation_id}:{purpose}:{position.pk}"
     quote = latest_quote(position.symbol)
     try:
-        order = Order.objects.create(
-            client_order_id=client_order_id_for(key),
-            account=position.account,
-            correlation_id=position.correlation_id,
-            venue=exchange(position.account).name,
-            symbol=position.symbol,
-            side=side,
-            purpose=purpose,
-            quantity=quantity,
-            reference_price=quote.price if quote else position.average_entry_price,
-        )
+        with transaction.atomic():
+            order = Order.objects.create(
+                client_order_id=client_order_id_for(key),
+                account=position.account,
+                correlation_id=position.correlation_id,
+                venue=exchange(position.account).name,
+                symbol=position.symbol,
+                side=side,
+                purpose=purpose,
+                quantity=quantity,
+                reference_price=quote.price if quote else position.average_entry_price,
+            )
+            ledger.lock_order(order)
     except IntegrityError:
+        return None
+    except ledger.InsufficientBalance as error:  # another exit holds it already
+        logger.warning("cannot close %s: %s", position.symbol, error)
         return None
     logger.warning("closing %s %s (%s) for %s", position.symbol, position.quantity, purpose, actor)
     return submit_order(order)
@@ -685,7 +696,7 @@ def close_position(position: Position, purpose: str, *, actor: str) -> Order | N
 
 def flatten_positions(account: Account, *, actor: str) -> list[Order]:
     orders = []
-    for position in risk.open_positions(account):
+    for position in ledger.open_positions(account):
         order = close_position(position, Order.Purpose.FLATTEN, actor=actor)
         if order is not None:
             orders.append(order)
@@ -728,7 +739,7 @@ def reconcile_exchange(startup: bool = False) -> dict:
     from trading.execution.health import record_exchange_status
     from trading.marketdata.services import refresh_symbol_rules
 
-    checked = {"cash_rebuilt": risk.verify_cash_balances()} if startup else {}
+    checked = {"cash_rebuilt": ledger.verify_balances()} if startup else {}
     venue = exchange()
     try:
         venue.ping()
@@ -782,20 +793,4 @@ def record_exchange_balances(balances) -> None:
 
 def snapshot_equity(account: Account) -> None:
     """Records the account's equity, cash, exposure and PnL now (the equity curve)."""
-    from trading.models import EquitySnapshot
-
-    marks = latest_prices()
-    positions = risk.open_positions(account)
-    exposure = sum(
-        (abs(p.quantity * marks.get(p.symbol, p.average_entry_price)) for p in positions), ZERO
-    )
-    realized = sum((p.net_realized_pnl for p in account.positions.all()), ZERO)
-    EquitySnapshot.objects.create(
-        account=account,
-        ts=timezone.now(),
-        equity=risk.account_equity(account, marks),
-        cash=risk.account_cash(account),
-        exposure=exposure,
-        realized_pnl=realized,
-        unrealized_pnl=risk.unrealized_pnl(account, marks),
-    )
+    ledger.snapshot_equity(account, latest_prices())

@@ -18,9 +18,10 @@ from telegram import Update
 from telegram.ext import Application, CommandHandler, ContextTypes
 
 from trading.execution.intake import InvalidSignal, SignalRequest, submit_signal
+from trading.ledger import services as ledger
+from trading.ledger.services import portfolio_summary
 from trading.marketdata.prices import latest_prices
 from trading.models import TelegramChat
-from trading.portfolio.services import portfolio_summary
 from trading.risk import services as risk
 from trading.risk.state import InvalidTransition
 
@@ -84,12 +85,12 @@ def _positions() -> str:
     account = risk.get_account()
     marks = latest_prices()
     lines = []
-    for position in risk.open_positions(account):
+    for position in ledger.open_positions(account):
         mark = marks.get(position.symbol)
         lines.append(
             f"{position.symbol} {position.quantity.normalize():f} @ "
             f"{_money(position.average_entry_price)}, mark {_money(mark) if mark else '-'}, "
-            f"unrealized {_money(position.unrealized_pnl(mark))}"
+            f"unrealized {_money(ledger.position_unrealized(position, mark))}"
         )
     return "\n".join(lines) or "No open positions."
 
@@ -125,7 +126,7 @@ def _close(args: list[str]) -> str:
         return "Usage: /close SYMBOL"
     symbol = args[0].upper()
     account = risk.get_account()
-    position = next((p for p in risk.open_positions(account) if p.symbol == symbol), None)
+    position = next((p for p in ledger.open_positions(account) if p.symbol == symbol), None)
     if position is None:
         return f"No open position in {symbol}."
     request = SignalRequest(

@@ -9,13 +9,17 @@
 2. symbol: in the allowed symbols (SYMBOL_NOT_ALLOWED), then known to the exchange and TRADING
    (SYMBOL_NOT_TRADING);
 3. signal confidence (LOW_CONFIDENCE);
-4. leverage (MAX_LEVERAGE);
-5. the exchange's rules: LOT_SIZE, MARKET_LOT_SIZE, then MIN_NOTIONAL / MAX_NOTIONAL;
-6. exposure: the symbol's resulting position (MAX_POSITION_NOTIONAL), the total exposure
+4. leverage: outside 1 to the maximum (MAX_LEVERAGE), then anything but 1 on a spot account
+   (LEVERAGE_NOT_SUPPORTED);
+5. the exchange's rules: MIN_NOTIONAL / MAX_NOTIONAL, then LOT_SIZE, MARKET_LOT_SIZE (a value
+   too small to trade is told as such, not as a quantity off the step it was rounded to);
+6. balances, on a spot account: a SELL needs its quantity free in the base asset, a BUY its cost
+   plus the taker fee free in the quote asset (INSUFFICIENT_BALANCE);
+7. exposure: the symbol's resulting position (MAX_POSITION_NOTIONAL), the total exposure
    (MAX_TOTAL_EXPOSURE), the number of open positions (MAX_OPEN_POSITIONS). An order that is
    reduce-only is never denied here: refusing to shrink a position that is over a limit would
    keep the book over it;
-7. order rate (ORDER_RATE).
+8. order rate (ORDER_RATE).
 
 Conventions:
 
@@ -39,6 +43,7 @@ from decimal import Decimal
 from enum import StrEnum
 from types import MappingProxyType
 
+from trading.ledger.book import AccountKind, spot_shortfall
 from trading.marketdata.symbols import SymbolRules
 from trading.risk.reasons import Reason
 from trading.risk.state import TradingState
@@ -141,18 +146,28 @@ class BookState:
 
     ``positions`` maps symbol to signed quantity; ``marks`` maps symbol to the latest price and must
     price every non-zero position (``ValueError`` otherwise: exposure cannot be valued without it).
+    ``balances`` maps asset to its free balance (an asset missing holds nothing); ``fee_rate`` is
+    the taker fee a BUY must be able to pay beside its notional.
     ``orders_last_minute`` counts orders sent in the last 60 seconds, not counting this one. Both
     mappings are copied, so later changes by the caller do not reach the checks.
     """
 
     trading_state: TradingState
+    kind: AccountKind = AccountKind.SPOT
     positions: Mapping[str, Decimal] = field(default_factory=dict)
+    balances: Mapping[str, Decimal] = field(default_factory=dict)
+    fee_rate: Decimal = ZERO
     marks: Mapping[str, Decimal] = field(default_factory=dict)
     daily_pnl: Decimal = ZERO
     orders_last_minute: int = 0
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "trading_state", TradingState(self.trading_state))
+        object.__setattr__(self, "kind", AccountKind(self.kind))
+        balances = {a: _decimal(f"balances[{a!r}]", v) for a, v in self.balances.items()}
+        object.__setattr__(self, "balances", MappingProxyType(balances))
+        if _decimal_field(self, "fee_rate") < 0:
+            raise ValueError(f"fee_rate must not be negative, got {self.fee_rate}")
         positions = {s: _decimal(f"positions[{s!r}]", q) for s, q in self.positions.items()}
         marks = {s: _decimal(f"marks[{s!r}]", p) for s, p in self.marks.items()}
         unpriced = sorted(s for s, q in positions.items() if q and s not in marks)
@@ -235,9 +250,11 @@ def _denials(
         return
     yield check_confidence(intent, limits)
     yield check_leverage(intent, limits)
+    yield check_spot_leverage(intent, book)
+    yield check_notional(intent, symbol_rules)
     yield check_lot_size(intent, symbol_rules)
     yield check_market_lot_size(intent, symbol_rules)
-    yield check_notional(intent, symbol_rules)
+    yield check_balance(intent, book, symbol_rules)
     yield check_position_notional(intent, limits, book)
     yield check_total_exposure(intent, limits, book)
     yield check_open_positions(intent, limits, book)
@@ -327,6 +344,16 @@ def check_leverage(intent: OrderIntent, limits: Limits) -> Denial | None:
     return None
 
 
+def check_spot_leverage(intent: OrderIntent, book: BookState) -> Denial | None:
+    """Deny any leverage but 1 on a spot account: spot trades what the account holds."""
+    if book.kind is AccountKind.SPOT and intent.leverage != 1:
+        return Denial(
+            Reason.LEVERAGE_NOT_SUPPORTED,
+            f"leverage {intent.leverage} on a spot account, which trades at 1",
+        )
+    return None
+
+
 # -- exchange rules -----------------------------------------------------------------------------
 
 
@@ -370,6 +397,28 @@ def check_notional(intent: OrderIntent, rules: SymbolRules) -> Denial | None:
             Reason.MAX_NOTIONAL,
             f"notional {_money(notional)} > exchange maximum {_money(maximum)}",
         )
+    return None
+
+
+# -- balances -----------------------------------------------------------------------------------
+
+
+def check_balance(intent: OrderIntent, book: BookState, rules: SymbolRules) -> Denial | None:
+    """On a spot account, deny a SELL beyond the free base balance or a BUY whose cost plus fee
+    exceeds the free quote balance, as Binance spot refuses them."""
+    if book.kind is not AccountKind.SPOT:
+        return None
+    shortfall = spot_shortfall(
+        intent.side,
+        intent.quantity,
+        intent.price,
+        book.fee_rate,
+        book.balances,
+        base=rules.base_asset,
+        quote=rules.quote_asset,
+    )
+    if shortfall is not None:
+        return Denial(Reason.INSUFFICIENT_BALANCE, shortfall)
     return None
 
 

@@ -32,6 +32,8 @@ class Reason(StrEnum):
     ORDER_RATE = "ORDER_RATE"
     NO_MARKET_DATA = "NO_MARKET_DATA"
     EXCHANGE_REJECTED = "EXCHANGE_REJECTED"
+    INSUFFICIENT_BALANCE = "INSUFFICIENT_BALANCE"
+    LEVERAGE_NOT_SUPPORTED = "LEVERAGE_NOT_SUPPORTED"
 
     @property
     def description(self) -> str:
@@ -63,6 +65,8 @@ DESCRIPTIONS: dict[Reason, str] = {
     Reason.ORDER_RATE: "The order would exceed the maximum number of orders per minute.",
     Reason.NO_MARKET_DATA: "No price is known for the symbol yet, so the order cannot be valued.",
     Reason.EXCHANGE_REJECTED: "The exchange refused the order; the detail has its message.",
+    Reason.INSUFFICIENT_BALANCE: "The account's free balance cannot pay for the order (spot).",
+    Reason.LEVERAGE_NOT_SUPPORTED: "A spot account trades at leverage 1 only.",
 }
 
 

@@ -1,4 +1,5 @@
-"""Risk at the edges: limits and trading state from the database, the book from the ledger.
+"""Risk at the edges: limits and trading state from the database, the book from the ledger
+(``trading.ledger.services``).
 
 The decisions themselves are pure (``trading.risk.checks``, ``trading.risk.state``); these
 functions load their inputs, persist the outcome with an audit record and publish the event.
@@ -8,30 +9,27 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from decimal import Decimal
 
 from django.conf import settings
 from django.db import transaction
-from django.db.models import Sum
 from django.utils import timezone
 
 from trading.events import outbox
 from trading.events.envelope import new_event
 from trading.execution import metrics
+from trading.ledger import services as ledger
+from trading.ledger.book import AccountKind
 from trading.models import (
     Account,
-    CashBalance,
-    Fill,
     Order,
-    Position,
     RiskLimits,
     TradingStateChange,
     TradingStateRecord,
 )
-from trading.portfolio.pnl import total_cash_flow
 from trading.risk.checks import BookState, Limits
-from trading.risk.reasons import AlertReason, Reason
+from trading.risk.reasons import Reason
 from trading.risk.state import InvalidTransition, TradingState, automatic_state, transition
 
 logger = logging.getLogger(__name__)
@@ -83,53 +81,30 @@ def current_state(account: Account) -> TradingState:
     return TradingState(record.state)
 
 
-def utc_day_start(now: datetime) -> datetime:
-    return now.astimezone(UTC).replace(hour=0, minute=0, second=0, microsecond=0)
-
-
-def daily_realized_pnl(account: Account, now: datetime | None = None) -> Decimal:
-    """Realized PnL net of fees of fills since 00:00 UTC today."""
-    start = utc_day_start(now or timezone.now())
-    totals = Fill.objects.filter(order__account=account, ts__gte=start).aggregate(
-        realized=Sum("realized_pnl"), fees=Sum("fee")
-    )
-    return (totals["realized"] or ZERO) - (totals["fees"] or ZERO)
-
-
-def daily_trades(account: Account, now: datetime | None = None) -> int:
-    start = utc_day_start(now or timezone.now())
-    return Fill.objects.filter(order__account=account, ts__gte=start).count()
-
-
-def open_positions(account: Account, *, ordered: bool = True) -> list[Position]:
-    """The account's open positions, newest first; in no set order with ``ordered=False``,
-    for the checks on every order's way, where the sort costs a tenth of a millisecond."""
-    positions = Position.objects.filter(account=account, status=Position.Status.OPEN)
-    return list(positions if ordered else positions.order_by())
-
-
-def book_state(account: Account, marks: dict[str, Decimal], now: datetime | None = None):
-    """What the pre-trade checks need: state, open positions, marks, today's PnL, order rate."""
+def book_state(
+    account: Account,
+    marks: dict[str, Decimal],
+    now: datetime | None = None,
+    *,
+    fee_rate: Decimal = ZERO,
+) -> BookState:
+    """What the pre-trade checks need, from the ledger: state, account kind, open positions,
+    free balances, marks, today's PnL, order rate."""
     now = now or timezone.now()
-    held = [p for p in open_positions(account, ordered=False) if p.quantity]
+    held = [p for p in ledger.open_positions(account, ordered=False) if p.quantity]
     # Without a quote, a position is valued at its entry price rather than not at all.
     unpriced = {p.symbol: p.average_entry_price for p in held if p.symbol not in marks}
     recent = Order.objects.filter(account=account, created_at__gte=now - timedelta(minutes=1))
     return BookState(
         trading_state=current_state(account),
+        kind=AccountKind(account.kind),
         positions={p.symbol: p.quantity for p in held},
+        balances=ledger.free_balances(account),
+        fee_rate=fee_rate,
         marks={**unpriced, **marks},
-        daily_pnl=daily_realized_pnl(account, now) + _unrealized(held, marks),
+        daily_pnl=ledger.daily_pnl(account, marks, now),
         orders_last_minute=recent.count(),
     )
-
-
-def _unrealized(positions: list[Position], marks: dict[str, Decimal]) -> Decimal:
-    return sum((p.unrealized_pnl(marks.get(p.symbol)) for p in positions), ZERO)
-
-
-def unrealized_pnl(account: Account, marks: dict[str, Decimal]) -> Decimal:
-    return _unrealized(open_positions(account), marks)
 
 
 @dataclass(frozen=True)
@@ -213,15 +188,15 @@ def resume_trading(account: Account, *, actor: str, reason: str) -> StateChange:
 def apply_automatic_state(account: Account, marks: dict[str, Decimal]) -> StateChange | None:
     """After the book changes: the daily loss limit halts, the drawdown limit reduces."""
     base = global_limits()
-    positions = open_positions(account, ordered=False)
-    equity = account_cash(account) + market_value(positions, marks)
+    valued = ledger.valuation(account, marks)
+    equity = valued.equity
     if equity > account.peak_equity:
         Account.objects.filter(pk=account.pk, peak_equity__lt=equity).update(peak_equity=equity)
         account.peak_equity = equity
     current = current_state(account)
     target, why = automatic_state(
         current,
-        daily_pnl=daily_realized_pnl(account) + _unrealized(positions, marks),
+        daily_pnl=ledger.daily_pnl(account, marks, current=valued),
         daily_loss_limit=base.daily_loss_limit,
         equity=equity,
         peak_equity=account.peak_equity,
@@ -244,109 +219,6 @@ def apply_automatic_state(account: Account, marks: dict[str, Decimal]) -> StateC
     )
 
 
-def account_cash(account: Account) -> Decimal:
-    """Starting cash plus every fill's cash flow (sells bring in, buys spend, fees always cost),
-    read from the running total that ``record_cash_flows`` keeps: one row, however many fills."""
-    flows = CashBalance.objects.filter(account=account).values_list("fill_flows", flat=True).first()
-    # No row yet: no fill has been recorded for the account (its first one creates the row).
-    return account.starting_cash + (ZERO if flows is None else flows)
-
-
-def ledger_cash(account: Account) -> Decimal:
-    """The cash worked out again from every fill of the account, one by one: what
-    ``account_cash`` must always equal. Costs a pass over the fills; for checks, not for the
-    hot path."""
-    return account.starting_cash + _ledger_flows(account.pk)
-
-
-def _ledger_flows(account_id: int) -> Decimal:
-    fills = Fill.objects.filter(order__account_id=account_id)
-    return total_cash_flow(fills.values_list("side", "quantity", "price", "fee"))
-
-
-def record_cash_flows(account_id: int, fills: list[Fill]) -> Decimal:
-    """Adds the cash flow of newly stored ``fills`` to the account's running total and returns
-    the total (without the starting cash).
-
-    Must run inside the transaction that stores the fills, so that the fills and their cash
-    commit together or not at all, and with the rows as the database returns them: a value it
-    rounded on the way in (SQLite keeps 15 significant digits) counts as stored, as
-    ``ledger_cash`` will read it. The total's row is locked until the commit (SQLite's IMMEDIATE
-    transactions hold the whole database from their start), so two processes recording fills at
-    once cannot both start from the same old total. Raises ``RuntimeError`` outside a
-    transaction."""
-    if not transaction.get_connection().in_atomic_block:
-        raise RuntimeError("record_cash_flows must run in the transaction that stores the fills")
-    balance, created = CashBalance.objects.select_for_update().get_or_create(
-        account_id=account_id,
-        # The account's first recorded fill: start the total from the ledger, this fill in it.
-        defaults={"fill_flows": lambda: _ledger_flows(account_id)},
-    )
-    if created:
-        return balance.fill_flows
-    rows = ((f.side, f.quantity, f.price, f.fee) for f in fills)
-    balance.fill_flows = total_cash_flow(rows, start=balance.fill_flows)
-    balance.save(update_fields=["fill_flows", "updated_at"])
-    return balance.fill_flows
-
-
-def rebuild_cash_balance(account: Account) -> Decimal:
-    """Sets the running total to what the account's fills add up to and returns the cash: after
-    fills were removed (a sandbox reset), or to repair a total found wrong."""
-    with transaction.atomic():
-        # The row is locked before the fills are read, so no fill recorded meanwhile is missed.
-        balance, _ = CashBalance.objects.update_or_create(
-            account_id=account.pk, defaults={"fill_flows": lambda: _ledger_flows(account.pk)}
-        )
-    return account.starting_cash + balance.fill_flows
-
-
-def verify_cash_balances() -> list[str]:
-    """Checks every account's running cash against its fills; a total found wrong raises a
-    ``risk.alert`` (CASH_MISMATCH) and is rebuilt from the fills, which are the record. Returns
-    the names of the accounts that were wrong. A pass over every fill: for start-up, not for
-    every minute."""
-    wrong = []
-    for account in Account.objects.all():
-        if account_cash(account) == ledger_cash(account):
-            continue
-        with transaction.atomic():
-            # Read apart, the two may straddle a fill being recorded: look again, locked.
-            CashBalance.objects.select_for_update().filter(account=account).first()
-            stored, computed = account_cash(account), ledger_cash(account)
-            if stored == computed:
-                continue
-            rebuild_cash_balance(account)
-        wrong.append(account.name)
-        logger.error("cash of %s was %s, its fills say %s: rebuilt", account, stored, computed)
-        metrics.RISK_ALERTS.inc(reason=AlertReason.CASH_MISMATCH)
-        outbox.record(
-            [
-                new_event(
-                    "risk.alert",
-                    {
-                        "account": account.name,
-                        "reason": AlertReason.CASH_MISMATCH,
-                        "stored": str(stored),
-                        "fills": str(computed),
-                    },
-                    service="exec-risk",
-                )
-            ]
-        )
-    return wrong
-
-
-def account_equity(account: Account, marks: dict[str, Decimal]) -> Decimal:
-    """Cash plus the market value of open positions (at entry price when unpriced)."""
-    return account_cash(account) + market_value(open_positions(account), marks)
-
-
-def market_value(positions: list[Position], marks: dict[str, Decimal]) -> Decimal:
-    """The positions' signed value at their marks (at entry price when unpriced)."""
-    return sum((p.quantity * marks.get(p.symbol, p.average_entry_price) for p in positions), ZERO)
-
-
 def limits_json(row: RiskLimits) -> dict:
     return {
         "symbol": row.symbol or None,
@@ -362,8 +234,12 @@ def limits_json(row: RiskLimits) -> dict:
     }
 
 
-def risk_summary(account: Account) -> dict:
-    """What ``GET /api/v1/risk`` and ``manage.py show_risk`` answer."""
+def risk_summary(account: Account, marks: dict[str, Decimal] | None = None) -> dict:
+    """What ``GET /api/v1/risk`` and ``manage.py show_risk`` answer; the daily PnL at ``marks``
+    (the latest quotes when not given), the same figure as the portfolio's."""
+    from trading.marketdata.prices import latest_prices
+
+    marks = latest_prices() if marks is None else marks
     record = TradingStateRecord.objects.get(account=account)
     base = global_limits()
     changes = TradingStateChange.objects.filter(account=account)[:20]
@@ -374,7 +250,7 @@ def risk_summary(account: Account) -> dict:
         "changed_at": record.changed_at.isoformat(),
         "limits": limits_json(base),
         "symbol_limits": [limits_json(r) for r in RiskLimits.objects.exclude(symbol="")],
-        "daily_pnl": str(daily_realized_pnl(account)),
+        "daily_pnl": str(ledger.daily_pnl(account, marks)),
         "history": [
             {
                 "from": c.from_state,

@@ -150,7 +150,7 @@ def reset_sandbox(account: Account, settle_seconds: float = 10.0) -> None:
     """Closes the sandbox's open positions, waits for its orders to settle, then removes its
     ledger, so that a run starts and ends on an empty book in the ACTIVE state."""
     from trading.execution.services import flatten_positions
-    from trading.risk.services import rebuild_cash_balance
+    from trading.ledger.services import rebuild_balances
 
     if not account.is_sandbox:
         raise ValueError(f"{account} is not a sandbox account")
@@ -179,7 +179,7 @@ def reset_sandbox(account: Account, settle_seconds: float = 10.0) -> None:
         )
         Account.objects.filter(pk=account.pk).update(peak_equity=account.starting_cash)
         # With its fills gone, the sandbox's cash is its starting cash again.
-        rebuild_cash_balance(account)
+        rebuild_balances(account)
 
 
 def _jsonable(data: dict) -> dict:

@@ -19,6 +19,7 @@ from trading.events.consumer import ensure_group
 from trading.events.envelope import new_event
 from trading.events.replay import read_window
 from trading.execution import services as execution
+from trading.ledger import services as ledger
 from trading.marketdata.klines import load_bundled_bars
 from trading.marketdata.prices import record_bars
 from trading.marketdata.services import publish_bars
@@ -167,7 +168,7 @@ def test_a_position_above_the_target_weight_is_trimmed_through_exec_risk(market,
     assert (trim.source, trim.side, trim.status) == ("analytics", "SELL", "filled")
     marks = {s: q for s, q in ((b.symbol, b.close) for b in market.values())}
     position = Position.objects.get(status="open")
-    weight = abs(position.quantity * marks["BTCUSDT"]) / risk.account_equity(account, marks)
+    weight = abs(position.quantity * marks["BTCUSDT"]) / ledger.account_equity(account, marks)
     # back to the target, give or take the trim's own fees, inside the band
     assert Decimal("0.19") < weight <= Decimal("0.2") * (1 + analytics.REBALANCE_BAND)
     assert analytics.rebalance(account) == []

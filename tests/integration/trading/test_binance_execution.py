@@ -23,6 +23,7 @@ from trading.events.replay import read_window
 from trading.execution import services
 from trading.execution.adapter import client_order_id_for
 from trading.execution.tasks import reconcile_order_task
+from trading.ledger import services as ledger
 from trading.models import Fill, Order, Position, Signal
 from trading.risk import services as risk
 
@@ -315,7 +316,7 @@ def test_after_a_timeout_the_order_is_unknown_until_reconcile_finds_it_filled(
 
     http.add(responses.GET, ORDER_URL, json=filled_query_answer(client_order_id))
     http.add(responses.GET, MY_TRADES_URL, json=trades_of_filled_query())
-    start = risk.account_cash(risk.get_account())
+    start = ledger.account_cash(risk.get_account())
     reconciled = services.reconcile_order(order.pk)
 
     lookups = calls_to(http, "GET", ORDER_URL)
@@ -346,7 +347,9 @@ def test_after_a_timeout_the_order_is_unknown_until_reconcile_finds_it_filled(
     )
     assert position.fees_paid == Decimal("0.03997715")
     account = risk.get_account()
-    assert risk.account_cash(account) == risk.ledger_cash(account) == start - Decimal("39.97715")
+    assert (
+        ledger.account_cash(account) == ledger.ledger_cash(account) == start - Decimal("39.97715")
+    )
     assert Signal.objects.get(pk=pending.pk).status == Signal.Status.FILLED
 
 

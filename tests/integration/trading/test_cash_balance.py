@@ -18,7 +18,8 @@ from django.db import connection, transaction
 from tests.integration.trading.exchange_answers import new_order, report, trade
 from trading.events.replay import read_window
 from trading.execution.adapter import OrderStatus
-from trading.models import Account, CashBalance, Fill
+from trading.ledger import services as ledger
+from trading.models import Account, AssetBalance, Fill
 from trading.risk import services as risk
 from trading.selftest.runner import reset_sandbox, sandbox_account
 
@@ -27,8 +28,8 @@ pytestmark = pytest.mark.django_db(transaction=True)
 
 def cash(account: Account) -> D:
     """The cash as the platform reads it, checked against the fills it must add up to."""
-    stored = risk.account_cash(account)
-    assert stored == risk.ledger_cash(account), "the running total left its fills"
+    stored = ledger.account_cash(account)
+    assert stored == ledger.ledger_cash(account), "the running total left its fills"
     return stored
 
 
@@ -123,8 +124,8 @@ def test_two_workers_recording_fills_at_once_lose_no_cash(market):
 def test_the_first_fill_of_an_account_without_a_total_starts_it_from_its_fills(market):
     account = risk.get_account()
     report(new_order(account, quantity="0.1"), trade("0.1", "60000", "6"))
-    CashBalance.objects.filter(account=account).delete()  # as if it had never been kept
-    assert risk.account_cash(account) != risk.ledger_cash(account)
+    AssetBalance.objects.filter(account=account).delete()  # as if it had never been kept
+    assert ledger.account_cash(account) != ledger.ledger_cash(account)
 
     report(new_order(account, quantity="0.1"), trade("0.1", "61000", "6.1"))
 
@@ -132,19 +133,20 @@ def test_the_first_fill_of_an_account_without_a_total_starts_it_from_its_fills(m
 
 
 def test_the_total_is_only_kept_inside_the_transaction_that_stores_the_fills(market):
-    account = risk.get_account()
+    order = new_order(risk.get_account(), quantity="0.1")
     with pytest.raises(RuntimeError, match="transaction"):
-        risk.record_cash_flows(account.pk, [])
+        ledger.record_fills(order, [], D(0))
     with transaction.atomic():
-        assert risk.record_cash_flows(account.pk, []) == 0
+        ledger.record_fills(order, [], D(0))
+    assert cash(order.account) == order.account.starting_cash
 
 
 def test_the_total_keeps_digits_a_decimal_column_would_round():
     account = risk.get_account()
     digits = D("-123456789.123456789012345678901234")
-    CashBalance.objects.create(account=account, fill_flows=digits)
-    assert CashBalance.objects.get(account=account).fill_flows == digits
-    assert risk.account_cash(account) == account.starting_cash + digits
+    AssetBalance.objects.create(account=account, asset="USDT", net=digits)
+    assert AssetBalance.objects.get(account=account, asset="USDT").net == digits
+    assert ledger.account_cash(account) == account.starting_cash + digits
 
 
 def test_a_sandbox_reset_gives_the_sandbox_its_starting_cash_back_and_leaves_main_alone(market):
@@ -164,10 +166,10 @@ def test_a_sandbox_reset_gives_the_sandbox_its_starting_cash_back_and_leaves_mai
 def test_verifying_finds_a_wrong_total_raises_an_alert_and_rebuilds_it_from_the_fills(market):
     account = risk.get_account()
     report(new_order(account, quantity="0.1"), trade("0.1", "60000", "6"))
-    assert risk.verify_cash_balances() == []
+    assert ledger.verify_balances() == []
 
-    CashBalance.objects.filter(account=account).update(fill_flows=D("1"))
-    assert risk.verify_cash_balances() == [account.name]
+    AssetBalance.objects.filter(account=account, asset="USDT").update(net=D("1"))
+    assert ledger.verify_balances() == [account.name]
 
     right = account.starting_cash - D("6006")
     assert cash(account) == right
@@ -176,7 +178,9 @@ def test_verifying_finds_a_wrong_total_raises_an_alert_and_rebuilds_it_from_the_
         for _, event in read_window(types=["risk.alert"], limit=1000)
         if event.payload["reason"] == "CASH_MISMATCH" and event.payload["account"] == "main"
     ]
-    assert (D(alerts[-1]["stored"]), D(alerts[-1]["fills"])) == (account.starting_cash + 1, right)
+    stored, fills = alerts[-1]["stored"], alerts[-1]["fills"]
+    assert (D(stored["USDT"]), D(fills["USDT"])) == (D(1), right - account.starting_cash)
+    assert D(stored["BTC"]) == D(fills["BTC"]) == D("0.1")
 
 
 def test_the_migration_starts_each_total_from_the_fills_already_stored(market):
@@ -184,13 +188,16 @@ def test_the_migration_starts_each_total_from_the_fills_already_stored(market):
     report(new_order(main, quantity="0.3"), trade("0.3", "60000.5", "18.00015"))
     report(new_order(main, "ETHUSDT", "SELL", "2"), trade("2", "3000.25", "0.002", "ETH"))
     report(new_order(other, "SOLUSDT", "BUY", "7"), trade("7", "151.37", "0.01", "BNB"))
-    before = {account.name: risk.account_cash(account) for account in (main, other)}
+    before = {account.name: ledger.account_cash(account) for account in (main, other)}
 
-    call_command("migrate", "trading", "0009_selftest_schedule", verbosity=0)
-    call_command("migrate", "trading", "0010_cash_balance", verbosity=0)
+    call_command("migrate", "trading", "0014_bar_store_and_signal_scores", verbosity=0)
+    call_command("migrate", "trading", "0015_spot_balances", verbosity=0)
 
     assert {account.name: cash(account) for account in (main, other)} == before
     # The ETH sale's commission was paid in ETH: its 6 000.5 USDT all came in.
     bought, sold = D("18000.15") + D("18.00015"), D("6000.5")
     assert before["main"] == main.starting_cash - bought + sold
-    assert CashBalance.objects.get(account=empty).fill_flows == 0
+    assert not AssetBalance.objects.filter(account=empty).exists()
+    # Every asset the fills moved has its balance: 0.3 BTC in, 2 ETH and its commission out.
+    balances = ledger.balances(main)
+    assert (balances["BTC"].free, balances["ETH"].free) == (D("0.3"), D("-2.002"))

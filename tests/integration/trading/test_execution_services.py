@@ -7,6 +7,7 @@ from datetime import timedelta
 from decimal import Decimal
 
 import pytest
+from django.utils import timezone
 
 from tests.integration.trading.conftest import bars_at
 from tests.integration.trading.exchange_answers import new_order, report, trade
@@ -14,6 +15,7 @@ from tests.support.signals import saved_signal
 from trading.events.replay import read_window
 from trading.execution import services
 from trading.execution.adapter import ExchangeFill
+from trading.ledger import services as ledger
 from trading.marketdata.prices import record_bars
 from trading.models import Fill, Order, Position, RiskLimits, Signal
 from trading.risk import services as risk
@@ -64,9 +66,14 @@ def test_buy_then_sell_closes_the_position_with_realized_pnl(market):
     assert closed.realized_pnl == (sell.price - buy.price) * buy.quantity
     assert closed.fees_paid == buy.fee + sell.fee
     assert closed.net_realized_pnl == closed.realized_pnl - buy.fee - sell.fee
-    types = events_of(opened.correlation_id)
-    # (analytics may already have added learning.recorded after the close)
-    assert types.index("position.opened") < types.index("position.closed")
+    assert "position.opened" in events_of(opened.correlation_id)
+    # The close is filed under the signal that closed it, which ends with it; the opener is named.
+    closing = events_of(sold.correlation_id)
+    assert closing[-3:] == ["order.submitted", "order.filled", "position.closed"]
+    filled = read_window(correlation_id=str(sold.correlation_id), types=["order.filled"])
+    assert filled[-1][1].payload["status"] == "FILLED"
+    closed_event = read_window(correlation_id=str(sold.correlation_id), types=["position.closed"])
+    assert closed_event[-1][1].payload["opened_by_correlation_id"] == str(opened.correlation_id)
 
 
 def test_processing_a_signal_twice_places_one_order(market):
@@ -212,7 +219,7 @@ def test_an_equity_snapshot_values_positions_at_their_marks(market):
 
 def test_a_buy_paying_its_commission_in_btc_holds_what_binance_holds_and_closes_to_zero(market):
     account = risk.get_account()
-    start = risk.account_cash(account)
+    start = ledger.account_cash(account)
 
     bought = report(
         new_order(account, "BTCUSDT", "BUY", "0.001"), trade("0.001", "60000", "0.000001", "BTC")
@@ -225,7 +232,7 @@ def test_a_buy_paying_its_commission_in_btc_holds_what_binance_holds_and_closes_
     # The order is what the exchange executed, and only its notional left the USDT.
     assert (bought.status, bought.filled_quantity) == (Order.Status.FILLED, Decimal("0.001"))
     assert bought.average_price == Decimal("60000")
-    assert risk.account_cash(account) == risk.ledger_cash(account) == start - Decimal("60")
+    assert ledger.account_cash(account) == ledger.ledger_cash(account) == start - Decimal("60")
 
     closing = services.close_position(position, Order.Purpose.FLATTEN, actor="olivia")
 
@@ -241,15 +248,16 @@ def test_a_buy_paying_its_commission_in_btc_holds_what_binance_holds_and_closes_
     assert position.realized_pnl == sold.quantity * sold.price - Decimal("59.94")
     assert position.fees_paid == Decimal("0.06") + sold.fee
     # PnL, fees and cash tell one story, and the fills tell it again.
-    cash = risk.account_cash(account)
-    assert cash == risk.ledger_cash(account)
+    cash = ledger.account_cash(account)
+    assert cash == ledger.ledger_cash(account)
     assert cash - start == position.net_realized_pnl
-    assert risk.daily_realized_pnl(account) == position.net_realized_pnl
+    today = ledger.utc_day_start(timezone.now())
+    assert ledger.realized_since(account, today) == position.net_realized_pnl
 
 
 def test_a_sale_paying_its_commission_in_btc_gives_up_that_btc_and_closes_the_long(market):
     account = risk.get_account()
-    start = risk.account_cash(account)
+    start = ledger.account_cash(account)
     report(new_order(account, "BTCUSDT", "BUY", "0.001"), trade("0.001", "60000", "0.06", "USDT"))
 
     sell = new_order(account, "BTCUSDT", "SELL", "0.001")
@@ -264,7 +272,9 @@ def test_a_sale_paying_its_commission_in_btc_gives_up_that_btc_and_closes_the_lo
         Decimal("0.061"),
         "BTC",
     )
-    assert risk.account_cash(account) == risk.ledger_cash(account) == start - Decimal("60.06") + 61
+    assert (
+        ledger.account_cash(account) == ledger.ledger_cash(account) == start - Decimal("60.06") + 61
+    )
     assert position.net_realized_pnl == Decimal("0.94")  # 61 - 60 - 0.06
 
 
@@ -277,11 +287,11 @@ def test_a_sale_paying_its_commission_in_btc_gives_up_that_btc_and_closes_the_lo
 )
 def test_a_commission_in_usdt_or_bnb_leaves_the_position_as_trade(market, commission, asset, fees):
     account = risk.get_account()
-    start = risk.account_cash(account)
+    start = ledger.account_cash(account)
 
     report(new_order(account, "SOLUSDT", "BUY", "2.5"), trade("2.5", "200", commission, asset))
 
     position = Position.objects.get(symbol="SOLUSDT", status="open")
     assert (position.quantity, position.average_entry_price) == (Decimal("2.5"), Decimal("200"))
     assert position.fees_paid == fees
-    assert risk.account_cash(account) == risk.ledger_cash(account) == start - 500 - fees
+    assert ledger.account_cash(account) == ledger.ledger_cash(account) == start - 500 - fees

@@ -14,7 +14,7 @@ from trading.analytics.calibration import (
     score_model_version,
     side_hits,
 )
-from trading.portfolio.pnl import Side
+from trading.ledger.book import Side
 
 # Four predictions at 0.15 of which one happened, four at 0.75 of which three did, one at 1.0
 # that did.

@@ -16,7 +16,7 @@ from trading.execution.paper import (
     simulate_limit_fill,
     simulate_market_fill,
 )
-from trading.portfolio.pnl import Side
+from trading.ledger.book import Side
 
 BUY, SELL = Side.BUY, Side.SELL
 DEFAULTS = PaperConfig()  # fees 0.1% maker and taker, 5 bps slippage, 10% of a bar's volume

@@ -59,8 +59,12 @@ def intent(**overrides) -> OrderIntent:
     return OrderIntent(**(values | overrides))
 
 
+# Balances that pay for any order here, for the tests of the other checks.
+AMPLE = {"USDT": D("1000000000"), "BTC": D("1000"), "ETH": D("100000"), "SOL": D("1000000")}
+
+
 def book(state=ACTIVE, **overrides) -> BookState:
-    values = {"trading_state": state, "positions": {}, "marks": MARKS}
+    values = {"trading_state": state, "positions": {}, "marks": MARKS, "balances": AMPLE}
     return BookState(**(values | overrides))
 
 
@@ -220,8 +224,44 @@ def test_it_denies_leverage_above_the_maximum():
     assert_denied(decide(intent(leverage=4)), Reason.MAX_LEVERAGE, "leverage 4 outside 1..3")
 
 
-def test_it_approves_leverage_exactly_at_the_maximum():
-    assert decide(intent(leverage=3)).approved
+def test_a_spot_account_denies_any_leverage_but_one_within_the_maximum():
+    assert_denied(
+        decide(intent(leverage=3)),
+        Reason.LEVERAGE_NOT_SUPPORTED,
+        "leverage 3 on a spot account, which trades at 1",
+    )
+    assert decide(intent(leverage=1)).approved
+
+
+def test_a_leverage_above_the_maximum_is_max_leverage_even_on_spot():
+    assert_denied(decide(intent(leverage=5)), Reason.MAX_LEVERAGE)
+
+
+# -- spot balances ------------------------------------------------------------------------------
+
+
+def test_a_spot_sell_of_what_is_not_held_is_denied_insufficient_balance():
+    empty = book(balances={"USDT": D("100000")})
+    assert_denied(
+        decide(intent(side="SELL", quantity=D("0.03")), books=empty),
+        Reason.INSUFFICIENT_BALANCE,
+        "SELL 0.03 BTC > free 0 BTC",
+    )
+
+
+def test_a_spot_sell_larger_than_the_free_base_is_denied_and_the_whole_of_it_passes():
+    held = book(balances={"USDT": D("0"), "BTC": D("0.02")}, positions={"BTCUSDT": D("0.02")})
+    assert_denied(decide(intent(side="SELL", quantity=D("0.03")), books=held),
+                  Reason.INSUFFICIENT_BALANCE)  # fmt: skip
+    assert decide(intent(side="SELL", quantity=D("0.02")), books=held).approved
+
+
+def test_a_spot_buy_whose_cost_with_fee_exceeds_free_cash_is_denied():
+    # 0.01 BTC at 30 000 is 300 USDT, 0.3 more in fees at 0.1%.
+    short = book(balances={"USDT": D("300.29")}, fee_rate=D("0.001"))
+    assert_denied(decide(intent(), books=short), Reason.INSUFFICIENT_BALANCE,
+                  "BUY costs 300.3 USDT with fees > free 300.29 USDT")  # fmt: skip
+    assert decide(intent(), books=book(balances={"USDT": D("300.3")}, fee_rate=D("0.001"))).approved
 
 
 @pytest.mark.parametrize("leverage", [0, -1])
@@ -242,14 +282,23 @@ def test_it_denies_a_quantity_that_is_not_a_multiple_of_the_step():
 
 def test_it_denies_a_quantity_below_the_minimum_quantity():
     assert_denied(
-        decide(intent(quantity=D("0.009"), symbol="SOLUSDT", price=D("20"))),
+        decide(intent(quantity=D("0.009"), symbol="SOLUSDT", price=D("2000"))),
         Reason.LOT_SIZE,
         "quantity 0.009 < minimum 0.01",
     )
 
 
+def test_a_value_below_the_minimum_notional_is_min_notional_before_any_lot_rule():
+    # 0.009 SOL at 20 breaks both; the value is what the trader can act on.
+    assert_denied(
+        decide(intent(quantity=D("0.009"), symbol="SOLUSDT", price=D("20"))),
+        Reason.MIN_NOTIONAL,
+        "notional 0.18 < exchange minimum 5.00",
+    )
+
+
 def test_it_denies_a_quantity_above_the_maximum_quantity():
-    order = intent(quantity=D("9000.01"), market=False)
+    order = intent(quantity=D("9000.01"), price=D("1"), market=False)
     assert_denied(decide(order), Reason.LOT_SIZE, "quantity 9000.01 > maximum 9000")
 
 

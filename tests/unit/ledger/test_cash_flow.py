@@ -8,7 +8,7 @@ from decimal import Decimal as D
 from hypothesis import given
 from hypothesis import strategies as st
 
-from trading.portfolio.pnl import Side, cash_flow, total_cash_flow
+from trading.ledger.book import Side, cash_flow, total_cash_flow
 
 
 def test_a_buy_pays_its_notional_and_its_fee():

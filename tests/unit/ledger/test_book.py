@@ -9,7 +9,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from trading.portfolio.pnl import (
+from trading.ledger.book import (
     ExitReason,
     Fill,
     FillEffect,
@@ -18,9 +18,9 @@ from trading.portfolio.pnl import (
     Side,
     apply_fill,
     apply_fills,
-    daily_pnl,
     equity,
     exit_trigger,
+    realized_on_day,
     unrealized_pnl,
 )
 
@@ -227,7 +227,7 @@ def test_equity_refuses_the_same_symbol_twice():
 # -- daily PnL -------------------------------------------------------------------------------------
 
 
-def test_daily_pnl_counts_realized_less_fees_by_utc_day():
+def test_realized_on_day_counts_realized_less_fees_by_utc_day():
     day1 = datetime(2025, 9, 1, 10, 0, tzinfo=UTC)
     # 01:30 in UTC+2 is 23:30 the previous day in UTC: still 1 September
     late_day1 = datetime(2025, 9, 2, 1, 30, tzinfo=timezone(timedelta(hours=2)))
@@ -242,15 +242,15 @@ def test_daily_pnl_counts_realized_less_fees_by_utc_day():
     )
 
     # 1 September: -0.2 + 10 - 0.11 = 9.69; 2 September: -5 - 0.095 = -5.095
-    assert daily_pnl(applied, date(2025, 9, 1)) == D("9.69")
-    assert daily_pnl(applied, date(2025, 9, 2)) == D("-5.095")
-    assert daily_pnl(applied, date(2025, 9, 3)) == 0
+    assert realized_on_day(applied, date(2025, 9, 1)) == D("9.69")
+    assert realized_on_day(applied, date(2025, 9, 2)) == D("-5.095")
+    assert realized_on_day(applied, date(2025, 9, 3)) == 0
 
 
-def test_daily_pnl_refuses_a_datetime_for_a_day():
+def test_realized_on_day_refuses_a_datetime_for_a_day():
     _, applied = apply_fills(PositionState("BTCUSDT"), [fill(BUY, "1", "100", fee="1")])
     with pytest.raises(TypeError):
-        daily_pnl(applied, T0)
+        realized_on_day(applied, T0)
 
 
 # -- stop loss and take profit ---------------------------------------------------------------------

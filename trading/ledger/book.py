@@ -1,4 +1,8 @@
-"""Position accounting from fills: one symbol's book, long or short, on the average-cost method.
+"""The ledger's arithmetic: positions on the average-cost method, balances per asset, the
+account's valuation (cash, equity, exposure, unrealized PnL) and the daily PnL.
+
+Every number the platform shows or acts on about an account's money is worked out here, and read
+through ``trading.ledger.services``; nothing else computes them.
 
 Pure: fills in, positions and PnL out, no I/O and no clock. The execution worker persists what
 ``apply_fill`` returns and publishes the events its ``FillEffect`` names (opened ->
@@ -27,6 +31,7 @@ from dataclasses import dataclass
 from datetime import UTC, date, datetime
 from decimal import Context, Decimal
 from enum import StrEnum
+from types import MappingProxyType
 
 ZERO = Decimal(0)
 
@@ -335,10 +340,8 @@ def unrealized_pnl(state: PositionState, mark: Decimal) -> Decimal:
     return _ARITHMETIC.subtract(value, cost)
 
 
-def daily_pnl(fills_with_effects: Iterable[tuple[Fill, FillEffect]], day: date) -> Decimal:
-    """Realized PnL net of fees from the fills made on ``day`` (a UTC calendar day).
-
-    Unrealized PnL is not included: this is what the daily loss limit measures as booked. Takes the
+def realized_on_day(fills_with_effects: Iterable[tuple[Fill, FillEffect]], day: date) -> Decimal:
+    """Realized PnL net of fees from the fills made on ``day`` (a UTC calendar day). Takes the
     ``(fill, effect)`` pairs that ``apply_fill`` (or ``apply_fills``) produced, in any order.
     """
     if isinstance(day, datetime):
@@ -422,6 +425,160 @@ def exit_trigger(
         if (mark >= target) if long else (mark <= target):
             return ExitReason.TAKE_PROFIT
     return None
+
+
+# -- accounts: balances per asset, valuation, daily PnL ------------------------------------------
+
+
+class AccountKind(StrEnum):
+    """What an account may do. Spot follows Binance spot: balances per asset, nothing sold that
+    is not held, nothing bought beyond the free quote balance, leverage 1. A kind with margin
+    (USD-M futures) is another member, with its own balance rules beside ``spot_shortfall``."""
+
+    SPOT = "spot"
+
+
+@dataclass(frozen=True, slots=True)
+class AssetBalance:
+    """One asset of an account, as Binance's ``GET /api/v3/account`` reports it: ``free`` to
+    trade, ``locked`` held by open orders."""
+
+    asset: str
+    free: Decimal
+    locked: Decimal = ZERO
+
+    @property
+    def total(self) -> Decimal:
+        return _ARITHMETIC.add(self.free, self.locked)
+
+
+def fill_moves(
+    side: Side | str, quantity: Decimal, price: Decimal, fee: Decimal, *, base: str, quote: str
+) -> dict[str, Decimal]:
+    """What one booked fill does to each asset: the base moves by its quantity (in for a buy,
+    out for a sell), the quote by ``cash_flow``."""
+    moved = quantity if Side(side) is Side.BUY else quantity.copy_negate()
+    return {base: moved, quote: cash_flow(side, quantity, price, fee)}
+
+
+def spot_shortfall(
+    side: Side | str,
+    quantity: Decimal,
+    price: Decimal,
+    fee_rate: Decimal,
+    free: Mapping[str, Decimal],
+    *,
+    base: str,
+    quote: str,
+) -> str | None:
+    """Why a spot order for ``quantity`` at ``price`` cannot be paid for from the ``free``
+    balances (an asset missing from them has none), or None when it can: a SELL needs the
+    quantity in the base asset, a BUY its cost plus the fee at ``fee_rate`` in the quote asset."""
+    if Side(side) is Side.SELL:
+        held = free.get(base, ZERO)
+        if quantity > held:
+            return f"SELL {_plain(quantity)} {base} > free {_plain(held)} {base}"
+        return None
+    notional = _ARITHMETIC.multiply(quantity, price)
+    cost = _ARITHMETIC.add(notional, _ARITHMETIC.multiply(notional, fee_rate))
+    cash = free.get(quote, ZERO)
+    if cost > cash:
+        return f"BUY costs {_plain(cost)} {quote} with fees > free {_plain(cash)} {quote}"
+    return None
+
+
+@dataclass(frozen=True, slots=True)
+class Valuation:
+    """An account at its marks. ``exposure`` is ``|quantity| x mark`` per open symbol;
+    ``unrealized_pnl`` the sum of ``unrealized_pnl`` over the open positions."""
+
+    cash: Decimal
+    market_value: Decimal
+    exposure: Mapping[str, Decimal]
+    unrealized_pnl: Decimal
+    unrealized_by_symbol: Mapping[str, Decimal]
+
+    @property
+    def equity(self) -> Decimal:
+        return _ARITHMETIC.add(self.cash, self.market_value)
+
+    @property
+    def total_exposure(self) -> Decimal:
+        return sum(self.exposure.values(), ZERO)
+
+
+def value_account(
+    cash: Decimal, positions: Iterable[PositionState], marks: Mapping[str, Decimal]
+) -> Valuation:
+    """The account's valuation: ``cash`` (the quote balance after every fill) and each open
+    position at its mark. A position whose symbol has no mark is valued at its average entry
+    price (no gain, no loss) rather than left out, which would take its cost out of equity."""
+    value = ZERO
+    exposure: dict[str, Decimal] = {}
+    unrealized: dict[str, Decimal] = {}
+    for position in positions:
+        if position.is_flat:
+            continue
+        if position.symbol in exposure:
+            raise ValueError(f"position {position.symbol} appears more than once")
+        mark = marks.get(position.symbol, position.avg_entry_price)
+        worth = _ARITHMETIC.multiply(position.quantity, mark)
+        value = _ARITHMETIC.add(value, worth)
+        exposure[position.symbol] = worth.copy_abs()
+        unrealized[position.symbol] = unrealized_pnl(position, mark)
+    return Valuation(
+        cash=_decimal("cash", cash),
+        market_value=value,
+        exposure=MappingProxyType(exposure),
+        unrealized_pnl=sum(unrealized.values(), ZERO),
+        unrealized_by_symbol=MappingProxyType(unrealized),
+    )
+
+
+def unrealized_at_open(
+    quantities: Mapping[str, Decimal],
+    marks: Mapping[str, Decimal],
+    cash_flows: Decimal,
+    net_realized: Decimal,
+) -> Decimal:
+    """The unrealized PnL of the positions held at a moment (the day's 00:00 UTC), from what
+    the fills before it add up to: ``quantities`` held per symbol, the sum of their
+    ``cash_flow`` and their realized PnL net of fees, with ``marks`` the prices at the moment.
+
+    The fills' cash flows are their net realized PnL less the entry cost still held, so the
+    cost of the open positions is ``net_realized - cash_flows`` and the unrealized PnL is their
+    value less that cost; no replay of the fills is needed. Raises ValueError when a held
+    symbol has no mark."""
+    value = ZERO
+    for symbol, quantity in quantities.items():
+        if not quantity:
+            continue
+        if symbol not in marks:
+            raise ValueError(f"no mark for {symbol}, held at the open")
+        value = _ARITHMETIC.add(value, _ARITHMETIC.multiply(quantity, marks[symbol]))
+    return _ARITHMETIC.subtract(_ARITHMETIC.add(value, cash_flows), net_realized)
+
+
+def daily_pnl(
+    realized_today: Decimal, unrealized_now: Decimal, unrealized_open: Decimal
+) -> Decimal:
+    """The PnL since 00:00 UTC: realized PnL net of fees of today's fills plus the change of
+    unrealized PnL since the day's open, which is the change of equity since 00:00 when no cash
+    came in or went out: realized and unrealized together count every fill's cash flow and
+    every holding at its mark once."""
+    return _ARITHMETIC.add(realized_today, _ARITHMETIC.subtract(unrealized_now, unrealized_open))
+
+
+def exact_sum(*values: Decimal) -> Decimal:
+    """The sum of ``values``, exact whatever the caller's decimal context."""
+    total = ZERO
+    for value in values:
+        total = _ARITHMETIC.add(total, value)
+    return total
+
+
+def _plain(value: Decimal) -> str:
+    return f"{value.normalize():f}"
 
 
 def _cost(state: PositionState) -> Decimal:

@@ -10,7 +10,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from trading.portfolio.pnl import (
+from trading.ledger.book import (
     Fill,
     PositionChange,
     PositionState,

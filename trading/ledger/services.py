@@ -1,0 +1,464 @@
+"""The ledger at the edges: an account's balances, positions, valuation and daily PnL, read from
+the database and the latest quotes, and the fills' moves recorded in the transaction that
+stores them. The arithmetic is ``trading.ledger.book``'s; risk, the API, the dashboard, the
+metrics, health and analytics all read the account here.
+
+Daily PnL is the PnL since 00:00 UTC: today's realized PnL net of fees plus the change of the
+unrealized PnL since the day's open. The open is recorded once per account and UTC day, at the
+first read of the day (``day_open``): the positions held at 00:00, worked out from the fills
+before it, valued at the latest quotes of that read. The bar store's replayed bars carry the
+times of their recording, not the wall clock, so the price "at 00:00" is the quote of the first
+read after it, seconds later on a running platform where every bar and every scrape reads the
+book.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from decimal import Decimal
+
+from django.conf import settings
+from django.db import IntegrityError, transaction
+from django.db.models import Sum
+from django.utils import timezone
+
+from trading.events import outbox
+from trading.events.envelope import new_event
+from trading.ledger import book
+from trading.ledger.book import AccountKind, AssetBalance, PositionState, Valuation
+from trading.marketdata.services import symbol_rules
+from trading.models import Account, DayOpen, Fill, Order, Position
+from trading.models import AssetBalance as BalanceRow
+from trading.risk.reasons import AlertReason
+
+logger = logging.getLogger(__name__)
+ZERO = Decimal("0")
+# Every traded symbol is quoted in it; the account's cash is its balance.
+QUOTE_ASSET = "USDT"
+
+
+class InsufficientBalance(Exception):
+    """The account's free balance cannot pay for an order; the message says what is missing."""
+
+
+def assets_of(symbol: str) -> tuple[str, str]:
+    """The symbol's base and quote assets, from its rules (or its name, when it has none)."""
+    rules = symbol_rules().get(symbol)
+    if rules is not None:
+        return rules.base_asset, rules.quote_asset
+    return symbol.removesuffix(QUOTE_ASSET), QUOTE_ASSET
+
+
+def fee_rate() -> Decimal:
+    """The taker fee rate a market order pays (Binance's default, which the paper exchange
+    charges too): what a BUY must have free beyond its notional."""
+    return settings.PAPER_TAKER_FEE_RATE
+
+
+# --- positions -----------------------------------------------------------------------------
+
+
+def open_positions(account: Account, *, ordered: bool = True) -> list[Position]:
+    """The account's open positions, newest first; in no set order with ``ordered=False``,
+    for the checks on every order's way, where the sort costs a tenth of a millisecond."""
+    positions = Position.objects.filter(account=account, status=Position.Status.OPEN)
+    return list(positions if ordered else positions.order_by())
+
+
+def position_state(position: Position | None, symbol: str) -> PositionState:
+    if position is None:
+        return PositionState(symbol=symbol)
+    return PositionState(
+        symbol=symbol,
+        quantity=position.quantity,
+        avg_entry_price=position.average_entry_price,
+        realized_pnl=position.realized_pnl,
+        fees_paid=position.fees_paid,
+        opened_at=position.opened_at,
+        cost_basis=position.cost_basis,
+    )
+
+
+# --- balances ------------------------------------------------------------------------------
+
+
+def balances(account: Account) -> dict[str, AssetBalance]:
+    """Every asset the account holds or has held, free and locked; the quote asset always."""
+    rows = {row.asset: row for row in BalanceRow.objects.filter(account=account)}
+    result = {}
+    for asset in sorted({*rows, QUOTE_ASSET}):
+        row = rows.get(asset)
+        net = row.net if row else ZERO
+        locked = row.locked if row else ZERO
+        start = account.starting_cash if asset == QUOTE_ASSET else ZERO
+        result[asset] = AssetBalance(asset, start + net - locked, locked)
+    return result
+
+
+def free_balances(account: Account) -> dict[str, Decimal]:
+    return {asset: balance.free for asset, balance in balances(account).items()}
+
+
+def account_cash(account: Account) -> Decimal:
+    """The quote balance, free and locked: starting cash plus every fill's cash flow (sells bring
+    in, buys spend, fees always cost), read from the running total: one row."""
+    net = (
+        BalanceRow.objects.filter(account=account, asset=QUOTE_ASSET)
+        .values_list("net", flat=True)
+        .first()
+    )
+    return account.starting_cash + (ZERO if net is None else net)
+
+
+def ledger_nets(account_id: int) -> dict[str, Decimal]:
+    """What the account's fills add up to per asset, worked out again fill by fill: what the
+    running totals must always equal. A pass over the fills; for checks, not the hot path."""
+    totals: dict[str, Decimal] = {QUOTE_ASSET: ZERO}
+    fills = Fill.objects.filter(order__account_id=account_id)
+    for symbol, side, quantity, price, fee in fills.values_list(
+        "symbol", "side", "quantity", "price", "fee"
+    ):
+        base, quote = assets_of(symbol)
+        for asset, moved in book.fill_moves(
+            side, quantity, price, fee, base=base, quote=quote
+        ).items():
+            totals[asset] = book.exact_sum(totals.get(asset, ZERO), moved)
+    return totals
+
+
+def ledger_cash(account: Account) -> Decimal:
+    """The cash worked out again from every fill of the account: what ``account_cash`` must
+    always equal."""
+    return account.starting_cash + ledger_nets(account.pk)[QUOTE_ASSET]
+
+
+def order_lock(order: Order) -> tuple[str, Decimal]:
+    """What an order holds while it is open: a BUY the cost of its unfilled quantity at its
+    reference price with fees, in the quote asset; a SELL its unfilled quantity of the base."""
+    base, quote = assets_of(order.symbol)
+    if not order.is_open:
+        return (quote if order.side == "BUY" else base), ZERO
+    remaining = max(order.remaining_quantity, ZERO)
+    if order.side == "SELL":
+        return base, remaining
+    notional = remaining * order.reference_price
+    return quote, notional + notional * fee_rate()
+
+
+def _row(account_id: int, asset: str) -> BalanceRow:
+    row, _ = BalanceRow.objects.select_for_update().get_or_create(
+        account_id=account_id, asset=asset
+    )
+    return row
+
+
+def lock_order(order: Order) -> None:
+    """Holds what a new order needs, in its transaction; raises ``InsufficientBalance`` when the
+    free balance, read under the row's lock, cannot pay for it (two orders checked at once
+    cannot both spend the same balance). An order that closes a position may sell only what is
+    held, which the same check enforces."""
+    _require_transaction("lock_order")
+    asset, amount = order_lock(order)
+    row = _row(order.account_id, asset)
+    start = order.account.starting_cash if asset == QUOTE_ASSET else ZERO
+    free = start + row.net - row.locked
+    if amount > free:
+        raise InsufficientBalance(
+            f"{order.side} {order.quantity} {order.symbol} needs {amount.normalize():f} {asset}, "
+            f"free {free.normalize():f}"
+        )
+    row.locked += amount
+    row.save(update_fields=["locked", "updated_at"])
+
+
+def record_fills(order: Order, fills: list[Fill], held_before: Decimal) -> None:
+    """Adds the moves of newly stored ``fills`` of ``order`` to the account's balances and sets
+    what the order holds to what it holds now (``held_before`` was its lock before this answer).
+
+    Must run inside the transaction that stores the fills, with the rows as the database
+    returns them. The rows stay locked until the commit, so two processes recording fills at
+    once cannot both start from the same old total. Raises ``RuntimeError`` outside a
+    transaction."""
+    _require_transaction("record_fills")
+    base, quote = assets_of(order.symbol)
+    moves: dict[str, Decimal] = {base: ZERO, quote: ZERO}
+    for fill in fills:
+        for asset, moved in book.fill_moves(
+            fill.side, fill.quantity, fill.price, fill.fee, base=base, quote=quote
+        ).items():
+            moves[asset] = book.exact_sum(moves[asset], moved)
+    lock_asset, held_now = order_lock(order)
+    nets: dict[str, Decimal] | None = None
+    for asset, moved in moves.items():
+        row, created = BalanceRow.objects.select_for_update().get_or_create(
+            account_id=order.account_id, asset=asset
+        )
+        if created:
+            # The account's first fill in the asset, or a total lost: start it from the fills,
+            # these among them.
+            nets = ledger_nets(order.account_id) if nets is None else nets
+            row.net = nets.get(asset, ZERO)
+        else:
+            row.net = book.exact_sum(row.net, moved)
+        if asset == lock_asset:
+            row.locked = max(ZERO, row.locked - held_before + held_now)
+        row.save(update_fields=["net", "locked", "updated_at"])
+
+
+def release_order(order: Order, held_before: Decimal) -> None:
+    """Gives back what an order held once it ends without (further) fills."""
+    asset, held_now = order_lock(order)
+    if held_before == held_now:
+        return
+    row = _row(order.account_id, asset)
+    row.locked = max(ZERO, row.locked - held_before + held_now)
+    row.save(update_fields=["locked", "updated_at"])
+
+
+def rebuild_balances(account: Account) -> Decimal:
+    """Sets the running totals to what the account's fills and open orders add up to and returns
+    the cash: after fills were removed (a sandbox reset), or to repair a total found wrong."""
+    with transaction.atomic():
+        rows = BalanceRow.objects.select_for_update().filter(account=account)
+        list(rows)  # locked before the fills are read, so no fill recorded meanwhile is missed
+        nets = ledger_nets(account.pk)
+        locks: dict[str, Decimal] = {}
+        for order in Order.objects.filter(account=account, status__in=Order.OPEN_STATUSES):
+            asset, amount = order_lock(order)
+            locks[asset] = locks.get(asset, ZERO) + amount
+        for asset in {*nets, *locks, *rows.values_list("asset", flat=True)}:
+            BalanceRow.objects.update_or_create(
+                account=account,
+                asset=asset,
+                defaults={"net": nets.get(asset, ZERO), "locked": locks.get(asset, ZERO)},
+            )
+    return account_cash(account)
+
+
+def verify_balances() -> list[str]:
+    """Checks every account's running balances against its fills; totals found wrong raise a
+    ``risk.alert`` (CASH_MISMATCH) and are rebuilt from the fills, which are the record. Returns
+    the names of the accounts that were wrong. A pass over every fill: for start-up."""
+    from trading.execution import metrics
+
+    wrong = []
+    for account in Account.objects.all():
+        with transaction.atomic():
+            stored = {
+                asset: net
+                for asset, net in BalanceRow.objects.select_for_update()
+                .filter(account=account)
+                .values_list("asset", "net")
+                if net
+            }
+            computed = {asset: net for asset, net in ledger_nets(account.pk).items() if net}
+            if stored == computed:
+                continue
+            rebuild_balances(account)
+        wrong.append(account.name)
+        logger.error("balances of %s were %s, its fills say %s: rebuilt", account, stored, computed)
+        metrics.RISK_ALERTS.inc(reason=AlertReason.CASH_MISMATCH)
+        outbox.record(
+            [
+                new_event(
+                    "risk.alert",
+                    {
+                        "account": account.name,
+                        "reason": AlertReason.CASH_MISMATCH,
+                        "stored": {a: str(v) for a, v in stored.items()},
+                        "fills": {a: str(v) for a, v in computed.items()},
+                    },
+                    service="exec-risk",
+                )
+            ]
+        )
+    return wrong
+
+
+def _require_transaction(name: str) -> None:
+    if not transaction.get_connection().in_atomic_block:
+        raise RuntimeError(f"{name} must run in the transaction that stores the fills")
+
+
+# --- valuation and daily PnL ---------------------------------------------------------------
+
+
+def utc_day_start(now: datetime) -> datetime:
+    return now.astimezone(UTC).replace(hour=0, minute=0, second=0, microsecond=0)
+
+
+def valuation(account: Account, marks: dict[str, Decimal]) -> Valuation:
+    positions = [position_state(p, p.symbol) for p in open_positions(account, ordered=False)]
+    return book.value_account(account_cash(account), positions, marks)
+
+
+def account_equity(account: Account, marks: dict[str, Decimal]) -> Decimal:
+    """Cash plus the market value of open positions (at entry price when unpriced)."""
+    return valuation(account, marks).equity
+
+
+def realized_since(account: Account, start: datetime) -> Decimal:
+    """Realized PnL net of fees of the fills since ``start``."""
+    totals = Fill.objects.filter(order__account=account, ts__gte=start).aggregate(
+        realized=Sum("realized_pnl"), fees=Sum("fee")
+    )
+    return (totals["realized"] or ZERO) - (totals["fees"] or ZERO)
+
+
+def day_open(account: Account, marks: dict[str, Decimal], now: datetime | None = None) -> Decimal:
+    """The unrealized PnL at 00:00 UTC of ``now``'s day, recorded at the first read of the day:
+    the positions held at 00:00 (from the fills before it) at ``marks`` (an unpriced symbol at
+    the price of its last fill)."""
+    start = utc_day_start(now or timezone.now())
+    recorded = (
+        DayOpen.objects.filter(account=account, day=start.date())
+        .values_list("unrealized_pnl", flat=True)
+        .first()
+    )
+    if recorded is not None:
+        return recorded
+    before = Fill.objects.filter(order__account=account, ts__lt=start)
+    quantities: dict[str, Decimal] = {}
+    last_price: dict[str, Decimal] = {}
+    flows = ZERO
+    net_realized = ZERO
+    for symbol, side, quantity, price, fee, realized in before.order_by("ts", "id").values_list(
+        "symbol", "side", "quantity", "price", "fee", "realized_pnl"
+    ):
+        signed = quantity if side == "BUY" else -quantity
+        quantities[symbol] = book.exact_sum(quantities.get(symbol, ZERO), signed)
+        last_price[symbol] = price
+        flows = book.total_cash_flow([(side, quantity, price, fee)], start=flows)
+        net_realized = book.exact_sum(net_realized, realized, -fee)
+    used = {s: marks.get(s, last_price[s]) for s, q in quantities.items() if q}
+    unrealized = book.unrealized_at_open(quantities, used, flows, net_realized)
+    try:
+        with transaction.atomic():
+            DayOpen.objects.create(
+                account=account,
+                day=start.date(),
+                unrealized_pnl=unrealized,
+                marks={s: str(p) for s, p in used.items()},
+                recorded_at=now or timezone.now(),
+            )
+    except IntegrityError:  # another process recorded the day first: its figure stands
+        return DayOpen.objects.get(account=account, day=start.date()).unrealized_pnl
+    return unrealized
+
+
+def daily_pnl(
+    account: Account,
+    marks: dict[str, Decimal],
+    now: datetime | None = None,
+    *,
+    current: Valuation | None = None,
+) -> Decimal:
+    """PnL since 00:00 UTC: today's realized PnL net of fees plus the change of unrealized PnL
+    since the day's open. The one figure of the daily loss limit, the API, metrics and pages."""
+    now = now or timezone.now()
+    current = current or valuation(account, marks)
+    return book.daily_pnl(
+        realized_since(account, utc_day_start(now)),
+        current.unrealized_pnl,
+        day_open(account, marks, now),
+    )
+
+
+def daily_trades(account: Account, now: datetime | None = None) -> int:
+    start = utc_day_start(now or timezone.now())
+    return Fill.objects.filter(order__account=account, ts__gte=start).count()
+
+
+@dataclass(frozen=True)
+class Book:
+    """An account at one moment, for every reader: valuation, realized and daily PnL."""
+
+    account: Account
+    kind: AccountKind
+    valuation: Valuation
+    balances: dict[str, AssetBalance]
+    realized_pnl: Decimal
+    daily_pnl: Decimal
+    positions: list[Position]
+
+    @property
+    def equity(self) -> Decimal:
+        return self.valuation.equity
+
+
+def read_book(account: Account, marks: dict[str, Decimal], now: datetime | None = None) -> Book:
+    positions = open_positions(account)
+    current = book.value_account(
+        account_cash(account), [position_state(p, p.symbol) for p in positions], marks
+    )
+    realized = Position.objects.filter(account=account).aggregate(
+        realized=Sum("realized_pnl"), fees=Sum("fees_paid")
+    )
+    return Book(
+        account=account,
+        kind=AccountKind(account.kind),
+        valuation=current,
+        balances=balances(account),
+        realized_pnl=(realized["realized"] or ZERO) - (realized["fees"] or ZERO),
+        daily_pnl=daily_pnl(account, marks, now, current=current),
+        positions=positions,
+    )
+
+
+def portfolio_summary(account: Account, marks: dict[str, Decimal]) -> dict:
+    """What ``GET /api/v1/portfolio``, the dashboard and the operators' bot show."""
+    from trading.risk.services import current_state
+
+    state = read_book(account, marks)
+    current = state.valuation
+    return {
+        "account": account.name,
+        "kind": account.kind,
+        "venue": account.venue,
+        "starting_cash": str(account.starting_cash),
+        "cash": str(current.cash),
+        "balances": {
+            asset: {"free": str(b.free), "locked": str(b.locked)}
+            for asset, b in state.balances.items()
+            if b.total or asset == QUOTE_ASSET
+        },
+        "equity": str(current.equity),
+        "peak_equity": str(max(account.peak_equity, current.equity)),
+        "exposure": {symbol: str(value) for symbol, value in current.exposure.items()},
+        "total_exposure": str(current.total_exposure),
+        "open_positions": len(current.exposure),
+        "realized_pnl": str(state.realized_pnl),
+        "unrealized_pnl": str(current.unrealized_pnl),
+        "daily_pnl": str(state.daily_pnl),
+        "daily_trades": daily_trades(account),
+        "trading_state": str(current_state(account)),
+        "equity_curve": [
+            {"ts": snap.ts.isoformat(), "equity": str(snap.equity)}
+            for snap in reversed(account.equity.all()[:200])
+        ],
+    }
+
+
+def position_unrealized(position: Position, mark: Decimal | None) -> Decimal:
+    """One position's unrealized PnL at ``mark`` (zero without one), from its entry cost."""
+    if mark is None:
+        return ZERO
+    return book.unrealized_pnl(position_state(position, position.symbol), mark)
+
+
+def snapshot_equity(account: Account, marks: dict[str, Decimal]) -> None:
+    """Records the account's equity, cash, exposure and PnL now (the equity curve)."""
+    from trading.models import EquitySnapshot
+
+    state = read_book(account, marks)
+    EquitySnapshot.objects.create(
+        account=account,
+        ts=timezone.now(),
+        equity=state.equity,
+        cash=state.valuation.cash,
+        exposure=state.valuation.total_exposure,
+        realized_pnl=state.realized_pnl,
+        unrealized_pnl=state.valuation.unrealized_pnl,
+    )
