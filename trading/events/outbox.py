@@ -39,6 +39,7 @@ What the relay guarantees:
 from __future__ import annotations
 
 import functools
+import json
 import logging
 import os
 import threading
@@ -54,8 +55,9 @@ from django.db import close_old_connections, connection, transaction
 from django.db.models import Count, Max, Min
 from django.utils import timezone
 
+from trading import bus
 from trading.events.broadcast import broadcast
-from trading.events.envelope import Event
+from trading.events.envelope import FIELDS, Event
 from trading.events.log import EVENTS_PUBLISHED, events_stream, maxlen
 from trading.models import OutboxEvent
 from trading.observability.services import SERVICES
@@ -105,7 +107,7 @@ class Handoff:
 
 
 # analytics learns from what exec-risk did: told to read the log once those events are in it.
-ANALYTICS_NUDGE = Handoff("trading.analytics.tasks.drain_events", expires=30)
+ANALYTICS_NUDGE = Handoff(bus.ANALYTICS_DRAIN_EVENTS, expires=30)
 
 
 @dataclass(frozen=True)
@@ -125,6 +127,22 @@ def record(events: Iterable[Event], *, then: Handoff | None = None) -> list[Outb
     if not events:
         return []
     now = timezone.now()
+    rows = outbox_rows(events, then=then, now=now)
+    with transaction.atomic():
+        OutboxEvent.objects.bulk_create(rows)
+        _marks.mark_in_transaction(now)
+        _relay_on_commit(
+            [_Row(row.pk, event, row.handoff) for row, event in zip(rows, events, strict=True)]
+        )
+    return rows
+
+
+def outbox_rows(
+    events: Sequence[Event], *, then: Handoff | None = None, now: datetime | None = None
+) -> list[OutboxEvent]:
+    """The unsaved rows of the events, ``then`` riding on the last (for ``record``, and for a
+    benchmark that builds a backlog)."""
+    now = now or timezone.now()
     rows = [
         OutboxEvent(
             event_id=event.event_id,
@@ -138,14 +156,8 @@ def record(events: Iterable[Event], *, then: Handoff | None = None) -> list[Outb
         )
         for event in events
     ]
-    if then is not None:
+    if then is not None and rows:
         rows[-1].handoff = then.as_json()
-    with transaction.atomic():
-        OutboxEvent.objects.bulk_create(rows)
-        _marks.mark_in_transaction(now)
-        _relay_on_commit(
-            [_Row(row.pk, event, row.handoff) for row, event in zip(rows, events, strict=True)]
-        )
     return rows
 
 
@@ -207,27 +219,31 @@ def _sent_key() -> str:
 
 
 # Appends the events not appended within the dedupe window and counts them; returns each
-# event's stream id ('' when it was appended already). ARGV: maxlen, now ms, dedupe ms, count,
-# then per event: event id, counter key, counter field ('' for none), number of fields, fields.
+# event's stream id ('' when it was appended already). ARGV: maxlen, now ms, dedupe ms, the
+# stream entry's field names (JSON), and the events (JSON): per event its id, its counter's key
+# and field ('' for none), then its fields' values. JSON, because one argument per value made
+# packing the command the relay's largest cost.
 _PUBLISH = """
 local now = tonumber(ARGV[2])
 redis.call('ZREMRANGEBYSCORE', KEYS[2], '-inf', now - tonumber(ARGV[3]))
+local names = cjson.decode(ARGV[4])
+local entry = {}
 local out, counts = {}, {}
-local i = 5
-for n = 1, tonumber(ARGV[4]) do
-  local id, key, field, count = ARGV[i], ARGV[i + 1], ARGV[i + 2], tonumber(ARGV[i + 3])
+for n, event in ipairs(cjson.decode(ARGV[5])) do
+  local id, key, field = event[1], event[2], event[3]
   if redis.call('ZSCORE', KEYS[2], id) then
     out[n] = ''
   else
-    out[n] = redis.call('XADD', KEYS[1], 'MAXLEN', '~', ARGV[1], '*',
-                        unpack(ARGV, i + 4, i + 3 + count))
+    for j, name in ipairs(names) do
+      entry[2 * j - 1], entry[2 * j] = name, event[3 + j]
+    end
+    out[n] = redis.call('XADD', KEYS[1], 'MAXLEN', '~', ARGV[1], '*', unpack(entry))
     redis.call('ZADD', KEYS[2], now, id)
     if key ~= '' then
       local at = key .. '\\n' .. field
       counts[at] = (counts[at] or 0) + 1
     end
   end
-  i = i + 4 + count
 end
 for at, count in pairs(counts) do
   local cut = string.find(at, '\\n', 1, true)
@@ -300,15 +316,33 @@ def relay(
             break
         appended = _append(client, rows)
         _send_handoffs(rows)
-        OutboxEvent.objects.filter(pk__in=[row.pk for row in rows]).update(
-            published_at=timezone.now()
-        )
+        _mark([row.pk for row in rows])
         broadcast([row.event for row in rows if row.pk in appended])
         published += len(rows)
         after = rows[-1].pk
         if len(rows) < BATCH:
             break
     return published
+
+
+def _mark(ids: Sequence[int], now: datetime | None = None) -> int:
+    """Marks the rows published (those not marked yet); returns how many it marked. In SQL of
+    its own: the ORM's handling of a long ``IN`` list cost as much as the rest of a relay."""
+    value = connection.ops.adapt_datetimefield_value(now or timezone.now())
+    table = connection.ops.quote_name(OutboxEvent._meta.db_table)
+    column = connection.ops.quote_name(OutboxEvent._meta.pk.column)
+    marked = 0
+    with connection.cursor() as cursor:
+        for start in range(0, len(ids), BATCH):
+            part = ids[start : start + BATCH]
+            # Only the table's own names and placeholders are formatted into the statement.
+            sql = (
+                f"UPDATE {table} SET published_at = %s "  # noqa: S608
+                f"WHERE published_at IS NULL AND {column} IN ({', '.join(['%s'] * len(part))})"
+            )
+            cursor.execute(sql, [value, *part])
+            marked += cursor.rowcount
+    return marked
 
 
 def _load(query) -> list[_Row]:
@@ -332,16 +366,20 @@ def _row_of(pk, event_id, type_, ts, service, correlation_id, schema, payload, h
 def _append(client: redis.Redis, rows: Sequence[_Row]) -> set[int]:
     """Appends the rows' events in one script; returns the ids of the rows it appended (the
     others were appended already)."""
-    args: list[Any] = [maxlen(), int(time.time() * 1000), DEDUPE_SECONDS * 1000, len(rows)]
+    events = []
     for row in rows:
         event = row.event
-        key, field = _counter(event.service, event.type)
-        fields = event.to_fields()
-        args += [event.event_id, key, field, 2 * len(fields)]
-        for pair in fields.items():
-            args += pair
-    answer = client.eval(_PUBLISH, 2, events_stream(), _sent_key(), *args)
+        events.append([event.event_id, *_counter(event.service, event.type),
+                       *event.to_fields().values()])  # fmt: skip
+    answer = client.eval(
+        _PUBLISH, 2, events_stream(), _sent_key(), maxlen(), int(time.time() * 1000),
+        DEDUPE_SECONDS * 1000, _FIELD_NAMES,
+        json.dumps(events, ensure_ascii=False, separators=(",", ":")),
+    )  # fmt: skip
     return {row.pk for row, stream_id in zip(rows, answer, strict=True) if stream_id}
+
+
+_FIELD_NAMES = json.dumps(list(FIELDS))
 
 
 class _Capture:
@@ -365,8 +403,6 @@ def _send_handoffs(rows: Sequence[_Row]) -> None:
     """Each distinct hand-off of the rows once, in row order (a batch's nudges coalesce)."""
     if not any(row.handoff for row in rows):
         return
-    from controlpanel.celery import app
-
     seen = set()
     for row in rows:
         if not row.handoff:
@@ -380,7 +416,7 @@ def _send_handoffs(rows: Sequence[_Row]) -> None:
             options["expires"] = handoff.expires
         if handoff.task_id is not None:
             options["task_id"] = handoff.task_id
-        app.send_task(handoff.task, args=list(handoff.args), **options)
+        bus.send(handoff.task, *handoff.args, **options)
 
 
 # --- marking ----------------------------------------------------------------------------------
@@ -427,9 +463,7 @@ class _Marks:
         (rolled back, they wait for the next)."""
         ids = self.pending()
         if ids:
-            OutboxEvent.objects.filter(pk__in=ids, published_at__isnull=True).update(
-                published_at=now
-            )
+            _mark(ids, now)
             transaction.on_commit(functools.partial(self._discard, ids))
 
     def flush(self) -> int:
@@ -438,9 +472,7 @@ class _Marks:
         if not ids:
             return 0
         with transaction.atomic():
-            marked = OutboxEvent.objects.filter(pk__in=ids, published_at__isnull=True).update(
-                published_at=timezone.now()
-            )
+            marked = _mark(ids)
         self._discard(ids)
         return marked
 
