@@ -14,11 +14,13 @@ run: $(VENV)/.runtime
 test: $(VENV)/.dev
 	PYTHON=$(PYTHON) deploy/system-deps.sh test
 	$(PY) -m ruff check .
+	$(VENV)/bin/lint-imports
 	$(PY) -m pytest
 
 lint: $(VENV)/.dev
 	$(PY) -m ruff check .
 	$(PY) -m ruff format --check .
+	$(VENV)/bin/lint-imports
 
 format: $(VENV)/.dev
 	$(PY) -m ruff format .

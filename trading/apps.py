@@ -22,3 +22,6 @@ class TradingConfig(AppConfig):
 
         if not any(isinstance(c, NotificationsCollector) for c in REGISTRY._collector_to_names):
             REGISTRY.register(NotificationsCollector())
+
+        # The system checks' catalogue, filled once for every reader (API, dashboard, runner).
+        import trading.selftest.scenarios  # noqa: F401

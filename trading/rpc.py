@@ -13,6 +13,7 @@ import time
 from celery.exceptions import TimeoutError as CeleryTimeout
 from django.conf import settings
 
+from trading import bus
 from trading.execution import metrics
 
 logger = logging.getLogger(__name__)
@@ -33,23 +34,22 @@ class RpcTimeout(Exception):
 
 
 def call(
-    task,
+    task: str,
     *args,
     timeout: float | None = None,
     retries: int | None = None,
     queue: str | None = None,
     **kwargs,
 ):
-    """Runs ``task`` on its service (or on ``queue``) and returns its result; raises
-    ``RpcTimeout`` when no attempt answered in time."""
+    """Runs the task named ``task`` on its service (or on ``queue``) and returns its result;
+    raises ``RpcTimeout`` when no attempt answered in time."""
     timeout = settings.RPC_TIMEOUT_SECONDS if timeout is None else timeout
     retries = settings.RPC_RETRIES if retries is None else retries
     attempts = 0
     pending = []
     for _ in range(retries + 1):
         attempts += 1
-        options = {"queue": queue} if queue else {}
-        result = task.apply_async(args=args, kwargs=kwargs, expires=max(timeout * 4, 5), **options)
+        result = bus.send(task, *args, kwargs=kwargs, queue=queue, expires=max(timeout * 4, 5))
         pending.append(result)
         # Celery's get(timeout=...) waits in whole-second steps; poll to keep the deadline exact.
         deadline = time.monotonic() + timeout
@@ -60,12 +60,12 @@ def call(
                 raise CeleryTimeout()
             return result.get(timeout=1, propagate=True, disable_sync_subtasks=False)
         except CeleryTimeout:
-            metrics.RPC_TIMEOUTS.inc(task=task.name)
-            logger.warning("rpc %s timed out after %.0f ms (attempt %d)", task.name,
+            metrics.RPC_TIMEOUTS.inc(task=task)
+            logger.warning("rpc %s timed out after %.0f ms (attempt %d)", task,
                            timeout * 1000, attempts)  # fmt: skip
     for result in pending:
         result.forget()
-    raise RpcTimeout(task.name, attempts, timeout)
+    raise RpcTimeout(task, attempts, timeout)
 
 
 def await_task(task_id: str, name: str, *, timeout: float | None = None):

@@ -295,7 +295,6 @@ def checks() -> dict | None:
     run = SelfTestRun.objects.prefetch_related("results").first()
     if run is None:
         return None
-    from trading.selftest import scenarios  # noqa: F401 - fills the catalogue
     from trading.selftest.base import SUITES
 
     return {

@@ -19,6 +19,8 @@ from rest_framework.authtoken.models import Token
 from rest_framework.test import APIClient
 from schemathesis import GenerationMode
 
+from tests.support.bus import Sent, record_sends
+from trading import bus
 from trading.api.parsers import JSONParser
 from trading.api.serializers import SignalCreateSerializer
 from trading.models import Order, Signal, TradingStateRecord
@@ -34,16 +36,11 @@ FUZZ = settings(
 
 
 @pytest.fixture
-def no_task_sending(monkeypatch) -> list[str]:
+def no_task_sending(monkeypatch) -> list[Sent]:
     """The API's hand-offs to the workers, recorded instead of queued: no worker runs here, and
     none started later should find a backlog of signals that no longer exist."""
-    from trading.analytics.tasks import run_selftest
-    from trading.execution.tasks import flatten_positions, process_signal
-
-    sent: list[str] = []
-    for task in (process_signal, flatten_positions, run_selftest):
-        monkeypatch.setattr(task, "delay", lambda *args, _name=task.name, **kw: sent.append(_name))
-    return sent
+    names = (bus.PROCESS_SIGNAL, bus.FLATTEN_POSITIONS, bus.RUN_SELFTEST)
+    return record_sends(monkeypatch, *names)
 
 
 @pytest.fixture

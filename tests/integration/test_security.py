@@ -26,6 +26,8 @@ from rest_framework.test import APIClient
 
 from controlpanel.asgi import application
 from controlpanel.dashboard.routing import websocket_urlpatterns
+from tests.support.bus import Sent, record_sends
+from trading import bus
 from trading.models import SelfTestRun, Signal
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -168,15 +170,10 @@ WRITES = [
 
 
 @pytest.fixture
-def no_task_sending(monkeypatch) -> list[str]:
+def no_task_sending(monkeypatch) -> list[Sent]:
     """The API's hand-offs to the workers, recorded instead of queued: no worker runs here."""
-    from trading.analytics.tasks import run_selftest
-    from trading.execution.tasks import flatten_positions, process_signal
-
-    sent: list[str] = []
-    for task in (process_signal, flatten_positions, run_selftest):
-        monkeypatch.setattr(task, "delay", lambda *args, _name=task.name, **kw: sent.append(_name))
-    return sent
+    names = (bus.PROCESS_SIGNAL, bus.FLATTEN_POSITIONS, bus.RUN_SELFTEST)
+    return record_sends(monkeypatch, *names)
 
 
 def api_for(user) -> APIClient:
@@ -236,7 +233,7 @@ def test_a_session_write_with_the_csrf_token_passes(olivia, market, no_task_send
         path, body, content_type="application/json", headers={"X-CSRFToken": token}
     )
     assert response.status_code == 202
-    assert no_task_sending == ["trading.execution.tasks.process_signal"]
+    assert [sent.task for sent in no_task_sending] == [bus.PROCESS_SIGNAL]
 
 
 def test_a_token_write_needs_no_csrf_token(olivia, market, no_task_sending):

@@ -4,7 +4,10 @@ from __future__ import annotations
 
 import json
 
+from prometheus_client.core import GaugeMetricFamily
+
 from trading.observability.health import Check, Status, service_check
+from trading.observability.metrics import scrape_collector
 from trading.observability.services import SERVICES
 from trading.store import redis_probe_client, rkey
 
@@ -56,3 +59,25 @@ def learning() -> Check:
 
     state = learning_state()
     return Check("learning", Status.PASS, observed={"model_versions": state}, critical=False)
+
+
+@scrape_collector("analytics")
+def portfolio_gauges():
+    """Portfolio value and open positions of the main account, from the ledger."""
+    from trading.ledger import services as ledger
+    from trading.marketdata.prices import latest_prices
+    from trading.risk import services as risk
+
+    book = ledger.read_book(risk.get_account(), latest_prices())
+    return [
+        GaugeMetricFamily(
+            "analytics_os_service_portfolio_value_usd",
+            "Equity of the main account: cash plus positions at their marks, in USDT",
+            value=float(book.equity),
+        ),
+        GaugeMetricFamily(
+            "analytics_os_service_positions_count",
+            "Open positions of the main account",
+            value=len(book.positions),
+        ),
+    ]

@@ -4,11 +4,9 @@ from __future__ import annotations
 
 from enum import StrEnum
 
-from prometheus_client.core import GaugeMetricFamily
-
 from trading.ai.metrics import TrainingTrigger
 from trading.events.types import EventType
-from trading.observability.metrics import Kind, declare, scrape_collector
+from trading.observability.metrics import Kind, declare
 from trading.observability.services import SERVICES
 
 S = "analytics"
@@ -72,25 +70,3 @@ MAX_PSI = declare(
     Kind.GAUGE,
     "The largest population stability index over the model's features at the last check",
 )
-
-
-@scrape_collector(S)
-def portfolio_gauges():
-    """Portfolio value and open positions of the main account, from the ledger."""
-    from trading.ledger import services as ledger
-    from trading.marketdata.prices import latest_prices
-    from trading.risk import services as risk
-
-    book = ledger.read_book(risk.get_account(), latest_prices())
-    return [
-        GaugeMetricFamily(
-            "analytics_os_service_portfolio_value_usd",
-            "Equity of the main account: cash plus positions at their marks, in USDT",
-            value=float(book.equity),
-        ),
-        GaugeMetricFamily(
-            "analytics_os_service_positions_count",
-            "Open positions of the main account",
-            value=len(book.positions),
-        ),
-    ]

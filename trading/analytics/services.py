@@ -13,6 +13,7 @@ from django.db import transaction
 from django.db.models import Q
 from django.utils import timezone
 
+from trading import bus
 from trading.analytics import metrics
 from trading.analytics.calibration import brier_score, hit_rate
 from trading.analytics.drift import DriftReport, detect_drift
@@ -168,9 +169,7 @@ def request_retraining(trigger: str) -> bool:
     """Asks the ai queue for a new model; False if one was asked for within the hour."""
     if not redis_client().set(rkey("ai", "retraining"), trigger, nx=True, ex=3600):
         return False
-    from trading.ai.tasks import retrain_model
-
-    retrain_model.apply_async((trigger,), queue="ai")
+    bus.send(bus.RETRAIN_MODEL, trigger, queue="ai")
     metrics.RETRAININGS.inc(trigger=trigger)
     return True
 

@@ -19,8 +19,10 @@ import time
 from dataclasses import dataclass, field
 
 import redis
+from celery import current_app
 from django.conf import settings
 
+from trading import bus
 from trading.analytics import metrics
 from trading.events import outbox
 from trading.events.envelope import new_event
@@ -34,9 +36,9 @@ logger = logging.getLogger(__name__)
 
 # The consumer group through which each service reads the event log, and its drain task.
 GROUPS = {
-    "exec-risk": ("exec-risk", "trading.execution.tasks.drain_market_events"),
-    "analytics": ("analytics", "trading.analytics.tasks.drain_events"),
-    "ai": ("ai", "trading.ai.tasks.drain_market_events"),
+    "exec-risk": ("exec-risk", bus.EXEC_DRAIN_MARKET_EVENTS),
+    "analytics": ("analytics", bus.ANALYTICS_DRAIN_EVENTS),
+    "ai": ("ai", bus.AI_DRAIN_MARKET_EVENTS),
 }
 
 
@@ -87,14 +89,12 @@ def inspect(service: Service, client: redis.Redis, previous: dict) -> Condition:
 
 
 def remedy(service: Service, name: str) -> None:
-    from controlpanel.celery import app
-
     if name == metrics.Remedy.RECLAIM:
         _group, task = GROUPS[service.name]
-        app.send_task(task, queue=service.queue, expires=60)
+        bus.send(task, queue=service.queue, expires=60)
     elif name == metrics.Remedy.POOL_RESTART:
         workers = service_report(service).workers
-        app.control.pool_restart(destination=[w.node for w in workers], reload=False)
+        current_app.control.pool_restart(destination=[w.node for w in workers], reload=False)
     metrics.AUTO_RESTARTS.inc(service=service.name, remedy=name)
     logger.warning("supervision: %s on %s", name, service.name)
 

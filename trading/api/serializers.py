@@ -205,7 +205,6 @@ class SelfTestRunSerializer(serializers.ModelSerializer):
     total = serializers.SerializerMethodField()
 
     def get_total(self, run: SelfTestRun) -> int:
-        from trading.selftest import scenarios  # noqa: F401 - fills the catalogue
         from trading.selftest.base import SUITES
 
         return len(SUITES.get(run.suite, []))

@@ -10,7 +10,7 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from trading import rpc
+from trading import bus, rpc
 from trading.api import serializers as s
 from trading.events.replay import read_window
 from trading.execution.intake import (
@@ -145,7 +145,6 @@ class SelfTestRunsView(APIView):
     def post(self, request: Request) -> Response:
         """Starts a run of the system checks on the analytics service; results stream to the
         dashboard and accumulate at the run's URL."""
-        from trading.analytics.tasks import run_selftest
         from trading.selftest.runner import RunInProgress, start_run
 
         incoming = s.SelfTestRequestSerializer(data=request.data)
@@ -157,7 +156,7 @@ class SelfTestRunsView(APIView):
             )
         except RunInProgress as busy:
             return Response({"detail": str(busy)}, status=status.HTTP_409_CONFLICT)
-        run_selftest.delay(run.pk)
+        bus.send(bus.RUN_SELFTEST, run.pk)
         return Response(s.SelfTestRunSerializer(run).data, status=status.HTTP_202_ACCEPTED)
 
     @extend_schema(responses=s.SelfTestRunSerializer(many=True))

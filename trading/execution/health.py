@@ -6,10 +6,12 @@ import json
 import time
 
 from django.conf import settings
+from prometheus_client.core import GaugeMetricFamily
 
 from trading.marketdata.health import market_data_check
 from trading.models import Symbol
 from trading.observability.health import Check, Status, service_check
+from trading.observability.metrics import scrape_collector
 from trading.store import redis_probe_client, rkey
 
 S = "exec-risk"
@@ -85,3 +87,51 @@ def book() -> Check:
     if state != "ACTIVE":
         return Check("trading", Status.WARN, f"trading is {state}", observed, critical=False)
     return Check("trading", Status.PASS, observed=observed, critical=False)
+
+
+@scrape_collector(S)
+def book_gauges():
+    """Open positions, today's PnL and trades, the trading state and the daily loss limit, from
+    the ledger and the risk limits: read at every scrape, so an alert comparing the PnL with the
+    limit follows a limit edited in the admin."""
+    from trading.ledger import services as ledger
+    from trading.marketdata.prices import latest_prices
+    from trading.models import TradingStateRecord
+    from trading.risk import services
+
+    account = services.get_account()
+    marks = latest_prices()
+    book = ledger.read_book(account, marks)
+    positions = book.positions
+    daily = book.daily_pnl
+    state = TradingStateRecord.objects.get(account=account).state
+    # The global row's, as apply_automatic_state halts the main account on it.
+    loss_limit = services.global_limits().daily_loss_limit
+    trading_state = GaugeMetricFamily(
+        "exec_risk_service_trading_state",
+        "1 for the current trading state of the main account",
+        labels=["state"],
+    )
+    for choice in TradingStateRecord.State.values:
+        trading_state.add_metric([choice], 1.0 if choice == state else 0.0)
+    return [
+        GaugeMetricFamily(
+            "exec_risk_service_open_positions", "Open positions", value=len(positions)
+        ),
+        GaugeMetricFamily(
+            "exec_risk_service_daily_pnl_usd",
+            "PnL since 00:00 UTC: realized net of fees plus the change of unrealized, in USDT",
+            value=float(daily),
+        ),
+        GaugeMetricFamily(
+            "exec_risk_service_daily_trades",
+            "Fills today (UTC)",
+            value=ledger.daily_trades(account),
+        ),
+        GaugeMetricFamily(
+            "exec_risk_service_daily_loss_limit_usd",
+            "The daily loss limit: trading halts when today's PnL reaches minus this, in USDT",
+            value=float(loss_limit),
+        ),
+        trading_state,
+    ]

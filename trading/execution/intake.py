@@ -16,11 +16,12 @@ from typing import Any
 
 from django.db import transaction
 
+from trading import bus
 from trading.events import outbox
 from trading.events.envelope import EVENT_SERVICES, new_event
 from trading.models import Account, Side, Signal
 
-PROCESS_SIGNAL = "trading.execution.tasks.process_signal"
+PROCESS_SIGNAL = bus.PROCESS_SIGNAL
 MAX_LEVERAGE = 125
 
 

@@ -1,14 +1,14 @@
-"""exec-risk's metrics, named by the original spec. Counters are recorded where things happen;
-the gauges describing the book are computed from the database when the page is scraped."""
+"""exec-risk's metrics, named by the original spec, recorded where things happen. The gauges
+describing the book are computed when the page is scraped, beside the health checks that read
+the same book (``trading.execution.health``)."""
 
 from __future__ import annotations
 
 from enum import StrEnum
 
 from django.conf import settings
-from prometheus_client.core import GaugeMetricFamily
 
-from trading.observability.metrics import LATENCY_BUCKETS, Kind, declare, scrape_collector
+from trading.observability.metrics import LATENCY_BUCKETS, Kind, declare
 from trading.risk.reasons import AlertReason, Reason
 
 S = "exec-risk"
@@ -77,51 +77,3 @@ RPC_TIMEOUTS = declare(
     "Calls to exec-risk that did not answer within their deadline",
     ("task",),
 )
-
-
-@scrape_collector(S)
-def book_gauges():
-    """Open positions, today's PnL and trades, the trading state and the daily loss limit, from
-    the ledger and the risk limits: read at every scrape, so an alert comparing the PnL with the
-    limit follows a limit edited in the admin."""
-    from trading.ledger import services as ledger
-    from trading.marketdata.prices import latest_prices
-    from trading.models import TradingStateRecord
-    from trading.risk import services
-
-    account = services.get_account()
-    marks = latest_prices()
-    book = ledger.read_book(account, marks)
-    positions = book.positions
-    daily = book.daily_pnl
-    state = TradingStateRecord.objects.get(account=account).state
-    # The global row's, as apply_automatic_state halts the main account on it.
-    loss_limit = services.global_limits().daily_loss_limit
-    trading_state = GaugeMetricFamily(
-        "exec_risk_service_trading_state",
-        "1 for the current trading state of the main account",
-        labels=["state"],
-    )
-    for choice in TradingStateRecord.State.values:
-        trading_state.add_metric([choice], 1.0 if choice == state else 0.0)
-    return [
-        GaugeMetricFamily(
-            "exec_risk_service_open_positions", "Open positions", value=len(positions)
-        ),
-        GaugeMetricFamily(
-            "exec_risk_service_daily_pnl_usd",
-            "PnL since 00:00 UTC: realized net of fees plus the change of unrealized, in USDT",
-            value=float(daily),
-        ),
-        GaugeMetricFamily(
-            "exec_risk_service_daily_trades",
-            "Fills today (UTC)",
-            value=ledger.daily_trades(account),
-        ),
-        GaugeMetricFamily(
-            "exec_risk_service_daily_loss_limit_usd",
-            "The daily loss limit: trading halts when today's PnL reaches minus this, in USDT",
-            value=float(loss_limit),
-        ),
-        trading_state,
-    ]

@@ -4,11 +4,11 @@ from __future__ import annotations
 
 from celery import signals
 
+from trading import bus
+
 
 @signals.worker_ready.connect
 def _reconcile_on_start(sender, **kwargs) -> None:
     queues = set(sender.app.amqp.queues.consume_from)
     if "exec_risk" in queues:
-        from trading.execution.tasks import reconcile_exchange
-
-        reconcile_exchange.apply_async(kwargs={"startup": True}, queue="exec_risk")
+        bus.send(bus.RECONCILE_EXCHANGE, kwargs={"startup": True}, queue="exec_risk")

@@ -25,6 +25,7 @@ from django.conf import settings
 from django.db import IntegrityError, transaction
 from django.utils import timezone
 
+from trading import bus
 from trading.events import outbox
 from trading.events.envelope import Event, new_event
 from trading.execution import metrics
@@ -296,11 +297,9 @@ def _record_exchange_error(order: Order, error: ExchangeError, attempt: int = 1)
     if error.retryable and not error.ambiguous and attempt < SUBMIT_ATTEMPTS:
         Order.objects.filter(pk=order.pk, status=Order.Status.NEW).update(error=str(error)[:300])
         metrics.EXECUTION_ERRORS.inc(kind=metrics.ExecutionError.RETRYABLE)
-        from trading.execution.tasks import submit_order_task
-
         delay = error.retry_after or 2 * attempt
         transaction.on_commit(
-            lambda: submit_order_task.apply_async((order.pk, attempt + 1), countdown=delay)
+            lambda: bus.send(bus.SUBMIT_ORDER, order.pk, attempt + 1, countdown=delay)
         )
         return Order.objects.get(pk=order.pk)
     if error.ambiguous or (error.code == -2010 and "Duplicate" in error.message):
@@ -309,9 +308,7 @@ def _record_exchange_error(order: Order, error: ExchangeError, attempt: int = 1)
             status=Order.Status.UNKNOWN, error=str(error)[:300]
         )
         metrics.EXECUTION_ERRORS.inc(kind=metrics.ExecutionError.AMBIGUOUS)
-        from trading.execution.tasks import reconcile_order_task
-
-        transaction.on_commit(lambda: reconcile_order_task.apply_async((order.pk,), countdown=1))
+        transaction.on_commit(lambda: bus.send(bus.RECONCILE_ORDER, order.pk, countdown=1))
         return Order.objects.get(pk=order.pk)
     with transaction.atomic():
         held = ledger.order_lock(order)[1]
@@ -711,8 +708,6 @@ STALE_SIGNAL = timedelta(seconds=30)
 def requeue_stale_signals(older_than: timedelta = STALE_SIGNAL) -> list[str]:
     """Sends every signal left pending too long to exec-risk again. Safe: processing a signal
     twice places at most one order."""
-    from trading.execution.tasks import process_signal
-
     cutoff = timezone.now() - older_than
     stale = [
         str(pk)
@@ -721,7 +716,7 @@ def requeue_stale_signals(older_than: timedelta = STALE_SIGNAL) -> list[str]:
         ).values_list("pk", flat=True)
     ]
     for signal_id in stale:
-        process_signal.delay(signal_id)
+        bus.send(bus.PROCESS_SIGNAL, signal_id)
     if stale:
         logger.warning("re-sent %d signals left pending since before %s", len(stale), cutoff)
     return stale

@@ -9,6 +9,7 @@ import time
 from django.db import transaction
 from django.utils import timezone
 
+from trading import bus
 from trading.events.envelope import Event, new_event
 from trading.events.log import publish_many
 from trading.marketdata.bars import Bar
@@ -89,11 +90,8 @@ def bar_events(bars: list[Bar]) -> list[Event]:
 
 def notify_bar_consumers() -> None:
     """Tells the services that act on bars that new ones are in the event log."""
-    from trading.ai.tasks import drain_market_events as signal_on_bars
-    from trading.execution.tasks import drain_market_events as fill_on_bars
-
-    fill_on_bars.apply_async(expires=30)
-    signal_on_bars.apply_async(expires=30)
+    bus.send(bus.EXEC_DRAIN_MARKET_EVENTS, expires=30, ignore_result=True)
+    bus.send(bus.AI_DRAIN_MARKET_EVENTS, expires=30, ignore_result=True)
 
 
 def record_feed_position(source: str, bars: list[Bar]) -> None:

@@ -13,6 +13,7 @@ from django.db import transaction
 from django.db.models import Max
 from django.utils import timezone
 
+from trading import bus
 from trading.models import Notification, NotificationChannel, NotificationDelivery
 from trading.notifications import metrics, transport
 from trading.notifications.kinds import Kind
@@ -21,7 +22,7 @@ from trading.store import redis_client, rkey
 
 logger = logging.getLogger(__name__)
 
-DISPATCH_TASK = "trading.notifications.tasks.deliver_notifications"
+DISPATCH_TASK = bus.DELIVER_NOTIFICATIONS
 # Delivered notifications are kept this long (their deliveries stay, for the admin).
 KEEP_DELIVERED = timedelta(days=7)
 DISPATCH_LOCK_SECONDS = 60
@@ -54,9 +55,7 @@ def queue_notices(notices: Iterable[Notice], *, now: datetime | None = None) -> 
 
 def request_dispatch() -> None:
     """Asks an analytics worker to send what is waiting now rather than at the next schedule."""
-    from controlpanel.celery import app
-
-    app.send_task(DISPATCH_TASK, queue="analytics", expires=30, ignore_result=True)
+    bus.send(DISPATCH_TASK, queue="analytics", expires=30, ignore_result=True)
 
 
 def dispatch_notifications(now: datetime | None = None) -> dict[str, int]:

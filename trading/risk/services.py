@@ -16,6 +16,7 @@ from django.conf import settings
 from django.db import transaction
 from django.utils import timezone
 
+from trading import bus
 from trading.events import outbox
 from trading.events.envelope import new_event
 from trading.execution import metrics
@@ -173,9 +174,7 @@ def halt_trading(account: Account, *, actor: str, reason: str, flatten: bool = F
         flatten=flatten,
     )  # fmt: skip
     if flatten:
-        from trading.execution.tasks import flatten_positions
-
-        transaction.on_commit(lambda: flatten_positions.delay(account.pk, actor))
+        transaction.on_commit(lambda: bus.send(bus.FLATTEN_POSITIONS, account.pk, actor))
     return change
 
 

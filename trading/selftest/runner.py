@@ -75,8 +75,6 @@ def start_run(suite: str, *, trigger: str, actor: str = "") -> SelfTestRun:
 
 def run_suite(run: SelfTestRun, report: Report | None = None) -> SelfTestRun:
     """Runs every scenario of the run's suite in order; returns the finished run."""
-    from trading.selftest import scenarios  # noqa: F401 - fills the catalogue
-
     account = sandbox_account()
     reset_sandbox(account)
     context = Context(settings.SELFTEST_BASE_URL, account)

@@ -11,8 +11,10 @@ import pytest
 
 from tests.conftest import SYMBOLS
 from tests.integration.trading.test_api_flow import metric, post_signal, settled
+from tests.support.bus import record_sends
 from tests.support.processes import wait_for
 from tests.support.signals import saved_signal
+from trading import bus
 from trading.ai.features import FEATURE_NAMES, WARMUP_BARS
 from trading.analytics import services as analytics
 from trading.events.consumer import ensure_group
@@ -90,10 +92,7 @@ def test_published_bars_reach_exec_risk_as_ai_signals_through_the_workers(
 def test_drift_fires_on_shifted_live_features_and_asks_for_one_retraining(
     trained_model, market, monkeypatch
 ):
-    from trading.ai import tasks as ai_tasks
-
-    asked = []
-    monkeypatch.setattr(ai_tasks.retrain_model, "apply_async", lambda *a, **k: asked.append(a))
+    asked = record_sends(monkeypatch, bus.RETRAIN_MODEL)
     redis_client().delete(rkey("ai", "retraining"))
     stats = trained_model.metadata["feature_stats"]
     rng = np.random.default_rng(7)

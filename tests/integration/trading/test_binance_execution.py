@@ -18,11 +18,12 @@ import pytest
 import requests
 import responses
 
+from tests.support.bus import Sent, record_sends
 from tests.support.signals import saved_signal
+from trading import bus
 from trading.events.replay import read_window
 from trading.execution import services
 from trading.execution.adapter import client_order_id_for
-from trading.execution.tasks import reconcile_order_task
 from trading.ledger import services as ledger
 from trading.models import Fill, Order, Position, Signal
 from trading.risk import services as risk
@@ -151,15 +152,9 @@ def http(binance, market):
 
 
 @pytest.fixture
-def reconcile_requests(monkeypatch) -> list[tuple]:
+def reconcile_requests(monkeypatch) -> list[Sent]:
     """The reconcile tasks submit_order enqueues, recorded instead of sent to a broker."""
-    asked: list[tuple] = []
-
-    def record(args=None, kwargs=None, **options):
-        asked.append((tuple(args or ()), options))
-
-    monkeypatch.setattr(reconcile_order_task, "apply_async", record)
-    return asked
+    return record_sends(monkeypatch, bus.RECONCILE_ORDER)
 
 
 def buy_signal(quantity: str = "0.01") -> Signal:
@@ -312,7 +307,7 @@ def test_after_a_timeout_the_order_is_unknown_until_reconcile_finds_it_filled(
     assert order.status == Order.Status.UNKNOWN
     assert not order.fills.exists()
     assert not Position.objects.exists()
-    assert reconcile_requests == [((order.pk,), {"countdown": 1})]
+    assert reconcile_requests == [Sent(bus.RECONCILE_ORDER, (order.pk,), {"countdown": 1})]
 
     http.add(responses.GET, ORDER_URL, json=filled_query_answer(client_order_id))
     http.add(responses.GET, MY_TRADES_URL, json=trades_of_filled_query())
@@ -413,7 +408,7 @@ def test_an_order_binance_does_not_have_is_sent_once_more_by_reconcile_with_the_
     add_error(http, responses.GET, ORDER_URL, "error.-1003.429.json")
     order = services.process_signal(pending.pk).orders.get()
     assert order.status == Order.Status.UNKNOWN
-    assert reconcile_requests == [((order.pk,), {"countdown": 1})]
+    assert reconcile_requests == [Sent(bus.RECONCILE_ORDER, (order.pk,), {"countdown": 1})]
 
     add_error(http, responses.GET, ORDER_URL, "error.-2013.json")
     http.add(responses.POST, ORDER_URL, json=full_buy_answer(client_order_id))

@@ -9,10 +9,9 @@ import pytest
 from django.core.management import call_command
 from django.core.management.base import CommandError
 
-from trading import rpc
+from trading import bus, rpc
 from trading.events.replay import read_window
 from trading.marketdata.prices import latest_quotes
-from trading.observability.tasks import ping_service
 from trading.store import redis_client, rkey
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -69,12 +68,12 @@ def test_events_command_prints_and_republishes_a_window(redis_server):
 
 def test_an_rpc_without_an_answer_is_a_clear_timeout_after_its_retries(redis_server, client):
     with pytest.raises(rpc.RpcTimeout, match=r"did not answer within 200 ms \(2 attempts\)"):
-        rpc.call(ping_service, "x", queue="nobody-consumes-this", timeout=0.2, retries=1)
+        rpc.call(bus.PING_SERVICE, "x", queue="nobody-consumes-this", timeout=0.2, retries=1)
     text = client.get("/services/exec-risk/metrics").content.decode()
     assert 'exec_risk_service_rpc_timeouts_total{task="trading.observability.ping_service"}' in text
 
 
 def test_an_rpc_to_a_live_service_answers_within_its_deadline(redis_server, service_workers):
-    answer = rpc.call(ping_service, "hello", queue="analytics", timeout=5, retries=0)
+    answer = rpc.call(bus.PING_SERVICE, "hello", queue="analytics", timeout=5, retries=0)
     assert answer["payload"] == "hello"
     assert answer["queue"] == "analytics"

@@ -16,7 +16,6 @@ class Command(BaseCommand):
         parser.add_argument("--suite", choices=[*SUITES, "all"], default="all")
 
     def handle(self, *args, suite: str, **options) -> None:
-        from trading.selftest import scenarios  # noqa: F401 - fills the catalogue
         from trading.selftest.runner import RunInProgress, run_suite, start_run
 
         failed = 0
