@@ -267,7 +267,9 @@ def trading() -> dict:
 
 
 def model() -> dict | None:
-    latest = ModelVersion.objects.defer("artifact", "metadata").first()
+    from trading.ai.live import figures_json, live_figures
+
+    latest = ModelVersion.objects.serving().defer("artifact", "metadata").first()
     if latest is None:
         return None
     records = LearningRecord.objects.filter(model_version=latest.version)
@@ -281,6 +283,11 @@ def model() -> dict | None:
         "age_seconds": round(time.time() - latest.trained_at.timestamp(), 1),
         "oos_accuracy": round(latest.accuracy, 4),
         "baseline_accuracy": round(latest.baseline_accuracy, 4),
+        "oos_brier": round(latest.brier, 4),
+        "train_start": _iso(latest.window_start),
+        "train_end": _iso(latest.window_end),
+        # Every signal of this version judged at its horizon, traded or denied.
+        "live": figures_json(live_figures([latest.version])[latest.version]),
         "hit_rate": round(won / closed, 4) if closed else None,
         "closed_trades": closed,
         "drift_detected": drift.get("detected") if checked else None,
@@ -340,7 +347,7 @@ BUILDERS: dict[str, Callable[[], object]] = {
 
 # Which sections an event can change (every event also joins the feed).
 AFFECTS: dict[str, tuple[str, ...]] = {
-    "market.bar": ("prices", "pnl", "positions"),
+    "market.bar": ("prices", "pnl", "positions", "model"),  # a bar judges signals
     "signal.generated": ("signals",),
     "order.requested": ("signals", "orders"),
     "order.denied": ("signals", "denials"),

@@ -52,7 +52,8 @@ def log_in(page: Page, web_url: str, username: str, password: str) -> None:
 @pytest.fixture
 def feed(process_env, redis_server):
     """The replay feed, one bar step every half second, as make run runs it."""
-    command = [sys.executable, "manage.py", "run_feed", "--bar-seconds", "0.5", "--at-end", "loop"]
+    command = [sys.executable, "manage.py", "run_feed", "--bar-seconds", "0.5", "--at-end", "loop",
+               "--no-wait-for-model"]  # fmt: skip
     process = Process("feed", command, process_env, LOG_DIR).start()
     yield process
     process.stop()

@@ -19,6 +19,7 @@ from tests.support.compose import LocalPlatform, app_services, init_service, res
 from tests.support.postgres import LocalPostgres, postgres_programs
 from tests.support.processes import ROOT, Process, http_status, wait_for
 from trading.marketdata.klines import load_bundled_bars
+from trading.marketdata.replay import replay_start_step
 
 pytestmark = pytest.mark.skipif(
     not shutil.which("docker-compose"), reason="docker-compose resolves the file's variables"
@@ -27,7 +28,7 @@ pytestmark = pytest.mark.skipif(
 SERVICES = ("ai", "exec-risk", "analytics")
 COMPOSE_DB = 11
 POSTGRES_PORT = 5432  # the postgres image's
-REPLAY_START = 150  # run_feed's default --history
+REPLAY_START = replay_start_step(20, "5m")  # the feed's first step: QT_REPLAY_START_DAYS
 
 
 @pytest.fixture

@@ -116,12 +116,11 @@ def live_figures(versions: list[str] | None = None) -> dict[str, LiveFigures]:
             forward=Avg("forward_return"),
         )
     }
-    pending = dict(
-        rows.filter(scored_at__isnull=True)
-        .values("model_version")
-        .annotate(n=Count("id"))
-        .values_list("model_version", "n")
+    counts = rows.values("model_version").annotate(
+        n=Count("id"),
+        waiting=Sum(Case(When(scored_at__isnull=True, then=Value(1)), default=Value(0))),
     )
+    pending = {row["model_version"]: row["waiting"] for row in counts}
     buckets: dict[str, list[BucketFigures]] = {}
     for row in (
         judged.values("model_version", "bucket")

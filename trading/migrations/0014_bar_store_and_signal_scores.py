@@ -1,7 +1,7 @@
 import django.db.models.deletion
 from django.db import migrations, models
 
-MONEY = {"max_digits": 28, "decimal_places": 10}
+import trading.models
 
 
 class Migration(migrations.Migration):
@@ -28,12 +28,12 @@ class Migration(migrations.Migration):
                 ("interval", models.CharField(max_length=4)),
                 ("open_time", models.DateTimeField()),
                 ("close_time", models.DateTimeField()),
-                ("open", models.DecimalField(**MONEY)),
-                ("high", models.DecimalField(**MONEY)),
-                ("low", models.DecimalField(**MONEY)),
-                ("close", models.DecimalField(**MONEY)),
-                ("volume", models.DecimalField(**MONEY)),
-                ("quote_volume", models.DecimalField(**MONEY)),
+                ("open", trading.models.ExactDecimalField()),
+                ("high", trading.models.ExactDecimalField()),
+                ("low", trading.models.ExactDecimalField()),
+                ("close", trading.models.ExactDecimalField()),
+                ("volume", trading.models.ExactDecimalField()),
+                ("quote_volume", trading.models.ExactDecimalField()),
                 ("trades", models.PositiveIntegerField(default=0)),
                 (
                     "origin",
@@ -90,8 +90,8 @@ class Migration(migrations.Migration):
                     "due_close_time",
                     models.DateTimeField(help_text="close of the bar at the horizon"),
                 ),
-                ("entry_price", models.DecimalField(**MONEY)),
-                ("exit_price", models.DecimalField(blank=True, null=True, **MONEY)),
+                ("entry_price", trading.models.ExactDecimalField()),
+                ("exit_price", trading.models.ExactDecimalField(blank=True, null=True)),
                 ("up", models.BooleanField(help_text="the label: did the close rise?", null=True)),
                 ("hit", models.BooleanField(help_text="was the side right?", null=True)),
                 (

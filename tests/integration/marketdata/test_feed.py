@@ -18,10 +18,10 @@ from prometheus_client.parser import text_string_to_metric_families
 from deploy.redis_server import LocalRedis, free_port
 from tests.support.processes import Process, wait_for
 from trading.events.envelope import Event
+from trading.marketdata.barstore import replay_start
 from trading.marketdata.feed import Backoff, FeedPublisher, FeedStopped
 from trading.marketdata.klines import load_bundled_bars
 from trading.marketdata.prices import latest_quotes
-from trading.marketdata.replay import REPLAY_START_STEP
 from trading.models import FeedPosition
 from trading.store import redis_client, rkey
 
@@ -104,6 +104,9 @@ def test_the_feed_keeps_going_across_a_redis_restart(tmp_path, process_env):
         [
             sys.executable,
             *"manage.py run_feed --bar-seconds 0.02 --at-end loop --history 3".split(),
+            # The feed alone: no model to wait for, no bar store to keep in simulated time.
+            "--no-wait-for-model",
+            "--no-simulated-time",
         ],
         {**process_env, "REDIS_URL": server.url},
         tmp_path / "log",
@@ -130,7 +133,7 @@ def test_the_feed_keeps_going_across_a_redis_restart(tmp_path, process_env):
         server.stop()
     closes = assert_each_bar_once_and_none_skipped(events)
     btc = load_bundled_bars("BTCUSDT")
-    assert closes["BTCUSDT"][0] == btc[REPLAY_START_STEP].close_time.isoformat()
+    assert closes["BTCUSDT"][0] == btc[replay_start()].close_time.isoformat()
     assert log.count("Redis unavailable") == 1, log
     assert log.count("Redis answers again") == 1, log
     position = FeedPosition.objects.get(source="replay", symbol="BTCUSDT")
@@ -142,7 +145,8 @@ def test_the_feed_keeps_going_across_a_redis_restart(tmp_path, process_env):
 
 def run_feed(*args: str) -> str:
     out = StringIO()
-    call_command("run_feed", "--bar-seconds", "0", *args, stdout=out)
+    call_command("run_feed", "--bar-seconds", "0", "--no-wait-for-model", "--no-simulated-time",
+                 *args, stdout=out)  # fmt: skip
     return out.getvalue()
 
 
@@ -168,14 +172,14 @@ def test_a_restarted_feed_carries_on_after_the_last_bar_it_published(redis_serve
 
     closes = assert_each_bar_once_and_none_skipped(bar_events(shared, after))
     btc = load_bundled_bars("BTCUSDT")
-    expected = [bar.close_time.isoformat() for bar in btc[REPLAY_START_STEP:][:8]]
+    expected = [bar.close_time.isoformat() for bar in btc[replay_start() :][:8]]
     assert closes["BTCUSDT"] == expected
     # The price store took every bar: the second run is as fresh as the first.
-    assert latest_quotes(["BTCUSDT"])["BTCUSDT"].bar == btc[REPLAY_START_STEP + 7]
+    assert latest_quotes(["BTCUSDT"])["BTCUSDT"].bar == btc[replay_start() + 7]
 
     metrics = metric_values(client)
     assert metrics["ai_service_feed_bars_published_total"] == counted + 24
-    last_close = btc[REPLAY_START_STEP + 7].close_time.timestamp()
+    last_close = btc[replay_start() + 7].close_time.timestamp()
     assert metrics["ai_service_feed_last_bar_close_timestamp_seconds"] == last_close
     assert metrics["ai_service_feed_last_publish_timestamp_seconds"] > 0
 

@@ -37,7 +37,8 @@ def test_halt_resume_and_show_risk_from_the_command_line(redis_server):
 def test_the_replay_feed_publishes_bars_as_events_and_latest_prices(redis_server, service_workers):
     redis_client().delete(rkey("prices"))
     before = len(read_window(types=["market.bar"], limit=1000))
-    output = run("run_feed", "--bar-seconds", "0", "--max-steps", "3", "--start-index", "10")
+    output = run("run_feed", "--bar-seconds", "0", "--max-steps", "3", "--start-index", "10",
+                 "--no-wait-for-model")  # fmt: skip
     assert "published 3 steps" in output
     bars = read_window(types=["market.bar"], limit=1000)
     assert len(bars) - before == 9  # three symbols, three steps

@@ -480,6 +480,9 @@ function renderModel(model) {
     : `${formatRatio(accuracy)} (${formatFixed(edge, 1, { signed: true })} pts vs baseline)`);
   accuracyField.dataset.sign = edge === null ? "" : signOf(edge);
   setText(field(tile, "baseline"), formatRatio(baseline));
+  setText(field(tile, "window"), model.train_start && model.train_end
+    ? `${formatTime(model.train_start)} to ${formatTime(model.train_end)}` : DASH);
+  renderLive(tile, model.live);
   setText(field(tile, "hit-rate"), model.hit_rate === null || model.hit_rate === undefined
     ? "no closed trades yet" : formatRatio(model.hit_rate));
   setText(field(tile, "closed-trades"), toNumber(model.closed_trades) === null ? DASH : String(model.closed_trades));
@@ -497,6 +500,35 @@ function renderModel(model) {
     tile.dataset.state = "unchecked";
   }
   drift.dataset.drift = String(model.drift_detected ?? "unknown");
+}
+
+/** The serving version's signals judged at their horizon, and its reliability table. */
+function renderLive(tile, live) {
+  const scored = live ? toNumber(live.scored_signals) ?? 0 : 0;
+  const pending = live ? toNumber(live.pending_signals) ?? 0 : 0;
+  const hitRate = field(tile, "live-hit-rate");
+  if (!live || scored === 0) {
+    setText(hitRate, pending ? `no signal judged yet (${pending} waiting for their horizon)`
+      : "no signal judged yet");
+    setText(field(tile, "live-brier"), DASH);
+    setText(field(tile, "live-return"), DASH);
+  } else {
+    setText(hitRate, `${formatRatio(live.hit_rate)} of ${scored} signals (${pending} waiting)`);
+    setText(field(tile, "live-brier"),
+      `${formatFixed(live.brier_score, 4)} / ${formatFixed(live.log_loss, 4)}`);
+    setSigned(field(tile, "live-return"), live.mean_forward_return,
+      (v) => formatRatio(v, 3));
+  }
+  const table = byTestId("reliability");
+  table.hidden = !live || scored === 0;
+  renderTable("reliability", live ? live.reliability : [], "no signal judged yet", (b) => row([
+    cell(b.bucket),
+    cell(String(b.count), { className: "num" }),
+    cell(formatRatio(b.mean_confidence), { className: "num" }),
+    cell(formatRatio(b.observed_rate), { className: "num" }),
+    cell(formatRatio(b.mean_forward_return, 3), { className: "num",
+      data: { sign: signOf(b.mean_forward_return) } }),
+  ], { bucket: b.bucket }));
 }
 
 /** A scenario's duration: milliseconds under a second, else seconds. */
