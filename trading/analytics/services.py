@@ -114,11 +114,11 @@ def learning_state() -> dict:
 
 
 def check_drift(live_rows_limit: int = 1000) -> DriftReport | None:
-    """The live features of the newest model's signals against its training distribution.
+    """The live features of the serving model's signals against its training distribution.
 
     Over the threshold: ``drift.detected``, and a retraining request to the ai queue (at most one
     an hour, whatever the number of checks that see the drift)."""
-    model = ModelVersion.objects.defer("artifact").first()
+    model = ModelVersion.objects.serving().defer("artifact").first()
     if model is None:
         return None
     names = model.metadata["feature_names"]
