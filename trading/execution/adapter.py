@@ -36,6 +36,8 @@ CLIENT_ORDER_ID_PREFIX = "qt-"
 # 24 hex digits (96 bits) of the correlation id's hash, then "-<attempt>", fit in 36 characters.
 _DIGEST_LENGTH = 24
 MAX_ATTEMPT = 10**8 - 1
+# Binance's "new order rejected": a duplicate client order id, or a balance that cannot pay.
+NEW_ORDER_REJECTED = -2010
 
 
 # One enum for the exchanges and the database; re-exported for the adapters.
@@ -192,6 +194,12 @@ class ExchangeError(Exception):
         self.http_status = http_status
         self.ambiguous = ambiguous
         self.retry_after = retry_after
+
+    @property
+    def insufficient_balance(self) -> bool:
+        """Binance's -2010 for an order the account's free balance cannot pay for: permanent
+        for that order, whatever its retry flag says."""
+        return self.code == NEW_ORDER_REJECTED and "insufficient balance" in self.message.lower()
 
     def __str__(self) -> str:
         parts = [f"code={self.code}"] if self.code is not None else []

@@ -6,8 +6,9 @@ Errors. Every python-binance and requests failure becomes one ``ExchangeError``:
   (timestamp outside recvWindow; the clock offset is re-synced before raising, so the retry can
   pass), -1006/-1007 and any 5xx (execution status unknown), timeouts and connection errors;
 - permanent: everything else, in particular -1013 (filter failure), -1100/-1102 (bad parameter),
-  -1121 (invalid symbol), -2010 (new order rejected), -2011 (cancel rejected), -2013 (order does
-  not exist) and any other 4xx.
+  -1121 (invalid symbol), -2010 (new order rejected; "Account has insufficient balance for
+  requested action." is ``ExchangeError.insufficient_balance``, which the platform records as
+  INSUFFICIENT_BALANCE), -2011 (cancel rejected), -2013 (order does not exist) and any other 4xx.
 On a request that creates or cancels an order, the "status unknown" cases (-1006, -1007, 5xx,
 timeouts, connection errors) are also ``ambiguous``: Binance may have acted on it.
 

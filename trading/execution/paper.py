@@ -113,18 +113,47 @@ def simulate_market_fill(
     bars. Raises ValueError if ``quantity`` is not a positive multiple of ``step_size``.
     """
     side = _side(side)
-    close = _positive("bar_close", bar_close)
-    tick = _positive("tick_size", tick_size)
     filled = _fillable(quantity, bar_volume, config, already_filled, step_size)
     if filled is None:
         return None
+    price = taker_price(side, bar_close, config, tick_size=tick_size)
+    return _sim_fill(quantity, filled, price, config.taker_fee_rate, Liquidity.TAKER)
+
+
+def taker_price(
+    side: Side, bar_close: Decimal, config: PaperConfig, *, tick_size: Decimal
+) -> Decimal:
+    """The price a market order takes from a bar: ``bar_close`` moved ``slippage_bps`` against
+    the taker, rounded to ``tick_size`` against the taker again (never below one tick)."""
+    side = _side(side)
+    close = _positive("bar_close", bar_close)
+    tick = _positive("tick_size", tick_size)
     slip = _ARITHMETIC.divide(config.slippage_bps, _BPS)
     if side is Side.BUY:
-        price = _to_grid(_ARITHMETIC.multiply(close, 1 + slip), tick, ROUND_CEILING)
-    else:
-        # No exchange takes a price below one tick, however far a cheap coin's close slips.
-        price = max(tick, _to_grid(_ARITHMETIC.multiply(close, 1 - slip), tick, ROUND_FLOOR))
-    return _sim_fill(quantity, filled, price, config.taker_fee_rate, Liquidity.TAKER)
+        return _to_grid(_ARITHMETIC.multiply(close, 1 + slip), tick, ROUND_CEILING)
+    # No exchange takes a price below one tick, however far a cheap coin's close slips.
+    return max(tick, _to_grid(_ARITHMETIC.multiply(close, 1 - slip), tick, ROUND_FLOOR))
+
+
+def taker_cost(quantity: Decimal, price: Decimal, config: PaperConfig) -> Decimal:
+    """What a market BUY of ``quantity`` at ``price`` pays in the quote asset, taker fee
+    included, exactly as ``simulate_market_fill`` charges it."""
+    notional = _ARITHMETIC.multiply(quantity, price)
+    return _ARITHMETIC.add(notional, _ARITHMETIC.multiply(config.taker_fee_rate, notional))
+
+
+def affordable_quantity(
+    budget: Decimal, price: Decimal, config: PaperConfig, *, step_size: Decimal
+) -> Decimal:
+    """The largest quantity on ``step_size`` whose ``taker_cost`` at ``price`` fits ``budget``
+    (zero when none does)."""
+    if budget <= 0:
+        return ZERO
+    unit = _ARITHMETIC.multiply(price, 1 + config.taker_fee_rate)
+    quantity = _to_grid(_ARITHMETIC.divide(budget, unit), step_size, ROUND_FLOOR)
+    while quantity > 0 and taker_cost(quantity, price, config) > budget:
+        quantity = _ARITHMETIC.subtract(quantity, step_size)
+    return max(quantity, ZERO)
 
 
 def simulate_limit_fill(

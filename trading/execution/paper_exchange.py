@@ -8,6 +8,21 @@ already has, and answers queries by that id.
 
 A market order fills at once up to the share of the latest bar's volume that is still free; the
 rest stays open and fills on the following bars (``on_bar``).
+
+Balances, as Binance spot keeps them. Every account has a book of its own
+(``<prefix>:paper:balances:<book>``, totals per asset, and ``<prefix>:paper:locked:<book>``, what
+its open orders hold), seeded with the account's starting cash in the quote asset the first time
+it is used. An order the free balance cannot pay for is refused as Binance refuses it (-2010,
+"Account has insufficient balance for requested action.", permanent): a SELL needs its quantity
+free in the base asset, a BUY its cost at the taker price with the taker fee free in the quote
+asset. A placed order holds what it needs until it fills or ends. A BUY's rest that fills on a
+later bar, at a price that moved against it, fills only what its hold and the free balance still
+pay for; when that is nothing, the order expires, as a Binance market order that runs out of
+balance does. So no balance ever goes below zero.
+
+The platform's ledger (``trading.ledger``) is the book of record; this is the venue it trades on.
+Both move by the same fills, so their totals per asset agree; the start-up reconciliation
+compares them.
 """
 
 from __future__ import annotations
@@ -19,6 +34,7 @@ from decimal import Context, Decimal
 from typing import Any
 
 import redis
+from django.conf import settings
 
 from trading.execution.adapter import (
     Balance,
@@ -28,7 +44,13 @@ from trading.execution.adapter import (
     OrderResult,
     OrderStatus,
 )
-from trading.execution.paper import PaperConfig, simulate_market_fill
+from trading.execution.paper import (
+    PaperConfig,
+    affordable_quantity,
+    simulate_market_fill,
+    taker_cost,
+    taker_price,
+)
 from trading.marketdata.bars import Bar, datetime_to_ms
 from trading.marketdata.prices import latest_quote
 from trading.marketdata.symbols import SymbolRules, load_bundled_rules
@@ -38,21 +60,22 @@ ZERO = Decimal("0")
 _EXACT = Context(prec=50)
 QUOTE_ASSET = "USDT"
 
-# Takes a new order and answers how much of its bar is filled already, in one round trip; nil,
-# and nothing kept, when the client order id is known. KEYS: orders, open ids, the bar's volume
-# used. ARGV: client order id, the order.
-_PLACE = """
-if redis.call('HSETNX', KEYS[1], ARGV[1], ARGV[2]) == 0 then
-    return false
-end
-redis.call('SADD', KEYS[2], ARGV[1])
-return redis.call('GET', KEYS[3]) or '0'
-"""
+DEFAULT_BOOK = "default"
+INSUFFICIENT_BALANCE = -2010
+INSUFFICIENT_BALANCE_MESSAGE = "Account has insufficient balance for requested action."
 
 
-def _order_to_json(result: OrderResult) -> str:
+def insufficient_balance() -> ExchangeError:
+    return ExchangeError(
+        INSUFFICIENT_BALANCE_MESSAGE, code=INSUFFICIENT_BALANCE, retryable=False, http_status=400
+    )
+
+
+def _order_to_json(result: OrderResult, book: str, held: Decimal) -> str:
     return json.dumps(
         {
+            "book": book,
+            "held": str(held),
             "client_order_id": result.client_order_id,
             "exchange_order_id": result.exchange_order_id,
             "symbol": result.symbol,
@@ -67,8 +90,13 @@ def _order_to_json(result: OrderResult) -> str:
 
 
 def _order_from_json(raw: str) -> OrderResult:
+    return _stored_from_json(raw)[0]
+
+
+def _stored_from_json(raw: str) -> tuple[OrderResult, str, Decimal]:
+    """The order, the book it trades for and what it still holds of that book."""
     data = json.loads(raw)
-    return OrderResult(
+    result = OrderResult(
         client_order_id=data["client_order_id"],
         exchange_order_id=data["exchange_order_id"],
         symbol=data["symbol"],
@@ -82,6 +110,7 @@ def _order_from_json(raw: str) -> OrderResult:
         if data["transact_time"]
         else None,
     )
+    return result, data.get("book", DEFAULT_BOOK), Decimal(data.get("held", "0"))
 
 
 class PaperExchange:
@@ -94,11 +123,26 @@ class PaperExchange:
         *,
         client: redis.Redis | None = None,
         clock=lambda: datetime.now(UTC),
+        book: str = DEFAULT_BOOK,
+        starting_cash: Decimal | None = None,
     ) -> None:
         self.config = config
         self.rules = rules or load_bundled_rules()
         self._client = client
         self.clock = clock
+        self.book = book
+        self.starting_cash = settings.STARTING_CASH if starting_cash is None else starting_cash
+
+    def for_account(self, book: str, starting_cash: Decimal) -> PaperExchange:
+        """The same exchange trading for another account's book."""
+        return PaperExchange(
+            self.config,
+            self.rules,
+            client=self._client,
+            clock=self.clock,
+            book=book,
+            starting_cash=starting_cash,
+        )
 
     @property
     def client(self) -> redis.Redis:
@@ -109,6 +153,34 @@ class PaperExchange:
 
     def _open_key(self) -> str:
         return rkey("paper", "open")
+
+    def _balances_key(self, book: str) -> str:
+        return rkey("paper", "balances", book)
+
+    def _locked_key(self, book: str) -> str:
+        return rkey("paper", "locked", book)
+
+    def deposit(self, asset: str, amount: Decimal) -> None:
+        """Adds ``amount`` of ``asset`` to the book, as a transfer into the account would (the
+        book is seeded first, so the starting cash stays)."""
+        key = self._balances_key(self.book)
+
+        def add(pipe: redis.client.Pipeline) -> None:
+            seeded = pipe.exists(key)
+            total = Decimal(pipe.hget(key, asset) or "0")
+            if not seeded and asset == QUOTE_ASSET:
+                total = self.starting_cash
+            pipe.multi()
+            if not seeded:
+                pipe.hset(key, QUOTE_ASSET, str(self.starting_cash))
+            pipe.hset(key, asset, str(_EXACT.add(total, amount)))
+
+        self.client.transaction(add, key, self._orders_key())
+
+    def reset_balances(self) -> None:
+        """Forgets this book's balances: the next order starts it from its starting cash again
+        (the system checks' sandbox, whose ledger starts over)."""
+        self.client.delete(self._balances_key(self.book), self._locked_key(self.book))
 
     def _rules(self, symbol: str) -> SymbolRules:
         try:
@@ -139,6 +211,7 @@ class PaperExchange:
         quote = latest_quote(req.symbol, client=self.client)
         if quote is None:
             raise ExchangeError(f"no market data for {req.symbol} yet", retryable=True)
+        rules = self._rules(req.symbol)
         now = self.clock()
         result = OrderResult(
             client_order_id=req.client_order_id,
@@ -152,13 +225,35 @@ class PaperExchange:
             fills=(),
             transact_time=now,
         )
-        used = self.client.register_script(_PLACE)(
-            keys=[self._orders_key(), self._open_key(), self._used_key(quote.bar)],
-            args=[req.client_order_id, _order_to_json(result)],
-        )
-        if used is None:
-            raise ExchangeError("Duplicate order sent.", code=-2010, retryable=False)
-        return self._fill_on_bar(result, quote.bar, Decimal(used))
+        if req.side == "SELL":
+            asset, need = rules.base_asset, req.quantity
+        else:
+            price = taker_price(req.side, quote.bar.close, self.config, tick_size=rules.tick_size)
+            asset, need = rules.quote_asset, taker_cost(req.quantity, price, self.config)
+        balances_key, locked_key = self._balances_key(self.book), self._locked_key(self.book)
+        orders_key, used_key = self._orders_key(), self._used_key(quote.bar)
+
+        # Under WATCH: the duplicate check, the free balance and the hold are one decision.
+        def place(pipe: redis.client.Pipeline) -> None:
+            if pipe.hexists(orders_key, req.client_order_id):
+                raise ExchangeError("Duplicate order sent.", code=-2010, retryable=False)
+            seeded = pipe.exists(balances_key)
+            total = Decimal(pipe.hget(balances_key, asset) or "0")
+            if not seeded and asset == rules.quote_asset:
+                total = self.starting_cash
+            locked = Decimal(pipe.hget(locked_key, asset) or "0")
+            if need > _EXACT.subtract(total, locked):
+                raise insufficient_balance()
+            pipe.multi()
+            if not seeded:
+                pipe.hset(balances_key, rules.quote_asset, str(self.starting_cash))
+            pipe.hset(orders_key, req.client_order_id, _order_to_json(result, self.book, need))
+            pipe.sadd(self._open_key(), req.client_order_id)
+            pipe.hset(locked_key, asset, str(_EXACT.add(locked, need)))
+            pipe.get(used_key)
+
+        *_, used = self.client.transaction(place, orders_key, balances_key, locked_key)
+        return self._fill_on_bar(result, quote.bar, Decimal(used or "0"))
 
     def query_order(self, symbol: str, client_order_id: str) -> OrderResult:
         raw = self.client.hget(self._orders_key(), client_order_id)
@@ -171,7 +266,7 @@ class PaperExchange:
         if not order.is_open:
             raise ExchangeError("Unknown order sent.", code=-2011, retryable=False)
         cancelled = replace(order, status=OrderStatus.CANCELED, transact_time=self.clock())
-        self._store(cancelled)
+        self._end(cancelled)
         return cancelled
 
     def open_orders(self, symbol: str | None = None) -> list[OrderResult]:
@@ -183,9 +278,17 @@ class PaperExchange:
         return [o for o in orders if o.is_open and (symbol is None or o.symbol == symbol)]
 
     def balances(self) -> list[Balance]:
-        """What the paper fills have moved, per asset, beside an unlimited quote balance."""
-        raw = self.client.hgetall(rkey("paper", "balances"))
-        return [Balance(asset, Decimal(v), ZERO) for asset, v in sorted(raw.items())]
+        """The book's balances, free and locked, per asset it holds or has held; before its
+        first order, its starting cash in the quote asset."""
+        totals = self.client.hgetall(self._balances_key(self.book))
+        if not totals:
+            return [Balance(QUOTE_ASSET, self.starting_cash, ZERO)]
+        locked = self.client.hgetall(self._locked_key(self.book))
+        result = []
+        for asset, total in sorted(totals.items()):
+            held = Decimal(locked.get(asset, "0"))
+            result.append(Balance(asset, _EXACT.subtract(Decimal(total), held), held))
+        return result
 
     def exchange_info(self, symbols: list[str]) -> dict[str, Any]:
         return {"symbols": [self._rules(s).symbol for s in symbols], "source": "bundled"}
@@ -193,12 +296,12 @@ class PaperExchange:
     # --- market data ----------------------------------------------------------------------
 
     def on_bar(self, bar: Bar) -> list[OrderResult]:
-        """Fills open orders of the bar's symbol further; returns each order that changed, with
-        the new fills only."""
+        """Fills open orders of the bar's symbol further; returns each order that changed (filled
+        further, or expired for want of balance), with the new fills only."""
         changed = []
         for order in self.open_orders(bar.symbol):
             updated = self._fill_on_bar(order, bar)
-            if updated.fills:
+            if updated.fills or updated.status != order.status:
                 changed.append(updated)
         return changed
 
@@ -226,39 +329,49 @@ class PaperExchange:
             step_size=rules.market_step_size or rules.step_size,
         )
         if sim is None or sim.quantity <= 0:
-            self._store(order)
             return order
-        executed = order.executed_quantity + sim.quantity
-        updated = replace(
-            order,
-            status=OrderStatus.FILLED
-            if executed >= order.orig_quantity
-            else OrderStatus.PARTIALLY_FILLED,
-            executed_quantity=executed,
-            cumulative_quote=order.cumulative_quote + sim.quantity * sim.price,
-            transact_time=self.clock(),
-        )
-        number = self._book_fill(updated, used_key, sim.quantity, sim.price, sim.fee, rules)
+        booked = self._book_fill(order, used_key, sim.quantity, sim.price, rules)
+        if booked is None:
+            return replace(order, status=OrderStatus.EXPIRED, transact_time=self.clock())
+        updated, quantity, number = booked
         fill = ExchangeFill(
             price=sim.price,
-            quantity=sim.quantity,
-            commission=sim.fee,
+            quantity=quantity,
+            commission=_EXACT.multiply(
+                self.config.taker_fee_rate, _EXACT.multiply(quantity, sim.price)
+            ),
             commission_asset=QUOTE_ASSET,
             trade_id=f"{order.exchange_order_id}-{number}",
         )
         return replace(updated, fills=(fill,))
 
-    def _store(self, order: OrderResult) -> None:
-        pipe = self.client.pipeline(transaction=True)
-        self._queue_store(pipe, order)
-        pipe.execute()
-
-    def _queue_store(self, pipe: redis.client.Pipeline, order: OrderResult) -> None:
-        pipe.hset(self._orders_key(), order.client_order_id, _order_to_json(order))
+    def _queue_store(
+        self, pipe: redis.client.Pipeline, order: OrderResult, book: str, held: Decimal
+    ) -> None:
+        pipe.hset(self._orders_key(), order.client_order_id, _order_to_json(order, book, held))
         if order.is_open:
             pipe.sadd(self._open_key(), order.client_order_id)
         else:
             pipe.srem(self._open_key(), order.client_order_id)
+
+    def _end(self, order: OrderResult) -> None:
+        """Stores an order that ended without a fill, giving back what it held."""
+        orders_key = self._orders_key()
+
+        def end(pipe: redis.client.Pipeline) -> None:
+            _stored, book, held = _stored_from_json(pipe.hget(orders_key, order.client_order_id))
+            asset = self._hold_asset(order)
+            locked_key = self._locked_key(book)
+            locked = Decimal(pipe.hget(locked_key, asset) or "0")
+            pipe.multi()
+            self._queue_store(pipe, order, book, ZERO)
+            pipe.hset(locked_key, asset, str(max(ZERO, _EXACT.subtract(locked, held))))
+
+        self.client.transaction(end, orders_key)
+
+    def _hold_asset(self, order: OrderResult) -> str:
+        rules = self._rules(order.symbol)
+        return rules.base_asset if order.side == "SELL" else rules.quote_asset
 
     def _book_fill(
         self,
@@ -266,31 +379,73 @@ class PaperExchange:
         used_key: str,
         quantity: Decimal,
         price: Decimal,
-        fee: Decimal,
         rules: SymbolRules,
-    ) -> int:
-        """Books a fill of ``order`` (as it stands after the fill) all at once: the bar's volume
-        it used, its trade number, the order, and the balances it moved; returns the trade
-        number."""
-        sign = 1 if order.side == "BUY" else -1
-        key = rkey("paper", "balances")
-        moves = {
-            rules.base_asset: sign * quantity,
-            rules.quote_asset: _EXACT.subtract(_EXACT.multiply(-sign * quantity, price), fee),
-        }
+    ) -> tuple[OrderResult, Decimal, int] | None:
+        """Books a fill of up to ``quantity`` of ``order`` at ``price`` all at once: the bar's
+        volume it used, its trade number, the order, the balances it moved and what the order
+        still holds. Returns the order after the fill, the quantity filled and the trade number;
+        None when the book cannot pay for any of it (the order is then expired, its hold given
+        back)."""
+        orders_key = self._orders_key()
+        step = rules.market_step_size or rules.step_size
+        filled: dict[str, Any] = {}
 
         # Decimal sums under WATCH, not HINCRBYFLOAT: a float loses digits of fees and notionals.
         def book(pipe: redis.client.Pipeline) -> None:
-            current = pipe.hmget(key, list(moves))
+            current, book_id, held = _stored_from_json(pipe.hget(orders_key, order.client_order_id))
+            balances_key, locked_key = self._balances_key(book_id), self._locked_key(book_id)
+            totals = {a: Decimal(pipe.hget(balances_key, a) or "0") for a in
+                      (rules.base_asset, rules.quote_asset)}  # fmt: skip
+            hold_asset = self._hold_asset(order)
+            locked = Decimal(pipe.hget(locked_key, hold_asset) or "0")
+            amount = quantity
+            if order.side == "BUY":
+                # The rest of a BUY may cost more than it held; the free balance pays the excess.
+                free = _EXACT.subtract(totals[rules.quote_asset], locked)
+                budget = max(ZERO, _EXACT.add(held, free))
+                if taker_cost(amount, price, self.config) > budget:
+                    amount = affordable_quantity(budget, price, self.config, step_size=step)
+            if amount <= 0:
+                expired = replace(current, status=OrderStatus.EXPIRED, transact_time=self.clock())
+                pipe.multi()
+                self._queue_store(pipe, expired, book_id, ZERO)
+                pipe.hset(locked_key, hold_asset, str(max(ZERO, _EXACT.subtract(locked, held))))
+                filled.clear()
+                return
+            fee = _EXACT.multiply(self.config.taker_fee_rate, _EXACT.multiply(amount, price))
+            notional = _EXACT.multiply(amount, price)
+            if order.side == "BUY":
+                base_move, quote_move = amount, _EXACT.subtract(notional.copy_negate(), fee)
+                spent = _EXACT.add(notional, fee)
+            else:
+                base_move, quote_move = amount.copy_negate(), _EXACT.subtract(notional, fee)
+                spent = amount
+            moves = {rules.base_asset: base_move, rules.quote_asset: quote_move}
+            executed = current.executed_quantity + amount
+            updated = replace(
+                current,
+                status=OrderStatus.FILLED
+                if executed >= current.orig_quantity
+                else OrderStatus.PARTIALLY_FILLED,
+                executed_quantity=executed,
+                cumulative_quote=current.cumulative_quote + notional,
+                transact_time=self.clock(),
+            )
+            released = held if not updated.is_open else min(held, spent)
             pipe.multi()
-            pipe.incrbyfloat(used_key, float(quantity))
+            pipe.incrbyfloat(used_key, float(amount))
             pipe.expire(used_key, 86_400)
             pipe.hincrby(rkey("paper", "trade_seq"), order.client_order_id, 1)
-            self._queue_store(pipe, order)
-            pipe.hset(key, mapping={
-                asset: str(_EXACT.add(Decimal(now or "0"), delta))
-                for (asset, delta), now in zip(moves.items(), current, strict=True)
+            self._queue_store(pipe, updated, book_id, _EXACT.subtract(held, released))
+            pipe.hset(balances_key, mapping={
+                asset: str(_EXACT.add(totals[asset], delta)) for asset, delta in moves.items()
             })  # fmt: skip
+            pipe.hset(locked_key, hold_asset, str(max(ZERO, _EXACT.subtract(locked, released))))
+            filled.update(order=updated, quantity=amount)
 
-        _used, _expiry, number, *_ = self.client.transaction(book, key)
-        return number
+        # The order's hold and its book move together; every book an order can trade for is
+        # watched through the order's record, which every change to a hold rewrites.
+        results = self.client.transaction(book, orders_key)
+        if not filled:
+            return None
+        return filled["order"], filled["quantity"], results[2]

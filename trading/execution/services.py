@@ -76,10 +76,18 @@ def _adapter(kind: str) -> ExchangeAdapter:
 
 def exchange(account: Account | None = None) -> ExchangeAdapter:
     """The configured exchange, one per process (built after the worker forks). A sandbox
-    account (the system checks') always trades on the paper exchange, whatever is configured."""
-    if account is not None and account.is_sandbox:
-        return _adapter("paper")
+    account (the system checks') always trades on the paper exchange, whatever is configured.
+    On the paper exchange each account trades from a balance book of its own."""
+    if account is not None and (account.is_sandbox or settings.EXCHANGE == "paper"):
+        paper = _adapter("paper")
+        return paper.for_account(paper_book(account), account.starting_cash)  # type: ignore[attr-defined]
     return _adapter(settings.EXCHANGE)
+
+
+def paper_book(account: Account) -> str:
+    """The account's balance book on the paper exchange: its name and creation time, so that an
+    account made again under an old name starts from its own starting cash."""
+    return f"{account.name}-{int(account.created_at.timestamp() * 1_000_000)}"
 
 
 class _Events:
@@ -319,15 +327,20 @@ def _record_exchange_error(order: Order, error: ExchangeError, attempt: int = 1)
             return Order.objects.get(pk=order.pk)
         order.status = Order.Status.REJECTED
         ledger.release_order(order, held)
+        # The exchange's own balance check fails with the same reason as the ledger's.
+        reason = (
+            Reason.INSUFFICIENT_BALANCE if error.insufficient_balance else Reason.EXCHANGE_REJECTED
+        )
         if order.signal_id:
             Signal.objects.filter(pk=order.signal_id).update(
                 status=Signal.Status.REJECTED,
-                reason=Reason.EXCHANGE_REJECTED,
+                reason=reason,
                 detail=error.message[:300],
                 updated_at=timezone.now(),
             )
         events = _Events()
-        events.add("order.rejected", order_payload(order, error=str(error)), order.correlation_id)
+        events.add("order.rejected", order_payload(order, error=str(error), reason=reason),
+                   order.correlation_id)  # fmt: skip
         events.record()
     metrics.EXECUTION_ERRORS.inc(kind=metrics.ExecutionError.REJECTED)
     return Order.objects.get(pk=order.pk)

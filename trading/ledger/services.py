@@ -70,6 +70,11 @@ def open_positions(account: Account, *, ordered: bool = True) -> list[Position]:
 def position_state(position: Position | None, symbol: str) -> PositionState:
     if position is None:
         return PositionState(symbol=symbol)
+    if not position.quantity:
+        # A closed position keeps its last entry price for display; the book holds none.
+        return PositionState(
+            symbol=symbol, realized_pnl=position.realized_pnl, fees_paid=position.fees_paid
+        )
     return PositionState(
         symbol=symbol,
         quantity=position.quantity,

@@ -46,3 +46,9 @@ def report(order: Order, *fills: ExchangeFill, status=OrderStatus.FILLED) -> Ord
             transact_time=None,
         ),
     )
+
+
+def hold_on_paper(account: Account, asset: str, amount: str) -> None:
+    """Puts ``amount`` of ``asset`` in the account's paper book: what the venue holds after the
+    trades a test reported for it, so that the orders that follow can sell it."""
+    services.exchange(account).deposit(asset, D(amount))

@@ -10,7 +10,7 @@ import pytest
 from django.utils import timezone
 
 from tests.integration.trading.conftest import bars_at
-from tests.integration.trading.exchange_answers import new_order, report, trade
+from tests.integration.trading.exchange_answers import hold_on_paper, new_order, report, trade
 from tests.support.signals import saved_signal
 from trading.events.replay import read_window
 from trading.execution import services
@@ -233,6 +233,7 @@ def test_a_buy_paying_its_commission_in_btc_holds_what_binance_holds_and_closes_
     assert (bought.status, bought.filled_quantity) == (Order.Status.FILLED, Decimal("0.001"))
     assert bought.average_price == Decimal("60000")
     assert ledger.account_cash(account) == ledger.ledger_cash(account) == start - Decimal("60")
+    hold_on_paper(account, "BTC", "0.000999")
 
     closing = services.close_position(position, Order.Purpose.FLATTEN, actor="olivia")
 

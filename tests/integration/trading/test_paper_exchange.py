@@ -6,13 +6,17 @@ has a small volume share, so an ordinary order is bigger than one bar allows and
 
 from __future__ import annotations
 
+import dataclasses
+import json
 from datetime import UTC, datetime
 from decimal import ROUND_CEILING, ROUND_FLOOR, Decimal
+from pathlib import Path
 from uuid import uuid4
 
 import pytest
 
 from trading.execution.adapter import (
+    Balance,
     ExchangeAdapter,
     ExchangeError,
     OrderRequest,
@@ -35,6 +39,7 @@ CONFIG = PaperConfig(
     max_volume_share=Decimal("0.01"),
 )
 RULES = load_bundled_rules()
+ERROR_2010 = Path(__file__).parents[2] / "fixtures/binance/error.-2010.insufficient-balance.json"
 BTC = load_bundled_bars("BTCUSDT")
 ETH = load_bundled_bars("ETHUSDT")
 SOL = load_bundled_bars("SOLUSDT")
@@ -49,9 +54,13 @@ def prefix(settings, redis_client):
         redis_client.delete(*keys)
 
 
+# Enough for the large orders below; the balance tests start books of their own.
+CASH = Decimal("1000000")
+
+
 @pytest.fixture
 def paper(prefix, redis_client) -> PaperExchange:
-    return PaperExchange(CONFIG, client=redis_client, clock=lambda: NOW)
+    return PaperExchange(CONFIG, client=redis_client, clock=lambda: NOW, starting_cash=CASH)
 
 
 def order(symbol="BTCUSDT", side="BUY", quantity="0.6", name="signal-1") -> OrderRequest:
@@ -153,6 +162,7 @@ def test_the_rest_fills_on_later_bars_and_the_parts_add_up_to_the_order(paper):
 
 def test_a_sell_fills_below_the_close_by_the_slippage(paper):
     record_bars([ETH[0]])
+    paper.place_order(order("ETHUSDT", quantity="2.5", name="signal-buy"))
 
     result = paper.place_order(order("ETHUSDT", side="SELL", quantity="2"))
 
@@ -332,7 +342,7 @@ def test_an_unknown_symbol_is_refused_with_1121_and_nothing_is_kept(paper):
 
 def test_balances_move_by_the_fills(paper):
     record_bars([BTC[0]])
-    assert paper.balances() == []
+    assert paper.balances() == [Balance("USDT", CASH, Decimal(0))]
     buy = paper.place_order(order(quantity="0.6", name="signal-buy"))
     [more] = paper.on_bar(BTC[1])
     record_bars([BTC[2]])
@@ -345,9 +355,13 @@ def test_balances_move_by_the_fills(paper):
     received = sold.quantity * sold.price - sold.commission
     assert balances_of(paper) == {
         "BTC": bought_quantity - sold.quantity,
-        "USDT": received - spent,
+        "USDT": CASH + received - spent,
     }
-    assert all(b.locked == 0 for b in paper.balances())
+    # The buy's rest is still open: it holds what it was placed with, less what its fills spent.
+    assert more.status is OrderStatus.PARTIALLY_FILLED
+    hold = Decimal("0.6") * taker_price(BTC[0]) * (1 + CONFIG.taker_fee_rate)
+    locked = {b.asset: b.locked for b in paper.balances()}
+    assert locked == {"BTC": 0, "USDT": hold - spent}
 
 
 def test_everything_it_writes_is_under_the_platform_prefix(paper, prefix, redis_client):
@@ -359,4 +373,116 @@ def test_everything_it_writes_is_under_the_platform_prefix(paper, prefix, redis_
 
     assert f"{prefix}:paper:orders" in keys
     assert f"{prefix}:paper:open" in keys
-    assert f"{prefix}:paper:balances" in keys
+    assert f"{prefix}:paper:balances:default" in keys
+    assert f"{prefix}:paper:locked:default" in keys
+
+
+# --- balances, as Binance spot keeps them ---------------------------------------------------
+
+
+def book(paper: PaperExchange, name: str, cash: str) -> PaperExchange:
+    return paper.for_account(name, Decimal(cash))
+
+
+def assert_insufficient_balance(refused: pytest.ExceptionInfo[ExchangeError]) -> None:
+    payload = json.loads(ERROR_2010.read_text())
+    assert refused.value.code == payload["body"]["code"] == -2010
+    assert refused.value.message == payload["body"]["msg"]
+    assert refused.value.http_status == payload["http_status"]
+    assert not refused.value.retryable
+    assert refused.value.insufficient_balance
+
+
+def test_a_sell_of_what_the_book_does_not_hold_is_refused_with_2010(paper):
+    record_bars([BTC[0], SOL[0]])
+    alice = book(paper, "alice", "60618")
+
+    with pytest.raises(ExchangeError) as refused:
+        alice.place_order(order(side="SELL", quantity="0.03"))
+
+    assert_insufficient_balance(refused)
+    assert balances_of(alice) == {"USDT": Decimal("60618")}
+    with pytest.raises(ExchangeError) as missing:
+        alice.query_order("BTCUSDT", order(side="SELL", quantity="0.03").client_order_id)
+    assert missing.value.code == -2013
+
+
+def test_a_sell_of_more_than_is_held_is_refused_and_what_is_held_sells(paper):
+    record_bars([ETH[0]])
+    alice = book(paper, "alice", "60618")
+    alice.place_order(order("ETHUSDT", quantity="2.9693", name="buy"))
+
+    with pytest.raises(ExchangeError) as refused:
+        alice.place_order(order("ETHUSDT", side="SELL", quantity="3.9693", name="too-much"))
+
+    assert_insufficient_balance(refused)
+    sold = alice.place_order(order("ETHUSDT", side="SELL", quantity="2.9693", name="all"))
+    assert sold.status is OrderStatus.FILLED
+    assert balances_of(alice)["ETH"] == 0
+
+
+def test_a_buy_beyond_the_free_cash_with_its_fee_is_refused(paper):
+    record_bars([BTC[0]])
+    alice = book(paper, "alice", "60618")
+
+    with pytest.raises(ExchangeError) as refused:
+        alice.place_order(order(quantity="0.6"))  # about 68,600 USDT
+
+    assert_insufficient_balance(refused)
+    price = taker_price(BTC[0])
+    # Exactly the cash at the taker price without the fee still does not pay with it.
+    quantity = on_grid(Decimal("60618") / price, RULES["BTCUSDT"].step_size, ROUND_FLOOR)
+    assert quantity * price <= Decimal("60618") < quantity * price * (1 + CONFIG.taker_fee_rate)
+    with pytest.raises(ExchangeError):
+        alice.place_order(order(quantity=str(quantity), name="edge"))
+    assert balances_of(alice) == {"USDT": Decimal("60618")}
+
+
+def test_an_open_order_holds_its_balance_until_it_fills(paper):
+    record_bars([BTC[0]])
+    alice = book(paper, "alice", "120000")
+    first = alice.place_order(order(quantity="0.6", name="first"))  # part fills, rest held
+    assert first.status is OrderStatus.PARTIALLY_FILLED
+    [usdt] = [b for b in alice.balances() if b.asset == "USDT"]
+    assert usdt.locked > 0
+
+    with pytest.raises(ExchangeError) as refused:
+        alice.place_order(order(quantity="0.5", name="second"))
+
+    assert_insufficient_balance(refused)
+    [done] = alice.on_bar(BTC[1])
+    [rest] = alice.on_bar(BTC[2])
+    assert rest.status is OrderStatus.FILLED
+    assert all(b.locked == 0 for b in alice.balances())
+    assert all(b.free >= 0 for b in alice.balances())
+    assert done.fills
+
+
+def test_each_account_has_its_own_book(paper):
+    record_bars([SOL[0]])
+    alice, bob = book(paper, "alice", "1000"), book(paper, "bob", "5000")
+
+    alice.place_order(order("SOLUSDT", quantity="2", name="alice-buy"))
+
+    assert balances_of(bob) == {"USDT": Decimal("5000")}
+    assert balances_of(alice)["SOL"] == 2
+    with pytest.raises(ExchangeError) as refused:
+        bob.place_order(order("SOLUSDT", side="SELL", quantity="1", name="bob-sell"))
+    assert_insufficient_balance(refused)
+
+
+def test_a_rest_that_the_book_can_no_longer_pay_for_fills_what_it_can_then_expires(paper):
+    record_bars([BTC[0]])
+    price = taker_price(BTC[0])
+    cash = Decimal("0.6") * price * (1 + CONFIG.taker_fee_rate)
+    alice = book(paper, "alice", str(cash))
+    alice.place_order(order(quantity="0.6"))
+    dearer = dataclasses.replace(BTC[1], close=BTC[0].close * 2)
+
+    [more] = alice.on_bar(dearer)
+    later = alice.on_bar(dataclasses.replace(BTC[2], close=BTC[0].close * 2))
+
+    assert more.fills and more.executed_quantity < Decimal("0.6")
+    assert [o.status for o in later] == [OrderStatus.EXPIRED]
+    assert all(b.free >= 0 and b.locked == 0 for b in alice.balances())
+    assert alice.open_orders() == []
