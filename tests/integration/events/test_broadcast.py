@@ -7,6 +7,7 @@ import asyncio
 
 from channels.layers import get_channel_layer
 
+from deploy.redis_server import LocalRedis, free_port
 from trading.events.broadcast import COALESCE_SECONDS, DASHBOARD_GROUP, broadcast
 from trading.events.envelope import new_event
 
@@ -59,3 +60,43 @@ def test_events_further_apart_than_the_window_go_out_separately(redis_server):
         [first.event_id],
         [second.event_id],
     ]
+
+
+def test_each_send_carries_a_higher_version_of_the_redis_servers_epoch(redis_server, redis_client):
+    import time
+
+    first, second = (new_event("signal.generated", {"n": n}, service="ai") for n in range(2))
+
+    def publish() -> None:
+        assert broadcast([first]).result(timeout=5) == 1
+        time.sleep(COALESCE_SECONDS * 2)
+        assert broadcast([second]).result(timeout=5) == 1
+
+    earlier, later = listen(2, publish)
+    run_id = redis_client.info("server")["run_id"]
+    assert earlier["epoch"] == later["epoch"] == run_id
+    assert later["version"] > earlier["version"] > 0
+
+
+def test_a_broadcast_after_a_redis_restart_goes_out_on_a_fresh_connection(tmp_path, settings):
+    """Redis killed and started again on its data: the sending loop's pooled connection is dead,
+    and the next broadcast still arrives, stamped with the new server's epoch."""
+    server = LocalRedis(free_port(), tmp_path / "redis").start()
+    settings.CHANNEL_LAYERS = {
+        "default": {
+            "BACKEND": "channels_redis.core.RedisChannelLayer",
+            "CONFIG": {"hosts": [server.url], "prefix": "restart"},
+        }
+    }
+    first, second = (new_event("signal.generated", {"n": n}, service="ai") for n in range(2))
+    try:
+        # The sending loop now holds a connection to this server in its pool.
+        (before,) = listen(1, lambda: broadcast([first]).result(timeout=5))
+        server.process.kill()  # SIGKILL: no shutdown
+        server.process.wait()
+        server.start()  # the same port and data directory
+        (after,) = listen(1, lambda: broadcast([second]).result(timeout=5))
+    finally:
+        server.stop()
+    assert [e["event_id"] for e in after["events"]] == [second.event_id]
+    assert after["epoch"] != before["epoch"]
