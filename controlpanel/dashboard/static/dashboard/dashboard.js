@@ -3,6 +3,8 @@
 // The server sends a snapshot, then deltas with a sequence number. Every section in a message is
 // complete and replaces what the page holds; events are the exception: a delta carries only the new
 // ones, which join the top of the feed. Data is only ever written with textContent or attributes.
+// Every message also names the state version it shows (an epoch and a number); a heartbeat says
+// which version the page should show by now, and a page behind it asks for a snapshot.
 
 // The websocket is served beside the page, by the ASGI server: the page names its address.
 const SOCKET_URL = JSON.parse(document.getElementById("dashboard-socket-url").textContent);
@@ -18,6 +20,9 @@ const state = {
   sections: {}, // section name -> the value last received
   receivedAt: {}, // section name -> performance.now() when it arrived, to age "age" fields
   lastSeq: null,
+  epoch: null, // the state version shown: the Redis epoch and the number within it
+  version: null,
+  heartbeatVersion: null, // the last heartbeat's, to notice a counter going backwards
   awaitingSnapshot: true,
   connection: "connecting",
   live: false,
@@ -658,6 +663,9 @@ function applySnapshot(message) {
   applyUser(message.user);
   for (const [name, value] of Object.entries(message.sections)) setSection(name, value);
   state.lastSeq = message.seq;
+  state.epoch = message.epoch ?? null;
+  state.version = Number.isInteger(message.version) ? message.version : null;
+  state.heartbeatVersion = null;
   state.awaitingSnapshot = false;
   clearTimeout(snapshotTimer);
   failures = 0;
@@ -672,8 +680,30 @@ function applyDelta(message) {
     return;
   }
   state.lastSeq = message.seq;
+  if (message.epoch !== state.epoch || !(message.version >= state.version)) {
+    requestResync(`version ${message.epoch}/${message.version} after ${state.epoch}/${state.version}`);
+    return;
+  }
+  state.version = message.version;
   for (const [name, value] of Object.entries(message.sections || {})) setSection(name, value);
   if (Array.isArray(message.events) && message.events.length) addEvents(message.events);
+}
+
+function applyHeartbeat(message) {
+  if (state.awaitingSnapshot) return;
+  if (!Number.isInteger(message.seq) || !Number.isInteger(message.version)) throw new Error("heartbeat without seq or version");
+  if (message.seq !== state.lastSeq + 1) {
+    requestResync(`expected seq ${state.lastSeq + 1}, got ${message.seq}`);
+    return;
+  }
+  state.lastSeq = message.seq;
+  const previous = state.heartbeatVersion;
+  state.heartbeatVersion = message.version;
+  // Another epoch: Redis restarted. A higher version: a broadcast never arrived. A lower one than
+  // the last heartbeat's: the counter started again. Each time what the page shows is unknown.
+  if (message.epoch !== state.epoch || message.version > state.version || (previous !== null && message.version < previous)) {
+    requestResync(`heartbeat at ${message.epoch}/${message.version}, showing ${state.epoch}/${state.version}`);
+  }
 }
 
 function onMessage(raw) {
@@ -687,6 +717,7 @@ function onMessage(raw) {
   try {
     if (message.type === "snapshot") applySnapshot(message);
     else if (message.type === "delta") applyDelta(message);
+    else if (message.type === "heartbeat") applyHeartbeat(message);
     else if (message.type === "error") console.warn("dashboard: the server says", message.detail);
     else console.warn("dashboard: unknown message type", message.type);
   } catch (error) {
@@ -981,5 +1012,9 @@ setInterval(() => {
 }, 1000);
 window.addEventListener("online", () => {
   if (reconnectTimer !== null) connect();
+});
+// A hidden tab's timers are throttled: back in view, check the version at once.
+document.addEventListener("visibilitychange", () => {
+  if (document.visibilityState === "visible") send({ action: "heartbeat" });
 });
 connect();
