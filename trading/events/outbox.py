@@ -219,13 +219,18 @@ def _sent_key() -> str:
 
 
 # Appends the events not appended within the dedupe window and counts them; returns each
-# event's stream id ('' when it was appended already). ARGV: maxlen, now ms, dedupe ms, the
-# stream entry's field names (JSON), and the events (JSON): per event its id, its counter's key
-# and field ('' for none), then its fields' values. JSON, because one argument per value made
-# packing the command the relay's largest cost.
+# event's stream id ('' when it was appended already), or '?' without appending anything when
+# one of the events that must come before them is not in the log yet. ARGV: maxlen, now ms,
+# dedupe ms, the stream entry's field names (JSON), the events (JSON: per event its id, its
+# counter's key and field, '' for none, then its fields' values), and the ids of the events
+# that must be in the log already (JSON). JSON, because one argument per value made packing
+# the command the relay's largest cost.
 _PUBLISH = """
 local now = tonumber(ARGV[2])
 redis.call('ZREMRANGEBYSCORE', KEYS[2], '-inf', now - tonumber(ARGV[3]))
+for _, id in ipairs(cjson.decode(ARGV[6])) do
+  if not redis.call('ZSCORE', KEYS[2], id) then return '?' end
+end
 local names = cjson.decode(ARGV[4])
 local entry = {}
 local out, counts = {}, {}
@@ -273,14 +278,18 @@ def _relay_fast(client: redis.Redis, recorded: Sequence[_Row]) -> None:
         return  # published already, rolled back, or a backlog the loop takes in order
     # A row of this process's is only taken as it is when the database holds that very event
     # (an id of a row rolled back may have been given again).
-    theirs = {pk for pk, event_id in waiting
+    theirs = {pk: str(event_id) for pk, event_id in waiting
               if pk not in mine or mine[pk].event.event_id != str(event_id)}  # fmt: skip
-    loaded = {}
-    if theirs:
-        loaded = {row.pk: row for row in _load(OutboxEvent.objects.filter(pk__in=theirs))}
-    rows = [loaded[pk] if pk in theirs else mine[pk] for pk, _ in waiting
-            if pk in loaded or pk not in theirs]  # fmt: skip
-    appended = _append(client, rows)
+    rows = [mine[pk] for pk, _ in waiting if pk not in theirs]
+    # The rows waiting before these are other relays' (a transaction of the same correlation id
+    # committed just before, its process yet to mark it) or a backlog's. Most often they are in
+    # the log already, which the script checks without their contents; if not, they are
+    # loaded and published first. Either way they precede this transaction's rows.
+    appended = _append(client, rows, before=list(theirs.values())) if rows else None
+    if appended is None:
+        loaded = _load(OutboxEvent.objects.filter(pk__in=list(theirs)).order_by("pk"))
+        rows = loaded + rows
+        appended = _append(client, rows)
     # Whoever appends an event sends its hand-off: a row another relay appended is its to hand
     # off and mark (or the loop's, should that relay have died in between).
     _send_handoffs([row for row in rows if row.pk in appended])
@@ -363,9 +372,10 @@ def _row_of(pk, event_id, type_, ts, service, correlation_id, schema, payload, h
     return _Row(pk, event, handoff)
 
 
-def _append(client: redis.Redis, rows: Sequence[_Row]) -> set[int]:
+def _append(client: redis.Redis, rows: Sequence[_Row], before: Sequence[str] = ()) -> Any:
     """Appends the rows' events in one script; returns the ids of the rows it appended (the
-    others were appended already)."""
+    others were appended already), or None, appending nothing, when one of the events
+    ``before`` (ids) is not in the log yet."""
     events = []
     for row in rows:
         event = row.event
@@ -374,8 +384,10 @@ def _append(client: redis.Redis, rows: Sequence[_Row]) -> set[int]:
     answer = client.eval(
         _PUBLISH, 2, events_stream(), _sent_key(), maxlen(), int(time.time() * 1000),
         DEDUPE_SECONDS * 1000, _FIELD_NAMES,
-        json.dumps(events, ensure_ascii=False, separators=(",", ":")),
+        json.dumps(events, ensure_ascii=False, separators=(",", ":")), json.dumps(list(before)),
     )  # fmt: skip
+    if answer in ("?", b"?"):
+        return None
     return {row.pk for row, stream_id in zip(rows, answer, strict=True) if stream_id}
 
 
@@ -466,25 +478,31 @@ class _Marks:
             _mark(ids, now)
             transaction.on_commit(functools.partial(self._discard, ids))
 
-    def flush(self) -> int:
-        """Marks every row waiting, now, in a transaction of its own; returns how many."""
-        ids = self.pending()
-        if not ids:
+    def flush(self, ids: Iterable[int] | None = None) -> int:
+        """Marks the rows waiting (of ``ids`` only, when given), now, in a transaction of its
+        own; returns how many."""
+        waiting = self.pending()
+        if ids is not None:
+            waiting = sorted(set(waiting) & set(ids))
+        if not waiting:
             return 0
         with transaction.atomic():
-            marked = _mark(ids)
-        self._discard(ids)
+            marked = _mark(waiting)
+        self._discard(waiting)
         return marked
 
     def _run(self) -> None:
         wake, failures = self._wake, 0
         while True:
             wake.wait()
-            time.sleep(MARK_DELAY_SECONDS)
             wake.clear()
+            # Only the rows no transaction of the process marked in the meantime: a busy
+            # process marks every row in its next transaction and this thread writes nothing.
+            due = self.pending()
+            time.sleep(MARK_DELAY_SECONDS * 2**failures)
             try:
                 close_old_connections()
-                self.flush()
+                self.flush(due)
                 failures = 0
             except Exception as error:
                 failures += 1
@@ -492,11 +510,10 @@ class _Marks:
                 if failures >= self.TRIES:
                     logger.warning("outbox: could not mark published rows, the relay loop "
                                    "will: %s", error)  # fmt: skip
-                    self._discard(self.pending())
+                    self._discard(due)
                     failures = 0
                 else:
                     wake.set()
-                    time.sleep(MARK_DELAY_SECONDS * 2**failures)
 
 
 _marks = _Marks()

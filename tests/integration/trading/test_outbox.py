@@ -75,6 +75,19 @@ def test_an_event_after_one_still_waiting_is_published_after_it(redis_client, mo
     assert log_of("c-7") == [other.event_id]
 
 
+def test_an_event_after_one_published_but_not_marked_is_appended_once_after_it(
+    redis_client, monkeypatch
+):
+    first = new_event("risk.alert", {"n": 1}, service="exec-risk", correlation_id="c-9")
+    # Another process published it and has yet to mark it.
+    monkeypatch.setattr(outbox._marks, "add", lambda ids: None)
+    outbox.record([first])
+    monkeypatch.undo()
+    second = new_event("risk.alert", {"n": 2}, service="exec-risk", correlation_id="c-9")
+    outbox.record([second])
+    assert log_of("c-9") == [first.event_id, second.event_id]
+
+
 def test_the_loop_leaves_young_rows_and_republishes_an_unmarked_one_once(redis_client, monkeypatch):
     event = new_event("risk.alert", {"n": 1}, service="exec-risk", correlation_id="c-8")
     # The fast path appends, then its process dies before marking the row.
