@@ -267,7 +267,7 @@ def trading() -> dict:
 
 
 def model() -> dict | None:
-    from trading.ai.live import figures_json, live_figures
+    from trading.ai.live import figures_json, recent_live_figures
 
     latest = ModelVersion.objects.serving().defer("artifact", "metadata").first()
     if latest is None:
@@ -287,7 +287,7 @@ def model() -> dict | None:
         "train_start": _iso(latest.window_start),
         "train_end": _iso(latest.window_end),
         # Every signal of this version judged at its horizon, traded or denied.
-        "live": figures_json(live_figures([latest.version])[latest.version]),
+        "live": figures_json(recent_live_figures([latest.version])[latest.version]),
         "hit_rate": round(won / closed, 4) if closed else None,
         "closed_trades": closed,
         "drift_detected": drift.get("detected") if checked else None,

@@ -6,7 +6,7 @@ import time
 
 from redis.exceptions import RedisError
 
-from trading.ai.live import figures_json, live_figures
+from trading.ai.live import figures_json, recent_live_figures
 from trading.ai.trainlog import last_training
 from trading.marketdata.health import market_data_check
 from trading.models import ModelVersion
@@ -26,7 +26,7 @@ def model() -> Check:
         return Check("model", Status.FAIL, "no trained model: run manage.py train_model")
     age = time.time() - latest.trained_at.timestamp()
     shown = [latest, *(v for v in versions if v.pk != latest.pk)]
-    figures = live_figures([v.version for v in shown])
+    figures = recent_live_figures([v.version for v in shown])
     return Check(
         "model",
         Status.PASS,

@@ -105,7 +105,7 @@ def model_gauges():
 def live_gauges():
     """Each model version's signals judged at their horizon (``trading.ai.live``): read from the
     database at scrape time, so every ai process agrees."""
-    from trading.ai.live import live_figures
+    from trading.ai.live import recent_live_figures
     from trading.ai.scoring import bucket_label
 
     version = ["model_version"]
@@ -152,7 +152,7 @@ def live_gauges():
         "Mean net forward return of the judged signals in a confidence bucket",
         labels=bucket,
     )
-    for name, figures in live_figures().items():
+    for name, figures in recent_live_figures().items():
         scored.add_metric([name], figures.scored)
         pending.add_metric([name], figures.pending)
         for family, value in (

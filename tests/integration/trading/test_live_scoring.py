@@ -12,7 +12,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from tests.conftest import SYMBOLS
 from tests.support.processes import wait_for
 from trading.ai.features import WARMUP_BARS
-from trading.ai.live import live_figures, score_due_signals
+from trading.ai.live import forget_recent_figures, live_figures, score_due_signals
 from trading.ai.scoring import score_signal, summarize
 from trading.events.consumer import ensure_group
 from trading.events.envelope import new_event
@@ -91,6 +91,7 @@ def test_signals_are_judged_once_the_bar_at_their_horizon_arrives_denied_ones_to
     assert SignalScore.objects.filter(scored_at__isnull=True).exists()
 
     version = trained_model.version
+    forget_recent_figures()  # read within a few seconds of an earlier test's scrape
     samples = ai_samples(client)
     label = (("model_version", version),)
     assert samples[("ai_service_live_scored_signals_total", label)] >= 3
