@@ -4,6 +4,7 @@ that starts over starts again from the first model."""
 
 from __future__ import annotations
 
+from datetime import timedelta
 from io import StringIO
 
 import pytest
@@ -105,3 +106,28 @@ def test_a_replay_that_starts_over_serves_the_first_model_again_on_a_store_witho
     assert len(btc) == short_seed
     assert btc[-1].close_time == load_bundled_bars("BTCUSDT")[short_seed - 1].close_time + run.span
     assert btc[-1].close == load_bundled_bars("BTCUSDT")[short_seed - 1].close
+
+
+def test_the_feed_starts_a_looping_replay_over_from_the_seed_and_the_first_model(
+    settings, redis_server
+):
+    settings.REPLAY_START_DAYS = 29.9  # 29 steps to play before the loop
+    start = replay_start()
+    first = train_model(days=TRAIN_DAYS)
+    out = StringIO()
+    call_command("run_feed", "--bar-seconds", "0", "--at-end", "loop", "--max-steps", "33",
+                 "--history", "20", stdout=out)  # fmt: skip
+    assert "replay pass 2 starts over from the seed" in out.getvalue()
+    btc = load_bundled_bars("BTCUSDT")
+    span = btc[-1].close_time - btc[0].open_time + timedelta(milliseconds=1)
+    # The last of the 33 steps was the fourth of the second pass: the same bars as the first
+    # pass began with, 30 days on.
+    position = FeedPosition.objects.get(source="replay", symbol="BTCUSDT")
+    assert position.close_time == btc[start + 3].close_time + span
+    played = MarketBar.objects.filter(symbol="BTCUSDT", origin="replay").order_by("open_time")
+    assert [bar.close_time for bar in played] == [
+        btc[i].close_time + span for i in range(start, start + 4)
+    ]
+    seed = stored_bars("BTCUSDT")[:start]
+    assert seed[0].open_time == btc[0].open_time + span
+    assert list(ModelVersion.objects.serving()) == [first]
