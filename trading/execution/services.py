@@ -763,10 +763,15 @@ def reconcile_exchange(startup: bool = False) -> dict:
         except ExchangeError as error:
             logger.warning("could not reconcile %s: %s", order.client_order_id, error)
     strangers = []
+    mismatched: dict = {}
     try:
         known = set(Order.objects.values_list("client_order_id", flat=True))
         strangers = [o for o in venue.open_orders() if o.client_order_id not in known]
-        record_exchange_balances(venue.balances())
+        account = Account.objects.filter(name=risk.MAIN_ACCOUNT).first()
+        held = exchange(account).balances() if account is not None else venue.balances()
+        record_exchange_balances(held)
+        if startup and account is not None:
+            mismatched = reconcile_balances(account, held)
     except ExchangeError as error:
         logger.warning("could not read open orders or balances: %s", error)
     for stranger in strangers:
@@ -782,11 +787,23 @@ def reconcile_exchange(startup: bool = False) -> dict:
         "symbol_rules": source,
         "orders_reconciled": len(settled),
         "unknown_exchange_orders": len(strangers),
+        "balances_mismatched": sorted(mismatched),
         "signals_requeued": len(
             requeue_stale_signals(STARTUP_STALE_SIGNAL if startup else STALE_SIGNAL)
         ),
         **checked,
     }
+
+
+def reconcile_balances(account: Account, held: list) -> dict:
+    """Compares the account's ledger with the balances its exchange ``held`` once every order in
+    doubt is settled (``trading.ledger.services.reconcile_balances`` says which side wins: the
+    exchange's cash on a live venue, the ledger on the paper exchange). An order still open may
+    have filled unrecorded, which would read as a transfer: then nothing is compared."""
+    if Order.objects.filter(account=account, status__in=Order.OPEN_STATUSES).exists():
+        logger.warning("balances of %s not reconciled: orders are still open", account)
+        return {}
+    return ledger.reconcile_balances(account, held, follow=exchange(account).name != "paper")
 
 
 def record_exchange_balances(balances) -> None:

@@ -15,9 +15,11 @@ book.
 from __future__ import annotations
 
 import logging
+from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from decimal import Decimal
+from typing import Protocol
 
 from django.conf import settings
 from django.db import IntegrityError, transaction
@@ -37,6 +39,14 @@ logger = logging.getLogger(__name__)
 ZERO = Decimal("0")
 # Every traded symbol is quoted in it; the account's cash is its balance.
 QUOTE_ASSET = "USDT"
+
+
+class ExchangeBalance(Protocol):
+    """A balance as an exchange adapter reports it."""
+
+    asset: str
+    free: Decimal
+    locked: Decimal
 
 
 class InsufficientBalance(Exception):
@@ -95,7 +105,7 @@ def balances(account: Account) -> dict[str, AssetBalance]:
     result = {}
     for asset in sorted({*rows, QUOTE_ASSET}):
         row = rows.get(asset)
-        net = row.net if row else ZERO
+        net = book.exact_sum(row.net, row.transferred) if row else ZERO
         locked = row.locked if row else ZERO
         start = account.starting_cash if asset == QUOTE_ASSET else ZERO
         result[asset] = AssetBalance(asset, start + net - locked, locked)
@@ -109,12 +119,12 @@ def free_balances(account: Account) -> dict[str, Decimal]:
 def account_cash(account: Account) -> Decimal:
     """The quote balance, free and locked: starting cash plus every fill's cash flow (sells bring
     in, buys spend, fees always cost), read from the running total: one row."""
-    net = (
+    row = (
         BalanceRow.objects.filter(account=account, asset=QUOTE_ASSET)
-        .values_list("net", flat=True)
+        .values_list("net", "transferred")
         .first()
     )
-    return account.starting_cash + (ZERO if net is None else net)
+    return account.starting_cash + (ZERO if row is None else book.exact_sum(*row))
 
 
 def ledger_nets(account_id: int) -> dict[str, Decimal]:
@@ -134,9 +144,14 @@ def ledger_nets(account_id: int) -> dict[str, Decimal]:
 
 
 def ledger_cash(account: Account) -> Decimal:
-    """The cash worked out again from every fill of the account: what ``account_cash`` must
-    always equal."""
-    return account.starting_cash + ledger_nets(account.pk)[QUOTE_ASSET]
+    """The cash worked out again from every fill of the account (and the transfers the exchange
+    reported): what ``account_cash`` must always equal."""
+    transferred = (
+        BalanceRow.objects.filter(account=account, asset=QUOTE_ASSET)
+        .values_list("transferred", flat=True)
+        .first()
+    )
+    return account.starting_cash + ledger_nets(account.pk)[QUOTE_ASSET] + (transferred or ZERO)
 
 
 def order_lock(order: Order) -> tuple[str, Decimal]:
@@ -168,7 +183,7 @@ def lock_order(order: Order) -> None:
     asset, amount = order_lock(order)
     row = _row(order.account_id, asset)
     start = order.account.starting_cash if asset == QUOTE_ASSET else ZERO
-    free = start + row.net - row.locked
+    free = start + row.net + row.transferred - row.locked
     if amount > free:
         raise InsufficientBalance(
             f"{order.side} {order.quantity} {order.symbol} needs {amount.normalize():f} {asset}, "
@@ -280,6 +295,74 @@ def verify_balances() -> list[str]:
             ]
         )
     return wrong
+
+
+def traded_assets() -> set[str]:
+    """The quote asset and the base asset of every configured symbol."""
+    return {QUOTE_ASSET, *(assets_of(symbol)[0] for symbol in settings.SYMBOLS)}
+
+
+def reconcile_balances(
+    account: Account, venue_balances: Iterable[ExchangeBalance], *, follow: bool
+) -> dict[str, dict[str, object]]:
+    """Compares the account's balances with the exchange's (``venue_balances``, as its adapter
+    reads them: GET /api/v3/account on Binance), asset by asset over the assets the platform
+    trades, free and locked together (the orders both sides hold are reconciled apart). Returns
+    the assets that differ, with both totals; each difference raises a ``risk.alert``
+    (BALANCE_MISMATCH) and counts in ``exec_risk_service_risk_alerts_total``, as an order the
+    exchange has and the platform does not.
+
+    Which side is right. On a live exchange (``follow=True``) the exchange holds the money, so
+    for the quote asset the ledger follows it: the difference is recorded as ``transferred``
+    (a deposit or a withdrawal, not PnL), and the free cash the checks read is the exchange's.
+    A base asset is not followed: the ledger's positions are what the platform bought, at a cost;
+    it cannot make up a position for coins it did not buy, and it must never sell coins it did
+    not buy. The difference is reported for an operator to settle, and an order the exchange
+    cannot pay for is refused there (-2010, INSUFFICIENT_BALANCE). On the paper exchange
+    (``follow=False``) the ledger is the book of record and the paper exchange a simulation of
+    the same fills: a difference is a defect, reported and not followed."""
+    from trading.execution import metrics
+
+    theirs: dict[str, Decimal] = {}
+    for balance in venue_balances:
+        theirs[balance.asset] = theirs.get(balance.asset, ZERO) + balance.free + balance.locked
+    wrong: dict[str, dict[str, object]] = {}
+    with transaction.atomic():
+        ours = {asset: b.total for asset, b in balances(account).items()}
+        for asset in sorted(traded_assets()):
+            held, reported = ours.get(asset, ZERO), theirs.get(asset, ZERO)
+            if held == reported:
+                continue
+            followed = follow and asset == QUOTE_ASSET
+            wrong[asset] = {"ledger": _plain(held), "exchange": _plain(reported),
+                            "followed": followed}  # fmt: skip
+            if followed:
+                row = _row(account.pk, asset)
+                row.transferred = book.exact_sum(row.transferred, reported, -held)
+                row.save(update_fields=["transferred", "updated_at"])
+        if wrong:
+            outbox.record(
+                [
+                    new_event(
+                        "risk.alert",
+                        {
+                            "account": account.name,
+                            "reason": AlertReason.BALANCE_MISMATCH,
+                            "balances": wrong,
+                        },
+                        service="exec-risk",
+                    )
+                ]
+            )
+    for asset, seen in wrong.items():
+        logger.error("%s balance of %s: ledger %s, exchange %s", asset, account, seen["ledger"],
+                     seen["exchange"])  # fmt: skip
+        metrics.RISK_ALERTS.inc(reason=AlertReason.BALANCE_MISMATCH)
+    return wrong
+
+
+def _plain(value: Decimal) -> str:
+    return format(value.normalize(), "f")
 
 
 def _require_transaction(name: str) -> None:

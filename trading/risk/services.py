@@ -37,7 +37,10 @@ logger = logging.getLogger(__name__)
 ZERO = Decimal("0")
 
 
-def get_account(name: str = "main") -> Account:
+MAIN_ACCOUNT = "main"
+
+
+def get_account(name: str = MAIN_ACCOUNT) -> Account:
     """The account by name, created (with its trading state) on first use."""
     account, _ = Account.objects.get_or_create(
         name=name,

@@ -278,7 +278,8 @@ def test_an_exchange_rejection_rejects_the_signal_and_writes_no_fill_or_position
     decided = services.process_signal(pending.pk)
 
     assert decided.status == Signal.Status.REJECTED
-    assert decided.reason == "EXCHANGE_REJECTED"
+    # Binance's own balance check: the reason the ledger's check gives, permanent.
+    assert decided.reason == "INSUFFICIENT_BALANCE"
     assert "insufficient balance" in decided.detail
     order = decided.orders.get()
     assert order.status == Order.Status.REJECTED

@@ -289,6 +289,7 @@ def test_a_rejected_order_is_not_looked_up_or_resent(http, adapter, sleeps):
         False,
     )
     assert "insufficient balance" in raised.value.message
+    assert raised.value.insufficient_balance
     assert len(http.calls) == 1
     assert sleeps == []
 
