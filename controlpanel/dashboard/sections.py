@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import time
+from bisect import bisect_right
 from collections.abc import Callable, Iterable
 from decimal import Decimal
 
@@ -15,7 +16,9 @@ from trading.ledger import services as ledger
 from trading.marketdata.prices import latest_quotes, recent_bars
 from trading.models import (
     EquitySnapshot,
+    Fill,
     LearningRecord,
+    MarketBar,
     ModelVersion,
     Order,
     Signal,
@@ -102,6 +105,52 @@ def positions() -> list[dict]:
             }
         )
     return rows
+
+
+FILLS_SHOWN = 200
+
+
+def fills() -> list[dict]:
+    """The operator's newest fills, oldest first, each with ``bar_time``: the open time of the
+    newest bar of its symbol stored when it filled, the bar whose price it traded on. A replay's
+    bars carry the times of their history, not the wall clock a fill is stamped with, so that
+    bar is where the fill belongs on a price chart."""
+    recent = list(
+        Fill.objects.filter(order__account=risk.get_account()).order_by("-ts", "-id")[:FILLS_SHOWN]
+    )
+    recent.reverse()
+    bar_times = {
+        symbol: iter(_bar_times(symbol, [f.ts for f in recent if f.symbol == symbol]))
+        for symbol in {f.symbol for f in recent}
+    }
+    return [
+        {
+            "symbol": f.symbol,
+            "side": f.side,
+            "quantity": str(f.quantity),
+            "price": str(f.price),
+            "ts": _iso(f.ts),
+            "bar_time": _iso(next(bar_times[f.symbol])),
+            "order_id": f.order_id,
+        }
+        for f in recent
+    ]
+
+
+def _bar_times(symbol: str, moments: list) -> list:
+    """For each moment (ascending), the open time of the newest bar stored by then, or None."""
+    bars = MarketBar.objects.filter(symbol=symbol).order_by("-stored_at", "-open_time")
+    before = bars.filter(stored_at__lt=moments[0]).values_list("stored_at", "open_time")[:1]
+    during = bars.filter(stored_at__gte=moments[0], stored_at__lte=moments[-1]).values_list(
+        "stored_at", "open_time"
+    )
+    stored = sorted([*before, *during])
+    stamps = [at for at, _ in stored]
+    found = []
+    for moment in moments:
+        index = bisect_right(stamps, moment)
+        found.append(stored[index - 1][1] if index else None)
+    return found
 
 
 def signals() -> list[dict]:
@@ -199,13 +248,18 @@ def shown(event: dict) -> bool:
 
 
 def event_row(event: dict) -> dict:
-    return {
+    row = {
         "ts": event["ts"],
         "type": event["type"],
         "service": event["service"],
         "correlation_id": event.get("correlation_id", ""),
         "summary": summarize_event(event),
     }
+    if event["type"] == "market.bar":
+        # The price charts draw each new bar from its delta.
+        p = event.get("payload") or {}
+        row["bar"] = {k: p.get(k) for k in ("symbol", "open_time", "open", "high", "low", "close")}
+    return row
 
 
 def events() -> list[dict]:
@@ -335,6 +389,7 @@ BUILDERS: dict[str, Callable[[], object]] = {
     "pnl": pnl,
     "equity_curve": equity_curve,
     "positions": positions,
+    "fills": fills,
     "signals": signals,
     "orders": orders,
     "denials": denials,
@@ -353,7 +408,7 @@ AFFECTS: dict[str, tuple[str, ...]] = {
     "order.denied": ("signals", "denials"),
     "order.rejected": ("signals", "orders", "denials"),
     "order.submitted": ("signals", "orders"),
-    "order.filled": ("signals", "orders", "pnl", "positions"),
+    "order.filled": ("signals", "orders", "pnl", "positions", "fills", "equity_curve"),
     "position.opened": ("positions", "pnl"),
     "position.changed": ("positions", "pnl"),
     "position.closed": ("positions", "pnl", "equity_curve"),

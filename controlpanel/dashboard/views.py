@@ -5,7 +5,9 @@ from django.contrib.auth.decorators import login_required
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import render
 
+from trading.ledger.book import AccountKind
 from trading.observability.services import SERVICES
+from trading.risk.services import get_account
 
 SOCKET_PATH = "/ws/dashboard/"
 
@@ -30,6 +32,8 @@ def index(request: HttpRequest) -> HttpResponse:
     context = {
         "services": SERVICES.values(),
         "can_operate": request.user.has_perm("trading.operate_trading"),
+        # Leverage and reduce-only belong to margin accounts; a spot ticket does not offer them.
+        "margin_account": get_account().kind != AccountKind.SPOT,
         "symbols": settings.SYMBOLS,
         "socket_url": socket_url(request),
     }

@@ -72,8 +72,12 @@ class SignalsView(APIView):
             take_profit_price=data.get("take_profit"),
             close_position=data["close_position"],
         )
+        # The dashboard's trade ticket is an operator's own order, recorded as such.
+        source = "dashboard" if request.headers.get("X-Requested-From") == "dashboard" else "api"
         try:
-            signal = submit_signal(risk.get_account(), signal_request, producer="web", source="api")
+            signal = submit_signal(
+                risk.get_account(), signal_request, producer="web", source=source
+            )
         except InvalidSignal as error:
             return Response({"detail": str(error)}, status=status.HTTP_400_BAD_REQUEST)
         body = {

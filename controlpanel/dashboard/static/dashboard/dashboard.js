@@ -278,78 +278,6 @@ function renderPnl(pnl) {
   setText(byTestId("pnl-exposure"), formatMoney(p.total_exposure));
 }
 
-let chart = null;
-
-function chartOptions(width) {
-  const axis = {
-    stroke: "#8b96a5",
-    grid: { stroke: "#263040", width: 1 },
-    ticks: { stroke: "#263040", width: 1 },
-  };
-  return {
-    width,
-    height: 260,
-    tzDate: (ts) => window.uPlot.tzDate(new Date(ts * 1e3), "Etc/UTC"),
-    scales: { x: { time: true } },
-    cursor: { drag: { x: false, y: false } },
-    series: [
-      { label: "Time (UTC)", value: "{YYYY}-{MM}-{DD} {HH}:{mm}:{ss}" },
-      {
-        label: "Equity",
-        stroke: "#4c8dff",
-        width: 2,
-        fill: "rgba(76, 141, 255, 0.12)",
-        value: (u, v) => (v === null || v === undefined ? DASH : formatMoney(v)),
-      },
-    ],
-    axes: [
-      { ...axis, values: (u, splits) => formatAxisTimes(splits) },
-      { ...axis, size: 80, values: (u, splits) => splits.map((v) => formatFixed(v, 0, { minDigits: 0 })) },
-    ],
-  };
-}
-
-/** Axis labels in UTC, 24-hour: times of day, or dates when the ticks are days apart. */
-function formatAxisTimes(splits) {
-  const daysApart = splits.length > 1 && splits[1] - splits[0] >= 86400;
-  return splits.map((ts) => {
-    const iso = new Date(ts * 1000).toISOString();
-    return daysApart ? iso.slice(5, 10) : iso.slice(11, 16);
-  });
-}
-
-function renderEquityCurve(points) {
-  const container = byTestId("equity-chart");
-  const empty = $("[data-empty]", container);
-  const xs = [];
-  const ys = [];
-  for (const point of Array.isArray(points) ? points : []) {
-    const ts = Date.parse(point.ts);
-    const equity = toNumber(point.equity);
-    if (Number.isFinite(ts) && equity !== null) {
-      xs.push(ts / 1000);
-      ys.push(equity);
-    }
-  }
-  if (!window.uPlot) {
-    setText(empty, "the chart library did not load");
-    empty.hidden = false;
-    return;
-  }
-  empty.hidden = xs.length > 0;
-  if (!xs.length) setText(empty, "no equity recorded yet");
-  container.dataset.points = String(xs.length);
-  if (chart) {
-    chart.setData([xs, ys]);
-  } else if (xs.length) {
-    chart = new window.uPlot(chartOptions(container.clientWidth), [xs, ys], container);
-    new ResizeObserver(() => {
-      const width = container.clientWidth;
-      if (width && width !== chart.width) chart.setSize({ width, height: chart.height });
-    }).observe(container);
-  }
-}
-
 function renderPositions(positions) {
   renderTable("positions", positions, "no open positions", (p) =>
     row([
@@ -604,7 +532,6 @@ const RENDERERS = {
   trading: renderTrading,
   prices: renderPrices,
   pnl: renderPnl,
-  equity_curve: renderEquityCurve,
   positions: renderPositions,
   signals: renderSignals,
   orders: renderOrders,
@@ -628,6 +555,14 @@ function markDirty(name) {
   }
 }
 
+/** The page's other modules (trade.js, charts.js) follow the messages through DOM events:
+ * "dashboard:section" {name, value} for every section received (also those drawn only there),
+ * "dashboard:events" {events} for a delta's new events, oldest first, "dashboard:snapshot" after
+ * a snapshot, and "dashboard:rendered" {name} after a section's DOM was rebuilt here. */
+function announce(type, detail = {}) {
+  document.dispatchEvent(new CustomEvent(`dashboard:${type}`, { detail }));
+}
+
 function renderDirty() {
   frameRequested = false;
   const names = [...dirty];
@@ -635,6 +570,7 @@ function renderDirty() {
   for (const name of names) {
     try {
       RENDERERS[name](state.sections[name]);
+      announce("rendered", { name });
     } catch (error) {
       // A rendering bug in one section must not blank the others; a resync would not fix it.
       console.error(`dashboard: could not render ${name}`, error);
@@ -643,13 +579,15 @@ function renderDirty() {
 }
 
 function setSection(name, value) {
-  if (!(name in RENDERERS)) return; // a section this page does not show (yet)
+  announce("section", { name, value });
+  if (!(name in RENDERERS)) return; // drawn by another module, or not shown (yet)
   state.sections[name] = value;
   state.receivedAt[name] = performance.now();
   markDirty(name);
 }
 
 function addEvents(events) {
+  announce("events", { events });
   // Delta events arrive oldest first; the feed shows the newest first.
   const feed = [...events].reverse().concat(state.sections.events || []);
   state.sections.events = feed.slice(0, EVENTS_KEPT);
@@ -670,6 +608,7 @@ function applySnapshot(message) {
   clearTimeout(snapshotTimer);
   failures = 0;
   setConnection("live");
+  announce("snapshot");
 }
 
 function applyDelta(message) {
@@ -843,7 +782,7 @@ function setConnection(status, note) {
 function applyUser(user) {
   if (user && user.can_operate === false) {
     // The server rendered controls for an operator who no longer is one: take them away.
-    for (const element of document.querySelectorAll('[data-testid="controls"], [data-testid="checks-controls"], dialog.confirm')) {
+    for (const element of document.querySelectorAll('[data-testid="controls"], [data-testid="checks-controls"], dialog.confirm, [data-operator]')) {
       element.remove();
     }
   } else if (user && user.can_operate && !byTestId("controls")) {
