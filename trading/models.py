@@ -783,9 +783,11 @@ class MarketBar(models.Model):
 class SignalScore(models.Model):
     """An ai signal judged at its model's horizon against the bars that followed, whether it
     traded or was denied. Opened with the signal; ``scored_at`` is set once the bar closing at
-    ``due_close_time`` arrives (``trading.ai.live``)."""
+    ``due_close_time`` arrives (``trading.ai.live``). One row per signal and model version: the
+    serving version's own prediction, and room for a challenger's on the same bar, judged the
+    same way."""
 
-    signal = models.OneToOneField(Signal, on_delete=models.CASCADE, related_name="score")
+    signal = models.ForeignKey(Signal, on_delete=models.CASCADE, related_name="scores")
     model_version = models.CharField(max_length=80, db_index=True)
     symbol = models.CharField(max_length=20)
     side = models.CharField(max_length=4, choices=Side.choices)
@@ -805,6 +807,11 @@ class SignalScore(models.Model):
 
     class Meta:
         ordering = ["-bar_close_time"]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["signal", "model_version"], name="one_score_per_signal_and_version"
+            )
+        ]
         indexes = [
             models.Index(
                 fields=["symbol", "due_close_time"],

@@ -38,8 +38,8 @@ def open_score(signal: Signal, bar: Bar, horizon_bars: int) -> SignalScore:
     confidence = float(signal.confidence)
     score, _ = SignalScore.objects.get_or_create(
         signal=signal,
+        model_version=signal.model_version,
         defaults={
-            "model_version": signal.model_version,
             "symbol": signal.symbol,
             "side": signal.side,
             "probability_up": float(signal.probability_up),

@@ -103,15 +103,21 @@ class Migration(migrations.Migration):
                 ("scored_at", models.DateTimeField(blank=True, null=True)),
                 (
                     "signal",
-                    models.OneToOneField(
+                    models.ForeignKey(
                         on_delete=django.db.models.deletion.CASCADE,
-                        related_name="score",
+                        related_name="scores",
                         to="trading.signal",
                     ),
                 ),
             ],
             options={
                 "ordering": ["-bar_close_time"],
+                "constraints": [
+                    models.UniqueConstraint(
+                        fields=("signal", "model_version"),
+                        name="one_score_per_signal_and_version",
+                    )
+                ],
                 "indexes": [
                     models.Index(
                         condition=models.Q(("scored_at__isnull", True)),
