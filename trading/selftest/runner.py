@@ -146,8 +146,10 @@ def finish_run(run: SelfTestRun) -> None:
 
 def reset_sandbox(account: Account, settle_seconds: float = 10.0) -> None:
     """Closes the sandbox's open positions, waits for its orders to settle, then removes its
-    ledger, so that a run starts and ends on an empty book in the ACTIVE state."""
-    from trading.execution.services import flatten_positions
+    ledger and its paper exchange balances, so that a run starts and ends on an empty book in
+    the ACTIVE state. The sandbox is an account of its own: its balances are never the
+    operator's."""
+    from trading.execution.services import exchange, flatten_positions
     from trading.ledger.services import rebuild_balances
 
     if not account.is_sandbox:
@@ -176,8 +178,10 @@ def reset_sandbox(account: Account, settle_seconds: float = 10.0) -> None:
             state=TradingStateRecord.State.ACTIVE, reason=""
         )
         Account.objects.filter(pk=account.pk).update(peak_equity=account.starting_cash)
-        # With its fills gone, the sandbox's cash is its starting cash again.
+        # With its fills gone, the sandbox's cash is its starting cash again, in the ledger and
+        # in its book on the paper exchange.
         rebuild_balances(account)
+    exchange(account).reset_balances()  # type: ignore[attr-defined]
 
 
 def _jsonable(data: dict) -> dict:

@@ -9,6 +9,8 @@ import pytest
 from django.core.management import call_command
 from prometheus_client.parser import text_string_to_metric_families
 
+from trading.execution.services import exchange
+from trading.ledger import services as ledger
 from trading.models import Account, Order, Position, SelfTestRun, Signal
 from trading.selftest.base import SUITES
 
@@ -45,6 +47,15 @@ def test_the_integration_suite_passes_against_the_running_platform(platform, cli
     assert not Position.objects.filter(account=sandbox).exists()
     assert not Order.objects.filter(account=sandbox).exists()
     assert not Signal.objects.filter(account=main).exists()
+    # The sandbox trades from balances of its own, in the ledger and on the paper exchange, back
+    # to its starting cash; the operator's are as they were.
+    for account in (sandbox, main):
+        held = {a: b.total for a, b in ledger.balances(account).items() if b.total}
+        assert held == {"USDT": account.starting_cash}
+        venue = {b.asset: b.total for b in exchange(account).balances() if b.total}
+        assert venue == {"USDT": account.starting_cash}
+    flow = next(r for r in results if r.name == "signal_flow")
+    assert flow.data["sell_correlation_id"] != flow.data["correlation_id"]
 
     text = client.get("/metrics").content.decode()
     samples = {

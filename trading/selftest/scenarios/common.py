@@ -212,7 +212,8 @@ class Cycle:
     buy: Signal | None = None
     sell: Signal | None = None
     position_id: int | None = None
-    events: list[str] = field(default_factory=list)  # event types of the BUY's correlation id
+    # Event types of the round trip, in the log's order: the BUY's correlation id and the SELL's.
+    events: list[str] = field(default_factory=list)
     timings_ms: dict[str, float] = field(default_factory=dict)
     problem: str = ""  # empty when the cycle went all the way
 
@@ -220,19 +221,46 @@ class Cycle:
     def correlation_id(self) -> str:
         return str(self.buy.correlation_id) if self.buy else ""
 
+    @property
+    def sell_correlation_id(self) -> str:
+        return str(self.sell.correlation_id) if self.sell else ""
+
+    @property
+    def flow(self) -> dict:
+        """What ``_round_trip_events`` needs to read the round trip back."""
+        return {
+            "correlation_ids": [c for c in (self.correlation_id, self.sell_correlation_id) if c],
+            "correlation_id": self.correlation_id,
+            "since": self.since,
+        }
+
     def data(self) -> dict:
         return {
             "symbol": self.symbol,
             "correlation_id": self.correlation_id,
+            "sell_correlation_id": self.sell_correlation_id,
             "events": self.events,
             **self.timings_ms,
         }
 
 
+def _round_trip_events(flow: dict) -> list[tuple[str, object]]:
+    """The events of a round trip's signals (``Cycle.flow``), in the log's order."""
+    found = [e for cid in flow["correlation_ids"] for e in _events_for(cid, flow["since"])]
+    return sorted(found, key=lambda entry: tuple(map(int, entry[0].split("-"))))
+
+
+# Filed under the SELL that closed the position; the rest of the flow under the BUY that opened it
+# (``learning.recorded`` carries the position's opener).
+CLOSING_EVENTS = frozenset({"position.closed"})
+
+
 def _trading_cycle(ctx: Context, symbol: str, wanted: Iterable[str] = FLOW) -> Cycle:
     """BUY ``FLOW_NOTIONAL`` USDT of ``symbol`` on the sandbox, wait until it is filled, SELL the
-    whole position, wait until it is closed, then wait for the ``wanted`` events of the BUY's
-    correlation id (position events and ``learning.recorded`` carry the opening signal's)."""
+    whole position, wait until it is closed, then wait for the ``wanted`` events: a position
+    event is filed under the order that moved the position, so ``position.closed`` under the
+    SELL's correlation id (naming the BUY's as the one that opened it), the others under the
+    BUY's."""
     problems = _close_positions(ctx, [symbol])  # start flat, so the BUY opens its own position
     cycle = Cycle(symbol, since=_log_clock())
     if problems:
@@ -275,14 +303,34 @@ def _trading_cycle(ctx: Context, symbol: str, wanted: Iterable[str] = FLOW) -> C
         return cycle
 
     wanted = set(wanted)
+    missing: list[str] = []
 
     def seen() -> bool:
-        cycle.events = [e.type for _, e in _events_for(cycle.correlation_id, cycle.since)]
-        return wanted <= set(cycle.events)
+        story = _round_trip_events(cycle.flow)
+        cycle.events = [e.type for _, e in story]
+        filed = {cycle.correlation_id: set(), cycle.sell_correlation_id: set()}
+        for _, event in story:
+            filed[event.correlation_id].add(event.type)
+        missing[:] = [
+            f"{t} (under the {'SELL' if t in CLOSING_EVENTS else 'BUY'})"
+            for t in FLOW
+            if t in wanted
+            and t
+            not in filed[cycle.sell_correlation_id if t in CLOSING_EVENTS else cycle.correlation_id]
+        ]
+        return not missing
 
     if not Context.wait_for(seen, timeout=15, step=0.25):
-        missing = [t for t in FLOW if t in wanted and t not in cycle.events]
         cycle.problem = f"events missing 15 s after the SELL filled: {', '.join(missing)}"
+    elif "position.closed" in wanted:
+        [closed] = [
+            e
+            for _, e in _events_for(cycle.sell_correlation_id, cycle.since)
+            if e.type == "position.closed"
+        ]
+        opener = closed.payload.get("opened_by_correlation_id")
+        if opener != cycle.correlation_id:
+            cycle.problem = f"position.closed names {opener} as its opener, not the BUY"
     cycle.timings_ms["total_ms"] = _ms(time.perf_counter() - started)
     return cycle
 

@@ -29,7 +29,6 @@ from trading.selftest.scenarios.common import (
     _answer,
     _close_positions,
     _down,
-    _events_for,
     _fate,
     _health_line,
     _health_summary,
@@ -39,6 +38,7 @@ from trading.selftest.scenarios.common import (
     _percentile,
     _qty,
     _ready_paths,
+    _round_trip_events,
     _seconds_to_fate,
     _service_pages,
     _small_quantity,
@@ -99,14 +99,14 @@ def rpc(ctx: Context) -> Outcome:
 @scenario(INTEGRATION, "signal_flow", "Signal -> execution -> position closed -> learning")
 def signal_flow(ctx: Context) -> Outcome:
     """A sandbox BUY of BTCUSDT is filled and opens a position, a SELL of the whole position
-    closes it, and the event log holds ``position.opened``, ``position.closed`` and the
-    analytics service's ``learning.recorded`` under the signal's correlation id."""
+    closes it, and the event log holds ``position.opened`` and the analytics service's
+    ``learning.recorded`` under the BUY's correlation id, ``position.closed`` under the SELL's."""
     cycle = _trading_cycle(
         ctx, "BTCUSDT", wanted=("position.opened", "position.closed", "learning.recorded")
     )
     if cycle.problem:
         return Outcome.failed(cycle.problem, **cycle.data())
-    ctx.shared["signal_flow"] = {"correlation_id": cycle.correlation_id, "since": cycle.since}
+    ctx.shared["signal_flow"] = cycle.flow
     timings = cycle.timings_ms
     return Outcome.passed(
         f"BTCUSDT round trip {cycle.correlation_id[:8]}: BUY filled in {timings['buy_filled_ms']}"
@@ -362,9 +362,9 @@ def rpc_timeout(ctx: Context) -> Outcome:
 
 @scenario(INTEGRATION, "event_replay", "Event replay and retention")
 def event_replay(ctx: Context) -> Outcome:
-    """The history of one trade read back from the event log (Redis Streams) holds its whole
-    flow in order, from ``signal.generated`` to ``position.closed``; and the log's length stays
-    within its retention bound (``MAXLEN ~``)."""
+    """The history of one round trip (its BUY's and its SELL's correlation ids) read back from
+    the event log (Redis Streams) holds its whole flow in order, from ``signal.generated`` to
+    ``position.closed``; and the log's length stays within its retention bound (``MAXLEN ~``)."""
     from trading.events.log import events_stream, maxlen
     from trading.store import redis_client
 
@@ -373,9 +373,9 @@ def event_replay(ctx: Context) -> Outcome:
         cycle = _trading_cycle(ctx, "BTCUSDT", wanted=("position.closed",))
         if cycle.problem:
             return Outcome.failed(f"no trade to replay: {cycle.problem}", **cycle.data())
-        flow = {"correlation_id": cycle.correlation_id, "since": cycle.since}
+        flow = cycle.flow
     started = time.perf_counter()
-    history = _events_for(flow["correlation_id"], flow["since"])
+    history = _round_trip_events(flow)
     read_ms = _ms(time.perf_counter() - started)
     types = [event.type for _, event in history]
     length, bound = redis_client().xlen(events_stream()), maxlen()
@@ -402,8 +402,10 @@ def event_replay(ctx: Context) -> Outcome:
 @scenario(INTEGRATION, "concurrent_signals", "20 concurrent signals")
 def concurrent_signals(ctx: Context) -> Outcome:
     """20 sandbox signals sent together over BTCUSDT, ETHUSDT and SOLUSDT (about 50 USDT each,
-    alternately BUY and SELL so the book stays small) are all decided within 30 s, and every
-    service is still ready afterwards."""
+    alternately BUY and SELL so the book stays small) are all decided within 30 s, none denied
+    for want of balance, and every service is still ready afterwards. The sandbox is a spot
+    account: it sells only what it holds, so it first buys, and waits for, what its SELLs will
+    sell, whichever of the 20 exec-risk decides first."""
     quantities = {}
     for symbol in SYMBOLS:
         quantities[symbol], why = _small_quantity(symbol)
@@ -419,6 +421,17 @@ def concurrent_signals(ctx: Context) -> Outcome:
         }
         for i in range(20)
     ]
+    sells = Counter(order["symbol"] for order in orders if order["side"] == "SELL")
+    stock = [
+        ctx.sandbox_signal(symbol, "BUY", confidence=TRADE_CONFIDENCE,
+                           quantity=_qty(quantities[symbol] * count), notional=None)
+        for symbol, count in sorted(sells.items())
+    ]  # fmt: skip
+    stocked, _ = _wait_signals(stock, FINISHED, timeout=20)
+    unstocked = [_fate(s) for s in stocked if s.status != SignalStatus.FILLED]
+    if unstocked:
+        _close_positions(ctx)
+        return Outcome.failed(f"could not buy what the SELLs sell: {unstocked}")
     started = time.perf_counter()
     signals, all_decided = _wait_signals(_submit_together(ctx, orders), DECIDED, timeout=30)
     wall = time.perf_counter() - started
@@ -437,6 +450,9 @@ def concurrent_signals(ctx: Context) -> Outcome:
         problems.insert(0, f"{len(undecided)} of 20 not decided within 30 s: {undecided}")
     if statuses.get(SignalStatus.FAILED):
         problems.append(f"{statuses[SignalStatus.FAILED]} signals failed")
+    short = [_fate(s) for s in signals if s.reason == "INSUFFICIENT_BALANCE"]
+    if short:
+        problems.append(f"denied for want of a balance the sandbox holds: {short}")
     problems += _not_ready(ctx)
     if problems:
         return Outcome.failed("; ".join(problems), **figures)
