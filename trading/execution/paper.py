@@ -156,6 +156,63 @@ def affordable_quantity(
     return max(quantity, ZERO)
 
 
+@dataclass(frozen=True, slots=True)
+class BookedTrade:
+    """What one market fill of ``quantity`` at ``price`` does to a spot book: the base and
+    quote it moves, the fee, and what it uses up of the order's hold (``spent``: a BUY's cost
+    with its fee, a SELL's quantity)."""
+
+    quantity: Decimal
+    price: Decimal
+    fee: Decimal
+    base_move: Decimal
+    quote_move: Decimal
+    spent: Decimal
+
+
+def placement_hold(
+    side: Side, quantity: Decimal, bar_close: Decimal, config: PaperConfig, *, tick_size: Decimal
+) -> Decimal:
+    """What a market order for ``quantity`` needs free to be placed, as Binance spot checks it:
+    a SELL its quantity of the base asset, a BUY its ``taker_cost`` at the ``taker_price`` of
+    ``bar_close`` in the quote asset."""
+    if _side(side) is Side.SELL:
+        return quantity
+    return taker_cost(quantity, taker_price(side, bar_close, config, tick_size=tick_size), config)
+
+
+def book_trade(
+    side: Side,
+    quantity: Decimal,
+    price: Decimal,
+    config: PaperConfig,
+    *,
+    held: Decimal,
+    free_quote: Decimal,
+    step_size: Decimal,
+) -> BookedTrade | None:
+    """The part of a market fill of ``quantity`` at ``price`` that the book pays for, and what
+    it moves; None when it pays for none of it. A SELL's quantity was held in full when it was
+    placed; a BUY's rest may cost more than its ``held`` amount, and the ``free_quote``
+    balance pays the excess, down to the step that still fits."""
+    side = _side(side)
+    amount = quantity
+    if side is Side.BUY:
+        budget = max(ZERO, _ARITHMETIC.add(held, free_quote))
+        if taker_cost(amount, price, config) > budget:
+            amount = affordable_quantity(budget, price, config, step_size=step_size)
+    if amount <= 0:
+        return None
+    notional = _ARITHMETIC.multiply(amount, price)
+    fee = _ARITHMETIC.multiply(config.taker_fee_rate, notional)
+    if side is Side.BUY:
+        return BookedTrade(amount, price, fee, amount,
+                           _ARITHMETIC.subtract(notional.copy_negate(), fee),
+                           _ARITHMETIC.add(notional, fee))  # fmt: skip
+    return BookedTrade(amount, price, fee, amount.copy_negate(),
+                       _ARITHMETIC.subtract(notional, fee), amount)  # fmt: skip
+
+
 def simulate_limit_fill(
     side: Side,
     quantity: Decimal,

@@ -46,10 +46,9 @@ from trading.execution.adapter import (
 )
 from trading.execution.paper import (
     PaperConfig,
-    affordable_quantity,
+    book_trade,
+    placement_hold,
     simulate_market_fill,
-    taker_cost,
-    taker_price,
 )
 from trading.marketdata.bars import Bar, datetime_to_ms
 from trading.marketdata.prices import latest_quote
@@ -225,11 +224,10 @@ class PaperExchange:
             fills=(),
             transact_time=now,
         )
-        if req.side == "SELL":
-            asset, need = rules.base_asset, req.quantity
-        else:
-            price = taker_price(req.side, quote.bar.close, self.config, tick_size=rules.tick_size)
-            asset, need = rules.quote_asset, taker_cost(req.quantity, price, self.config)
+        asset = rules.base_asset if req.side == "SELL" else rules.quote_asset
+        need = placement_hold(
+            req.side, req.quantity, quote.bar.close, self.config, tick_size=rules.tick_size
+        )
         balances_key, locked_key = self._balances_key(self.book), self._locked_key(self.book)
         orders_key, used_key = self._orders_key(), self._used_key(quote.bar)
 
@@ -398,28 +396,26 @@ class PaperExchange:
                       (rules.base_asset, rules.quote_asset)}  # fmt: skip
             hold_asset = self._hold_asset(order)
             locked = Decimal(pipe.hget(locked_key, hold_asset) or "0")
-            amount = quantity
-            if order.side == "BUY":
-                # The rest of a BUY may cost more than it held; the free balance pays the excess.
-                free = _EXACT.subtract(totals[rules.quote_asset], locked)
-                budget = max(ZERO, _EXACT.add(held, free))
-                if taker_cost(amount, price, self.config) > budget:
-                    amount = affordable_quantity(budget, price, self.config, step_size=step)
-            if amount <= 0:
+            # The arithmetic is the backtest's too (``trading.execution.paper.book_trade``).
+            trade = book_trade(
+                order.side,
+                quantity,
+                price,
+                self.config,
+                held=held,
+                free_quote=_EXACT.subtract(totals[rules.quote_asset], locked),
+                step_size=step,
+            )
+            if trade is None:
                 expired = replace(current, status=OrderStatus.EXPIRED, transact_time=self.clock())
                 pipe.multi()
                 self._queue_store(pipe, expired, book_id, ZERO)
                 pipe.hset(locked_key, hold_asset, str(max(ZERO, _EXACT.subtract(locked, held))))
                 filled.clear()
                 return
-            fee = _EXACT.multiply(self.config.taker_fee_rate, _EXACT.multiply(amount, price))
-            notional = _EXACT.multiply(amount, price)
-            if order.side == "BUY":
-                base_move, quote_move = amount, _EXACT.subtract(notional.copy_negate(), fee)
-                spent = _EXACT.add(notional, fee)
-            else:
-                base_move, quote_move = amount.copy_negate(), _EXACT.subtract(notional, fee)
-                spent = amount
+            amount, spent = trade.quantity, trade.spent
+            notional = _EXACT.multiply(amount, trade.price)
+            base_move, quote_move = trade.base_move, trade.quote_move
             moves = {rules.base_asset: base_move, rules.quote_asset: quote_move}
             executed = current.executed_quantity + amount
             updated = replace(

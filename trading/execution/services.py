@@ -28,7 +28,7 @@ from django.utils import timezone
 from trading import bus
 from trading.events import outbox
 from trading.events.envelope import Event, new_event
-from trading.execution import metrics
+from trading.execution import decisions, metrics
 from trading.execution.adapter import (
     ExchangeAdapter,
     ExchangeError,
@@ -120,24 +120,22 @@ class Sizing:
 
 def size_order(signal: Signal, price: Decimal | None) -> Sizing:
     """The order quantity: what the position holds for a signal that closes it (rounded down to
-    the market step), else given, or the notional at the mark rounded down to the market step."""
+    the market step), else given, or the notional at the mark rounded down to the market step
+    (``decisions.order_quantity``, which the backtest decides with too)."""
+    held = ZERO
     if signal.close_position:
         position = Position.objects.filter(
             account=signal.account, symbol=signal.symbol, status=Position.Status.OPEN
         ).first()
-        held = abs(position.quantity) if position is not None else ZERO
-        rules = symbol_rules().get(signal.symbol)
-        if rules is not None:
-            held = rules.round_quantity(held, market=True)
-        return Sizing(held or None, price)
-    if signal.quantity is not None:
-        return Sizing(signal.quantity, price)
-    if price is None or signal.notional is None:
-        return Sizing(None, price)
-    rules = symbol_rules().get(signal.symbol)
-    quantity = signal.notional / price
-    if rules is not None:
-        quantity = rules.round_quantity(quantity, market=True)
+        held = position.quantity if position is not None else ZERO
+    quantity = decisions.order_quantity(
+        close_position=signal.close_position,
+        quantity=signal.quantity,
+        notional=signal.notional,
+        held=held,
+        price=price,
+        rules=symbol_rules().get(signal.symbol),
+    )
     return Sizing(quantity, price)
 
 
@@ -161,20 +159,13 @@ def process_signal(signal_id: uuid.UUID | str) -> Signal:
     if sizing.price is None:
         return deny_signal(signal, Reason.NO_MARKET_DATA, f"no price for {signal.symbol} yet")
     if sizing.quantity is None or sizing.quantity <= 0:
-        rules = symbol_rules().get(signal.symbol)
-        if signal.close_position:
-            return deny_signal(
-                signal, Reason.INSUFFICIENT_BALANCE, f"no {signal.symbol} position to close"
-            )
-        if rules is not None and signal.notional < rules.min_notional:
-            return deny_signal(
-                signal,
-                Reason.MIN_NOTIONAL,
-                f"notional {signal.notional} < exchange minimum {rules.min_notional}",
-            )
-        return deny_signal(
-            signal, Reason.LOT_SIZE, f"notional {signal.notional} buys less than one step"
+        reason, detail = decisions.sizing_denial(
+            symbol=signal.symbol,
+            close_position=signal.close_position,
+            notional=signal.notional,
+            rules=symbol_rules().get(signal.symbol),
         )
+        return deny_signal(signal, reason, detail)
     marks = {symbol: known.price for symbol, known in quotes.items()}
     intent = OrderIntent(
         symbol=signal.symbol,

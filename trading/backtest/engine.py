@@ -1,0 +1,562 @@
+"""The backtest: a strategy's signals through live paper trading's own decisions, in one process.
+
+Each step of closed bars (every symbol's bar closing at one moment), in the order exec-risk and
+the ai service meet them live:
+
+1. the bar is the symbol's quote; open orders fill further on it (the paper exchange's
+   ``on_bar``), and stop-loss / take-profit levels fire (``ledger.book.exit_trigger``);
+2. the strategy sees the symbol's closed bars up to this one (its ``warmup`` of them) and
+   returns signals;
+3. each signal is sized (``execution.decisions``), checked (``risk.checks.evaluate``, on a
+   ``BookState`` of the backtest's book), held against the ledger's free balance, placed on the
+   paper exchange (``MemoryPaperExchange``: ``execution.paper``'s fill model) and filled on the
+   bar; each fill is booked as live books it (``ledger.book.fill_from_trade``, ``apply_fill``),
+   then the automatic trading state (``risk.state.automatic_state``) is applied.
+
+Time is the bars' own: an order's minute for the order rate, the UTC day of the daily PnL and
+the fills' times are the closing time of the bar. Nothing here reads a clock, a database or
+Redis; the account kind passes through to the risk checks and the book.
+
+Memory: the windows the strategy sees, the open orders, the fills and an equity curve sampled
+once per ``sample_every`` (an hour by default) are kept; bars are read as they come.
+"""
+
+from __future__ import annotations
+
+import heapq
+import itertools
+import math
+from collections import deque
+from collections.abc import Callable, Iterable, Iterator, Mapping
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from decimal import Context, Decimal
+
+from trading.backtest.exchange import MemoryPaperExchange
+from trading.execution.adapter import (
+    ExchangeError,
+    OrderRequest,
+    OrderResult,
+    client_order_id_for,
+)
+from trading.execution.decisions import order_quantity, sizing_denial
+from trading.execution.paper import PaperConfig
+from trading.ledger.book import (
+    AccountKind,
+    PositionState,
+    apply_fill,
+    cash_flow,
+    daily_pnl,
+    exit_trigger,
+    fill_from_trade,
+    unrealized_at_open,
+    value_account,
+)
+from trading.marketdata.bars import Bar
+from trading.marketdata.symbols import SymbolRules
+from trading.risk.checks import BookState, Limits, OrderIntent, evaluate
+from trading.risk.reasons import Reason
+from trading.risk.state import TradingState, automatic_state
+from trading.strategies.base import SignalIntent, Strategy
+
+ZERO = Decimal(0)
+_EXACT = Context(prec=50)
+Progress = Callable[[int], None]
+
+
+@dataclass(frozen=True)
+class Settings:
+    """One run's settings. ``fee_rate`` defaults to the paper config's taker fee, which is what
+    live risk checks a BUY's cost with; ``trade_from`` (None: from the first bar) is when
+    signals start to count: the bars before it only fill the strategy's window."""
+
+    paper: PaperConfig
+    limits: Limits
+    rules: Mapping[str, SymbolRules]
+    starting_cash: Decimal
+    kind: AccountKind = AccountKind.SPOT
+    quote_asset: str = "USDT"
+    trade_from: datetime | None = None
+    sample_every: timedelta = timedelta(hours=1)
+    hit_horizon: int = 12
+
+
+@dataclass(frozen=True)
+class OrderRecord:
+    signal_index: int
+    ts: datetime
+    symbol: str
+    side: str
+    quantity: Decimal
+    reference_price: Decimal
+    purpose: str
+    status: str = "NEW"
+    reason: str = ""
+
+
+@dataclass(frozen=True)
+class FillRecord:
+    order_index: int
+    ts: datetime
+    symbol: str
+    side: str
+    quantity: Decimal
+    price: Decimal
+    fee: Decimal
+    realized_pnl: Decimal
+
+
+@dataclass(frozen=True)
+class SignalRecord:
+    ts: datetime
+    symbol: str
+    side: str
+    confidence: Decimal
+    status: str
+    reason: str = ""
+
+
+@dataclass
+class Trade:
+    """A round trip: from the fill that opened a position to the one that closed it."""
+
+    symbol: str
+    opened_at: datetime
+    closed_at: datetime | None = None
+    net_pnl: Decimal = ZERO
+    _net_before: Decimal = ZERO
+
+
+@dataclass
+class Result:
+    settings: Settings
+    strategy_kind: str
+    strategy_version: str
+    signals: list[SignalRecord] = field(default_factory=list)
+    orders: list[OrderRecord] = field(default_factory=list)
+    fills: list[FillRecord] = field(default_factory=list)
+    trades: list[Trade] = field(default_factory=list)
+    equity_curve: list[tuple[datetime, Decimal]] = field(default_factory=list)
+    bars: int = 0
+    steps: int = 0
+    steps_in_market: int = 0
+    first_close: dict[str, Decimal] = field(default_factory=dict)
+    last_close: dict[str, Decimal] = field(default_factory=dict)
+    start: datetime | None = None
+    end: datetime | None = None
+    max_drawdown: Decimal = ZERO
+    final_equity: Decimal = ZERO
+    hits: int = 0
+    scored: int = 0
+
+
+def steps_of(series: Iterable[Iterable[Bar]]) -> Iterator[list[Bar]]:
+    """The bars of several symbols merged into steps (the bars closing at one moment), in time
+    order, each symbol's series read as it goes."""
+    merged = heapq.merge(*series, key=lambda bar: (bar.close_time, bar.symbol))
+    for _, group in itertools.groupby(merged, key=lambda bar: bar.close_time):
+        yield list(group)
+
+
+class Backtest:
+    def __init__(self, strategy: Strategy, settings: Settings) -> None:
+        self.strategy = strategy
+        self.settings = settings
+        self.quote = settings.quote_asset
+        self.totals: dict[str, Decimal] = {self.quote: settings.starting_cash}
+        self.exchange = MemoryPaperExchange(
+            settings.paper, dict(settings.rules), self.totals, quote_asset=self.quote
+        )
+        # What open orders hold on the ledger's side (``ledger.services.order_lock``).
+        self.ledger_locked: dict[str, Decimal] = {}
+        self._order_holds: dict[str, tuple[int, str, Decimal]] = {}
+        self.positions: dict[str, PositionState] = {}
+        self.stops: dict[str, tuple[Decimal | None, Decimal | None]] = {}
+        self.marks: dict[str, Decimal] = {}
+        self.windows: dict[str, deque[Bar]] = {}
+        self.state = TradingState.ACTIVE
+        self.peak_equity = settings.starting_cash
+        self._recent_orders: deque[datetime] = deque()
+        # Daily PnL as the ledger works it out: the day's realized PnL, and the unrealized PnL
+        # at its open from what the fills before it add up to.
+        self._day: object = None
+        self._day_open: Decimal | None = None
+        self._before_day: tuple[dict[str, Decimal], Decimal, Decimal] = ({}, ZERO, ZERO)
+        self._flows = ZERO
+        self._net_realized = ZERO
+        self._held: dict[str, Decimal] = {}
+        self._realized_today = ZERO
+        self._open_trades: dict[str, Trade] = {}
+        self._pending_scores: dict[str, deque[tuple[int, str, Decimal]]] = {}
+        self._bar_count: dict[str, int] = {}
+        self._next_sample: datetime | None = None
+        self._peak_curve = ZERO
+        self.result = Result(settings, strategy.kind, strategy.version)
+
+    # --- running --------------------------------------------------------------------------
+
+    def run(self, steps: Iterable[list[Bar]], progress: Progress | None = None) -> Result:
+        for step in steps:
+            self.step(step)
+            if progress is not None:
+                progress(self.result.bars)
+        self._finish()
+        return self.result
+
+    def step(self, bars: list[Bar]) -> None:
+        now = bars[0].close_time
+        self._new_day(now)
+        result = self.result
+        result.bars += len(bars)
+        result.steps += 1
+        trading = self.settings.trade_from is None or now >= self.settings.trade_from
+        if trading and result.start is None:
+            result.start = now
+        for bar in bars:
+            self.marks[bar.symbol] = bar.close
+            self._score(bar)
+            for answer in self.exchange.on_bar(bar):
+                self._apply_result(answer, now)
+            self._exits(bar, now)
+        for bar in bars:
+            window = self.windows.get(bar.symbol)
+            if window is None:
+                window = self.windows[bar.symbol] = deque(maxlen=max(1, self.strategy.warmup))
+            window.append(bar)
+            if not trading:
+                continue
+            result.first_close.setdefault(bar.symbol, bar.close)
+            result.last_close[bar.symbol] = bar.close
+            for intent in self.strategy.on_bar(list(window)):
+                self._decide(intent, bar, now)
+        if trading:
+            self._record_equity(now)
+
+    # --- signals to orders ----------------------------------------------------------------
+
+    def _decide(self, intent: SignalIntent, bar: Bar, now: datetime) -> None:
+        result = self.result
+        index = len(result.signals)
+        rules = self.settings.rules.get(intent.symbol)
+        position = self.positions.get(intent.symbol, PositionState(intent.symbol))
+        price = self.marks.get(intent.symbol)
+        self._pending_scores.setdefault(intent.symbol, deque()).append(
+            (self._bar_count[intent.symbol] + self.settings.hit_horizon, intent.side, bar.close)
+        )
+        quantity = order_quantity(
+            close_position=intent.close_position,
+            quantity=None,
+            notional=intent.notional,
+            held=position.quantity,
+            price=price,
+            rules=rules,
+        )
+        if price is None:
+            return self._deny(intent, now, Reason.NO_MARKET_DATA)
+        if quantity is None or quantity <= 0:
+            reason, _ = sizing_denial(
+                symbol=intent.symbol,
+                close_position=intent.close_position,
+                notional=intent.notional,
+                rules=rules,
+            )
+            return self._deny(intent, now, reason)
+        decision = evaluate(
+            OrderIntent(
+                symbol=intent.symbol,
+                side=intent.side,
+                quantity=quantity,
+                price=price,
+                confidence=intent.confidence,
+            ),
+            self.settings.limits,
+            self._book_state(now),
+            self.settings.rules,
+        )
+        if not decision.approved:
+            return self._deny(intent, now, str(decision.reason))
+        if not self._lock(intent.symbol, intent.side, quantity, price):
+            return self._deny(intent, now, Reason.INSUFFICIENT_BALANCE)
+        result.signals.append(
+            SignalRecord(now, intent.symbol, intent.side, intent.confidence, "submitted")
+        )
+        self._place(index, intent.symbol, intent.side, quantity, price, "signal", now)
+
+    def _deny(self, intent: SignalIntent, now: datetime, reason: str) -> None:
+        self.result.signals.append(
+            SignalRecord(now, intent.symbol, intent.side, intent.confidence, "denied", str(reason))
+        )
+
+    def _book_state(self, now: datetime) -> BookState:
+        while self._recent_orders and self._recent_orders[0] < now - timedelta(minutes=1):
+            self._recent_orders.popleft()
+        held = {s: p.quantity for s, p in self.positions.items() if p.quantity}
+        return BookState(
+            trading_state=self.state,
+            kind=self.settings.kind,
+            positions=held,
+            balances=self._ledger_free(),
+            fee_rate=self.settings.paper.taker_fee_rate,
+            marks=self.marks,
+            daily_pnl=self._daily_pnl(),
+            orders_last_minute=len(self._recent_orders),
+        )
+
+    def _ledger_free(self) -> dict[str, Decimal]:
+        return {
+            asset: _EXACT.subtract(total, self.ledger_locked.get(asset, ZERO))
+            for asset, total in self.totals.items()
+        }
+
+    def _hold(
+        self, symbol: str, side: str, remaining: Decimal, price: Decimal
+    ) -> tuple[str, Decimal]:
+        rules = self.settings.rules[symbol]
+        if side == "SELL":
+            return rules.base_asset, remaining
+        notional = remaining * price
+        return rules.quote_asset, notional + notional * self.settings.paper.taker_fee_rate
+
+    def _lock(self, symbol: str, side: str, quantity: Decimal, price: Decimal) -> bool:
+        asset, amount = self._hold(symbol, side, quantity, price)
+        if amount > self._ledger_free().get(asset, ZERO):
+            return False
+        self.ledger_locked[asset] = self.ledger_locked.get(asset, ZERO) + amount
+        return True
+
+    def _place(
+        self,
+        signal_index: int,
+        symbol: str,
+        side: str,
+        quantity: Decimal,
+        price: Decimal,
+        purpose: str,
+        now: datetime,
+    ) -> None:
+        result = self.result
+        order_index = len(result.orders)
+        client_id = client_order_id_for(f"backtest-{order_index}")
+        result.orders.append(OrderRecord(signal_index, now, symbol, side, quantity, price, purpose))
+        self._order_holds[client_id] = (order_index, symbol, price)
+        self._recent_orders.append(now)
+        request = OrderRequest(
+            symbol=symbol,
+            side=side,
+            order_type="MARKET",
+            quantity=quantity,
+            client_order_id=client_id,
+        )
+        try:
+            answer = self.exchange.place_order(request)
+        except ExchangeError as error:
+            reason = (
+                Reason.INSUFFICIENT_BALANCE
+                if error.insufficient_balance
+                else Reason.EXCHANGE_REJECTED
+            )
+            self._release(client_id, quantity, ZERO)
+            self._set_order(order_index, status="REJECTED", reason=str(reason))
+            return
+        self._apply_result(answer, now)
+
+    def _set_order(self, index: int, **changes) -> None:
+        from dataclasses import replace
+
+        self.result.orders[index] = replace(self.result.orders[index], **changes)
+
+    def _release(self, client_id: str, before_remaining: Decimal, after_remaining: Decimal):
+        order_index, symbol, price = self._order_holds[client_id]
+        side = self.result.orders[order_index].side
+        asset, before = self._hold(symbol, side, before_remaining, price)
+        _, after = self._hold(symbol, side, after_remaining, price)
+        self.ledger_locked[asset] = max(ZERO, self.ledger_locked.get(asset, ZERO) - before + after)
+
+    def _apply_result(self, answer: OrderResult, now: datetime) -> None:
+        """Records an exchange answer as ``execution.services.apply_order_result`` does."""
+        order_index, symbol, _ = self._order_holds[answer.client_order_id]
+        order = self.result.orders[order_index]
+        filled_before = (
+            sum((f.quantity for f in self.result.fills if f.order_index == order_index), ZERO)
+            if order.status == "PARTIALLY_FILLED"
+            else ZERO
+        )
+        executed = filled_before + sum((f.quantity for f in answer.fills), ZERO)
+        rules = self.settings.rules[symbol]
+        for fill in answer.fills:
+            booked = fill_from_trade(
+                order.side,
+                fill.quantity,
+                fill.price,
+                fill.commission,
+                fill.commission_asset,
+                base_asset=rules.base_asset,
+                quote_asset=rules.quote_asset,
+                ts=now,
+            )
+            realized = self._book(symbol, booked, rules)
+            self.result.fills.append(
+                FillRecord(
+                    order_index,
+                    now,
+                    symbol,
+                    order.side,
+                    booked.quantity,
+                    booked.price,
+                    booked.fee,
+                    realized,
+                )
+            )
+        status = str(answer.status)
+        if executed >= order.quantity:
+            status = "FILLED"
+        open_after = status in ("NEW", "PARTIALLY_FILLED")
+        remaining_after = order.quantity - executed if open_after else ZERO
+        self._release(answer.client_order_id, order.quantity - filled_before, remaining_after)
+        self._set_order(order_index, status=status)
+        if answer.fills:
+            self._automatic_state()
+
+    def _book(self, symbol: str, fill, rules: SymbolRules) -> Decimal:
+        state = self.positions.get(symbol, PositionState(symbol))
+        lot_step = max(rules.step_size, rules.market_step_size)
+        new_state, effect = apply_fill(state, fill, lot_step=lot_step)
+        # Totals moved on the exchange's side (the same moves: ``fill_moves``).
+        net = _EXACT.subtract(effect.realized_pnl, fill.fee)
+        self._net_realized = _EXACT.add(self._net_realized, net)
+        self._realized_today = _EXACT.add(self._realized_today, net)
+        self._flows = _EXACT.add(
+            self._flows, cash_flow(fill.side, fill.quantity, fill.price, fill.fee)
+        )
+        self._held[symbol] = _EXACT.add(self._held.get(symbol, ZERO), fill.signed_quantity)
+        before_net = state.net_realized_pnl
+        if state.is_flat and not new_state.is_flat:
+            self._open_trades[symbol] = Trade(symbol, fill.ts, _net_before=before_net)
+        elif not state.is_flat:
+            trade = self._open_trades.get(symbol)
+            if trade is not None and (
+                new_state.is_flat or _sign(new_state.quantity) != _sign(state.quantity)
+            ):
+                closing_fee = fill.fee
+                if not new_state.is_flat:  # flipped: the rest of the fee opened the new one
+                    closing_fee = fill.fee * effect.closed_quantity / fill.quantity
+                trade.closed_at = fill.ts
+                trade.net_pnl = (
+                    state.net_realized_pnl + effect.realized_pnl - closing_fee - trade._net_before
+                )
+                self.result.trades.append(trade)
+                del self._open_trades[symbol]
+                if not new_state.is_flat:
+                    self._open_trades[symbol] = Trade(
+                        symbol,
+                        fill.ts,
+                        _net_before=new_state.net_realized_pnl - (fill.fee - closing_fee),
+                    )
+        self.positions[symbol] = new_state
+        if new_state.is_flat:
+            self.stops.pop(symbol, None)
+        return effect.realized_pnl
+
+    def _exits(self, bar: Bar, now: datetime) -> None:
+        state = self.positions.get(bar.symbol)
+        levels = self.stops.get(bar.symbol)
+        if state is None or state.is_flat or levels is None:
+            return
+        trigger = exit_trigger(state, bar.close, *levels)
+        if trigger is None:
+            return
+        rules = self.settings.rules[bar.symbol]
+        quantity = rules.round_quantity(abs(state.quantity), market=True)
+        side = "SELL" if state.quantity > 0 else "BUY"
+        if quantity > 0 and self._lock(bar.symbol, side, quantity, bar.close):
+            self._place(-1, bar.symbol, side, quantity, bar.close, str(trigger).lower(), now)
+
+    # --- the book over time ---------------------------------------------------------------
+
+    def _valuation(self):
+        open_positions = [p for p in self.positions.values() if not p.is_flat]
+        return value_account(self.totals.get(self.quote, ZERO), open_positions, self.marks)
+
+    def _new_day(self, now: datetime) -> None:
+        day = now.date()
+        if day != self._day:
+            self._day = day
+            self._day_open = None
+            self._realized_today = ZERO
+            self._before_day = (dict(self._held), self._flows, self._net_realized)
+
+    def _daily_pnl(self) -> Decimal:
+        if self._day_open is None:
+            quantities, flows, net = self._before_day
+            marks = {s: self.marks[s] for s, q in quantities.items() if q}
+            self._day_open = unrealized_at_open(quantities, marks, flows, net)
+        return daily_pnl(self._realized_today, self._valuation().unrealized_pnl, self._day_open)
+
+    def _automatic_state(self) -> None:
+        valued = self._valuation()
+        self.peak_equity = max(self.peak_equity, valued.equity)
+        target, why = automatic_state(
+            self.state,
+            daily_pnl=daily_pnl(
+                self._realized_today,
+                valued.unrealized_pnl,
+                self._day_open if self._day_open is not None else self._open_unrealized(),
+            ),
+            daily_loss_limit=self.settings.limits.daily_loss_limit,
+            equity=valued.equity,
+            peak_equity=self.peak_equity,
+            max_drawdown=self.settings.limits.max_drawdown,
+        )
+        if why is not None:
+            self.state = target
+
+    def _open_unrealized(self) -> Decimal:
+        self._daily_pnl()
+        assert self._day_open is not None
+        return self._day_open
+
+    def _record_equity(self, now: datetime) -> None:
+        equity = self._valuation().equity
+        result = self.result
+        result.final_equity = equity
+        result.end = now
+        if any(not p.is_flat for p in self.positions.values()):
+            result.steps_in_market += 1
+        if equity > self._peak_curve:
+            self._peak_curve = equity
+        elif self._peak_curve > 0:
+            drawdown = (self._peak_curve - equity) / self._peak_curve
+            if drawdown > result.max_drawdown:
+                result.max_drawdown = drawdown
+        if self._next_sample is None or now >= self._next_sample:
+            result.equity_curve.append((now, equity))
+            self._next_sample = now + self.settings.sample_every
+        else:
+            result.equity_curve[-1] = (result.equity_curve[-1][0], equity)
+
+    def _score(self, bar: Bar) -> None:
+        count = self._bar_count.get(bar.symbol, 0) + 1
+        self._bar_count[bar.symbol] = count
+        pending = self._pending_scores.get(bar.symbol)
+        while pending and pending[0][0] <= count:
+            _, side, entry = pending.popleft()
+            self.result.scored += 1
+            if (bar.close > entry) if side == "BUY" else (bar.close < entry):
+                self.result.hits += 1
+
+    def _finish(self) -> None:
+        if self.result.equity_curve:
+            # The last sample holds the last step's equity, at the last step's time.
+            ts, _ = self.result.equity_curve[-1]
+            self.result.equity_curve[-1] = (
+                max(ts, self.result.end or ts),
+                self.result.final_equity,
+            )
+
+
+def _sign(value: Decimal) -> int:
+    return (value > 0) - (value < 0)
+
+
+def isfinite(value: float | None) -> bool:
+    return value is not None and math.isfinite(value)

@@ -1,0 +1,231 @@
+"""The paper exchange with its balance book in memory, for a backtest in one process.
+
+The same adapter methods as ``trading.execution.paper_exchange.PaperExchange`` (``place_order``,
+``on_bar``, ``open_orders``, ``query_order``, ``cancel_order``, ``balances``) and the same
+decisions, from the same pure functions of ``trading.execution.paper``: what placing an order
+needs free (``placement_hold``), what a bar fills (``simulate_market_fill``), what the book
+pays for and moves (``book_trade``). Only where the book lives differs: dictionaries here, Redis
+there. The volume a bar has filled is counted per symbol and bar, as the paper exchange counts
+it for every order on the symbol.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, replace
+from decimal import Context, Decimal
+
+from trading.execution.adapter import (
+    Balance,
+    ExchangeError,
+    ExchangeFill,
+    OrderRequest,
+    OrderResult,
+    OrderStatus,
+)
+from trading.execution.paper import PaperConfig, book_trade, placement_hold, simulate_market_fill
+from trading.marketdata.bars import Bar
+from trading.marketdata.symbols import SymbolRules
+
+ZERO = Decimal(0)
+_EXACT = Context(prec=50)
+INSUFFICIENT_BALANCE = -2010
+INSUFFICIENT_BALANCE_MESSAGE = "Account has insufficient balance for requested action."
+
+
+@dataclass
+class _Held:
+    order: OrderResult
+    held: Decimal
+    trades: int = 0
+
+
+class MemoryPaperExchange:
+    name = "paper"
+
+    def __init__(
+        self,
+        config: PaperConfig,
+        rules: dict[str, SymbolRules],
+        totals: dict[str, Decimal],
+        *,
+        quote_asset: str = "USDT",
+    ) -> None:
+        self.config = config
+        self.rules = rules
+        # The book's totals per asset; the backtest's ledger reads the same dictionary, as the
+        # ledger and the paper exchange agree on totals live.
+        self.totals = totals
+        self.locked: dict[str, Decimal] = {}
+        self.quote_asset = quote_asset
+        self.quotes: dict[str, Bar] = {}
+        self._orders: dict[str, _Held] = {}
+        self._open: dict[str, _Held] = {}
+        self._used: dict[str, tuple[object, Decimal]] = {}
+
+    def _rules(self, symbol: str) -> SymbolRules:
+        try:
+            return self.rules[symbol]
+        except KeyError:
+            raise ExchangeError(
+                f"Invalid symbol {symbol}", code=-1121, retryable=False, http_status=400
+            ) from None
+
+    def _hold_asset(self, order: OrderResult) -> str:
+        rules = self._rules(order.symbol)
+        return rules.base_asset if order.side == "SELL" else rules.quote_asset
+
+    def _free(self, asset: str) -> Decimal:
+        return _EXACT.subtract(self.totals.get(asset, ZERO), self.locked.get(asset, ZERO))
+
+    def _used_of(self, bar: Bar) -> Decimal:
+        seen = self._used.get(bar.symbol)
+        return seen[1] if seen is not None and seen[0] == bar.close_time else ZERO
+
+    # --- the adapter interface ------------------------------------------------------------
+
+    def place_order(self, req: OrderRequest) -> OrderResult:
+        rules = self._rules(req.symbol)
+        if req.order_type != "MARKET":
+            raise ExchangeError(
+                "the paper exchange takes MARKET orders", code=-1116, retryable=False
+            )
+        bar = self.quotes.get(req.symbol)
+        if bar is None:
+            raise ExchangeError(f"no market data for {req.symbol} yet", retryable=True)
+        if req.client_order_id in self._orders:
+            raise ExchangeError("Duplicate order sent.", code=-2010, retryable=False)
+        asset = rules.base_asset if req.side == "SELL" else rules.quote_asset
+        need = placement_hold(
+            req.side, req.quantity, bar.close, self.config, tick_size=rules.tick_size
+        )
+        if need > self._free(asset):
+            raise ExchangeError(
+                INSUFFICIENT_BALANCE_MESSAGE,
+                code=INSUFFICIENT_BALANCE,
+                retryable=False,
+                http_status=400,
+            )
+        order = OrderResult(
+            client_order_id=req.client_order_id,
+            exchange_order_id=f"paper-{req.client_order_id}",
+            symbol=req.symbol,
+            side=req.side,
+            status=OrderStatus.NEW,
+            orig_quantity=req.quantity,
+            executed_quantity=ZERO,
+            cumulative_quote=ZERO,
+            fills=(),
+            transact_time=bar.close_time,
+        )
+        entry = _Held(order, need)
+        self._orders[req.client_order_id] = entry
+        self._open[req.client_order_id] = entry
+        self.locked[asset] = _EXACT.add(self.locked.get(asset, ZERO), need)
+        return self._fill_on_bar(entry, bar)
+
+    def on_bar(self, bar: Bar) -> list[OrderResult]:
+        self.quotes[bar.symbol] = bar
+        changed = []
+        for entry in [e for e in self._open.values() if e.order.symbol == bar.symbol]:
+            before = entry.order
+            updated = self._fill_on_bar(entry, bar)
+            if updated.fills or updated.status != before.status:
+                changed.append(updated)
+        return changed
+
+    def open_orders(self, symbol: str | None = None) -> list[OrderResult]:
+        return [e.order for e in self._open.values() if symbol in (None, e.order.symbol)]
+
+    def query_order(self, symbol: str, client_order_id: str) -> OrderResult:
+        entry = self._orders.get(client_order_id)
+        if entry is None:
+            raise ExchangeError("Order does not exist.", code=-2013, retryable=False)
+        return entry.order
+
+    def cancel_order(self, symbol: str, client_order_id: str) -> OrderResult:
+        entry = self._open.get(client_order_id)
+        if entry is None:
+            raise ExchangeError("Unknown order sent.", code=-2011, retryable=False)
+        return self._end(entry, OrderStatus.CANCELED)
+
+    def balances(self) -> list[Balance]:
+        return [
+            Balance(asset, self._free(asset), self.locked.get(asset, ZERO))
+            for asset in sorted(self.totals)
+        ]
+
+    # --- the book -------------------------------------------------------------------------
+
+    def _end(self, entry: _Held, status: OrderStatus) -> OrderResult:
+        asset = self._hold_asset(entry.order)
+        self.locked[asset] = max(ZERO, _EXACT.subtract(self.locked.get(asset, ZERO), entry.held))
+        entry.held = ZERO
+        entry.order = replace(entry.order, status=status, fills=())
+        self._open.pop(entry.order.client_order_id, None)
+        return entry.order
+
+    def _fill_on_bar(self, entry: _Held, bar: Bar) -> OrderResult:
+        order = entry.order
+        rules = self._rules(order.symbol)
+        step = rules.market_step_size or rules.step_size
+        sim = simulate_market_fill(
+            order.side,
+            order.orig_quantity - order.executed_quantity,
+            bar.close,
+            bar.volume,
+            self.config,
+            self._used_of(bar),
+            tick_size=rules.tick_size,
+            step_size=step,
+        )
+        if sim is None or sim.quantity <= 0:
+            entry.order = replace(order, fills=())
+            return entry.order
+        hold_asset = self._hold_asset(order)
+        trade = book_trade(
+            order.side,
+            sim.quantity,
+            sim.price,
+            self.config,
+            held=entry.held,
+            free_quote=self._free(rules.quote_asset),
+            step_size=step,
+        )
+        if trade is None:
+            return self._end(entry, OrderStatus.EXPIRED)
+        executed = order.executed_quantity + trade.quantity
+        notional = _EXACT.multiply(trade.quantity, trade.price)
+        entry.trades += 1
+        updated = replace(
+            order,
+            status=OrderStatus.FILLED
+            if executed >= order.orig_quantity
+            else OrderStatus.PARTIALLY_FILLED,
+            executed_quantity=executed,
+            cumulative_quote=order.cumulative_quote + notional,
+            transact_time=bar.close_time,
+            fills=(
+                ExchangeFill(
+                    price=trade.price,
+                    quantity=trade.quantity,
+                    commission=trade.fee,
+                    commission_asset=self.quote_asset,
+                    trade_id=f"{order.exchange_order_id}-{entry.trades}",
+                ),
+            ),
+        )
+        self._used[bar.symbol] = (bar.close_time, _EXACT.add(self._used_of(bar), trade.quantity))
+        for asset, move in (
+            (rules.base_asset, trade.base_move),
+            (rules.quote_asset, trade.quote_move),
+        ):
+            self.totals[asset] = _EXACT.add(self.totals.get(asset, ZERO), move)
+        released = entry.held if not updated.is_open else min(entry.held, trade.spent)
+        entry.held = _EXACT.subtract(entry.held, released)
+        self.locked[hold_asset] = max(
+            ZERO, _EXACT.subtract(self.locked.get(hold_asset, ZERO), released)
+        )
+        entry.order = updated
+        if not updated.is_open:
+            self._open.pop(order.client_order_id, None)
+        return updated

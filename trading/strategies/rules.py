@@ -1,0 +1,140 @@
+"""Two plain rule strategies, long-only as a spot account trades.
+
+``sma_crossover``: BUY ``notional`` when the ``fast``-bar simple moving average of the close
+crosses above the ``slow``-bar one (it was at or below it on the bar before and is above it on
+the bar that closed), close the position when it crosses below.
+
+``rsi_mean_reversion``: BUY ``notional`` when the ``period``-bar RSI falls below ``oversold``
+(it was at or above it on the bar before), close the position when it rises above
+``overbought``. RSI is Cutler's, the simple mean of gains and of losses over the last
+``period`` changes, as the ai model's ``rsi_14`` feature: it depends on the last ``period + 1``
+closes only.
+
+Both act on a change between the bar before and the bar that closed, so a signal is sent once
+per crossing, not on every bar the condition holds. A close with no position is denied by the
+risk checks, as any such signal is.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from decimal import Decimal
+from itertools import pairwise
+from typing import Any
+
+from trading.marketdata.bars import Bar
+from trading.strategies.base import (
+    InvalidParameters,
+    SignalIntent,
+    check_confidence,
+    number,
+    unknown,
+    whole,
+)
+
+BUY, SELL = "BUY", "SELL"
+_NOTIONAL_RANGE = (Decimal("0.01"), Decimal("100000000"))
+
+
+@dataclass(frozen=True)
+class SmaCrossover:
+    fast: int
+    slow: int
+    notional: Decimal
+    confidence: Decimal
+    kind: str = "sma_crossover"
+
+    @classmethod
+    def from_parameters(cls, parameters: Mapping[str, Any], confidence: Decimal) -> SmaCrossover:
+        unknown(parameters, {"fast", "slow", "notional"})
+        fast = whole(parameters, "fast", 10, 1, 1000)
+        slow = whole(parameters, "slow", 30, 2, 5000)
+        if fast >= slow:
+            raise InvalidParameters(f"fast ({fast}) must be shorter than slow ({slow})")
+        notional = number(parameters, "notional", "1000", *_NOTIONAL_RANGE)
+        return cls(fast, slow, notional, check_confidence(confidence))
+
+    @property
+    def warmup(self) -> int:
+        return self.slow + 1
+
+    @property
+    def version(self) -> str:
+        return f"{self.kind}(fast={self.fast},slow={self.slow},notional={self.notional})"
+
+    def on_bar(self, window: Sequence[Bar]) -> list[SignalIntent]:
+        if len(window) < self.warmup:
+            return []
+        closes = [float(bar.close) for bar in window[-self.warmup :]]
+        fast, slow = self.fast, self.slow
+        before = sum(closes[-fast - 1 : -1]) / fast - sum(closes[:-1]) / slow
+        now = sum(closes[-fast:]) / fast - sum(closes[1:]) / slow
+        symbol = window[-1].symbol
+        if before <= 0 < now:
+            return [SignalIntent(symbol, BUY, self.confidence, notional=self.notional)]
+        if before >= 0 > now:
+            return [SignalIntent(symbol, SELL, self.confidence, close_position=True)]
+        return []
+
+
+@dataclass(frozen=True)
+class RsiMeanReversion:
+    period: int
+    oversold: Decimal
+    overbought: Decimal
+    notional: Decimal
+    confidence: Decimal
+    kind: str = "rsi_mean_reversion"
+
+    @classmethod
+    def from_parameters(
+        cls, parameters: Mapping[str, Any], confidence: Decimal
+    ) -> RsiMeanReversion:
+        unknown(parameters, {"period", "oversold", "overbought", "notional"})
+        period = whole(parameters, "period", 14, 2, 500)
+        oversold = number(parameters, "oversold", "30", Decimal(0), Decimal(100))
+        overbought = number(parameters, "overbought", "70", Decimal(0), Decimal(100))
+        if oversold >= overbought:
+            raise InvalidParameters(
+                f"oversold ({oversold}) must be below overbought ({overbought})"
+            )
+        notional = number(parameters, "notional", "1000", *_NOTIONAL_RANGE)
+        return cls(period, oversold, overbought, notional, check_confidence(confidence))
+
+    @property
+    def warmup(self) -> int:
+        return self.period + 2
+
+    @property
+    def version(self) -> str:
+        return (
+            f"{self.kind}(period={self.period},oversold={self.oversold},"
+            f"overbought={self.overbought},notional={self.notional})"
+        )
+
+    def on_bar(self, window: Sequence[Bar]) -> list[SignalIntent]:
+        if len(window) < self.warmup:
+            return []
+        closes = [float(bar.close) for bar in window[-self.warmup :]]
+        before, now = rsi(closes[:-1]), rsi(closes[1:])
+        symbol = window[-1].symbol
+        if before >= self.oversold > now:
+            return [SignalIntent(symbol, BUY, self.confidence, notional=self.notional)]
+        if before <= self.overbought < now:
+            return [SignalIntent(symbol, SELL, self.confidence, close_position=True)]
+        return []
+
+
+def rsi(closes: Sequence[float]) -> Decimal:
+    """Cutler's RSI of these closes (``period + 1`` of them), 0..100; 50 when none moved. A
+    Decimal of the float's shortest form, so the thresholds compare exactly."""
+    gains = losses = 0.0
+    for previous, current in pairwise(closes):
+        change = current - previous
+        if change > 0:
+            gains += change
+        else:
+            losses -= change
+    moved = gains + losses
+    return Decimal(repr(100.0 * gains / moved)) if moved > 0 else Decimal(50)
