@@ -13,7 +13,7 @@ from celery import shared_task
 def ping_service(payload: str = "") -> dict[str, object]:
     """Answers with the identity of the worker process that ran it.
 
-    Sent to a service's queue explicitly (``ping_service.apply_async(queue=service.queue)``);
+    Sent by name to a service's queue (``bus.send(bus.PING_SERVICE, queue=service.queue)``);
     system checks use it as the round trip to each service.
     """
     request = ping_service.request
