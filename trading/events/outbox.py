@@ -39,7 +39,6 @@ What the relay guarantees:
 from __future__ import annotations
 
 import functools
-import json
 import logging
 import os
 import threading
@@ -49,6 +48,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any, NamedTuple
 
+import msgpack
 import redis
 from django.conf import settings
 from django.db import close_old_connections, connection, transaction
@@ -220,20 +220,20 @@ def _sent_key() -> str:
 # Appends the events not appended within the dedupe window and counts them; returns each
 # event's stream id ('' when it was appended already), or '?' without appending anything when
 # one of the events that must come before them is not in the log yet. ARGV: maxlen, now ms,
-# dedupe ms, the stream entry's field names (JSON), the events (JSON: per event its id, its
-# counter's key and field, '' for none, then its fields' values), and the ids of the events
-# that must be in the log already (JSON). JSON, because one argument per value made packing
-# the command the relay's largest cost.
+# dedupe ms, the stream entry's field names, the events (per event its id, its counter's key
+# and field, '' for none, then its fields' values), and the ids of the events that must be in
+# the log already, the last three in MessagePack: one argument per value made packing the
+# command the relay's largest cost, and JSON spent as long escaping and reading the payloads.
 _PUBLISH = """
 local now = tonumber(ARGV[2])
 redis.call('ZREMRANGEBYSCORE', KEYS[2], '-inf', now - tonumber(ARGV[3]))
-for _, id in ipairs(cjson.decode(ARGV[6])) do
+for _, id in ipairs(cmsgpack.unpack(ARGV[6])) do
   if not redis.call('ZSCORE', KEYS[2], id) then return '?' end
 end
-local names = cjson.decode(ARGV[4])
+local names = cmsgpack.unpack(ARGV[4])
 local entry = {}
 local out, counts = {}, {}
-for n, event in ipairs(cjson.decode(ARGV[5])) do
+for n, event in ipairs(cmsgpack.unpack(ARGV[5])) do
   local id, key, field = event[1], event[2], event[3]
   if redis.call('ZSCORE', KEYS[2], id) then
     out[n] = ''
@@ -395,15 +395,14 @@ def _append(client: redis.Redis, rows: Sequence[_Row], before: Sequence[str] = (
                        *event.to_fields().values()])  # fmt: skip
     answer = client.eval(
         _PUBLISH, 2, events_stream(), _sent_key(), maxlen(), int(time.time() * 1000),
-        DEDUPE_SECONDS * 1000, _FIELD_NAMES,
-        json.dumps(events, ensure_ascii=False, separators=(",", ":")), json.dumps(list(before)),
+        DEDUPE_SECONDS * 1000, _FIELD_NAMES, msgpack.packb(events), msgpack.packb(list(before)),
     )  # fmt: skip
     if answer in ("?", b"?"):
         return None
     return {row.pk for row, stream_id in zip(rows, answer, strict=True) if stream_id}
 
 
-_FIELD_NAMES = json.dumps(list(FIELDS))
+_FIELD_NAMES = msgpack.packb(list(FIELDS))
 
 
 class _Capture:
