@@ -31,7 +31,7 @@ from trading.events.envelope import new_event
 from trading.ledger import book
 from trading.ledger.book import AccountKind, AssetBalance, PositionState, Valuation
 from trading.marketdata.services import symbol_rules
-from trading.models import Account, DayOpen, Fill, Order, Position
+from trading.models import Account, DayOpen, Fill, Order, Position, TradingStateRecord
 from trading.models import AssetBalance as BalanceRow
 from trading.risk.reasons import AlertReason
 
@@ -497,8 +497,6 @@ def read_book(account: Account, marks: dict[str, Decimal], now: datetime | None 
 
 def portfolio_summary(account: Account, marks: dict[str, Decimal]) -> dict:
     """What ``GET /api/v1/portfolio``, the dashboard and the operators' bot show."""
-    from trading.risk.services import current_state
-
     state = read_book(account, marks)
     current = state.valuation
     return {
@@ -521,7 +519,8 @@ def portfolio_summary(account: Account, marks: dict[str, Decimal]) -> dict:
         "unrealized_pnl": str(current.unrealized_pnl),
         "daily_pnl": str(state.daily_pnl),
         "daily_trades": daily_trades(account),
-        "trading_state": str(current_state(account)),
+        # Read here rather than through the risk services, which sit above the ledger.
+        "trading_state": TradingStateRecord.objects.get(account=account).state,
         "equity_curve": [
             {"ts": snap.ts.isoformat(), "equity": str(snap.equity)}
             for snap in reversed(account.equity.all()[:200])
