@@ -265,4 +265,9 @@ class DashboardConsumer(AsyncJsonWebsocketConsumer):
     async def heartbeat_loop(self) -> None:
         while True:
             await asyncio.sleep(HEARTBEAT_SECONDS)
-            await self.send_heartbeat()
+            try:
+                await self.send_heartbeat()
+            except Exception:
+                # A snapshot it sent failed half-way (the database, Redis going away): the
+                # next heartbeat finds the page behind again.
+                logger.exception("dashboard heartbeat failed")
