@@ -5,6 +5,7 @@ from django.db import models
 
 from trading.models import (
     Account,
+    BacktestRun,
     EquitySnapshot,
     Fill,
     LearningRecord,
@@ -17,6 +18,7 @@ from trading.models import (
     SelfTestResult,
     SelfTestRun,
     Signal,
+    StrategyConfig,
     Symbol,
     TradingStateChange,
     TradingStateRecord,
@@ -276,4 +278,20 @@ class SelfTestRunAdmin(ReadOnlyLedgerAdmin):
 
 
 # Notification channels, deliveries and the Telegram chats live with their area.
+@admin.register(StrategyConfig)
+class StrategyConfigAdmin(admin.ModelAdmin):
+    """Parameters are checked per kind when saved (``StrategyConfig.clean``): sma_crossover
+    takes fast, slow, notional; rsi_mean_reversion period, oversold, overbought, notional;
+    ai_model model_version, notional."""
+
+    list_display = ("name", "kind", "confidence", "updated_at")
+    filter_horizontal = ("accounts",)
+
+
+@admin.register(BacktestRun)
+class BacktestRunAdmin(admin.ModelAdmin):
+    list_display = ("pk", "strategy", "status", "symbols", "start", "end", "created_at")
+    readonly_fields = ("report", "fills")
+
+
 from trading.notifications import admin as _notifications_admin  # noqa: E402, F401

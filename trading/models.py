@@ -824,3 +824,68 @@ class SignalScore(models.Model):
     def __str__(self) -> str:
         state = "pending" if self.scored_at is None else ("hit" if self.hit else "miss")
         return f"{self.side} {self.symbol} {self.model_version}: {state}"
+
+
+class StrategyConfig(models.Model):
+    """A strategy an account may run on each closed bar: its kind, its parameters (checked per
+    kind by ``trading.strategies.kinds``) and the confidence its signals state. An account with
+    no strategy enabled runs the ai model."""
+
+    name = models.SlugField(unique=True)
+    kind = models.CharField(max_length=32)
+    parameters = models.JSONField(default=dict, blank=True)
+    confidence = models.DecimalField(
+        max_digits=7, decimal_places=6, default=Decimal("0.8"),
+        help_text="a stated conviction, not a probability; the backtest measures the hit rate",
+    )  # fmt: skip
+    accounts = models.ManyToManyField(Account, blank=True, related_name="strategies",
+                                      help_text="the accounts that run it")  # fmt: skip
+    updated_at = models.DateTimeField(auto_now=True)
+
+    def __str__(self) -> str:
+        return f"{self.name} ({self.kind})"
+
+    def clean(self) -> None:
+        from django.core.exceptions import ValidationError
+
+        from trading.strategies.base import InvalidParameters
+        from trading.strategies.kinds import validate_parameters
+
+        try:
+            validate_parameters(self.kind, self.parameters, self.confidence)
+        except InvalidParameters as error:
+            raise ValidationError({"parameters": str(error)}) from None
+
+
+class BacktestRun(models.Model):
+    """A backtest as asked for and as it ran: its strategy and settings, the code and data it
+    ran on, its progress, its report and its fills."""
+
+    class Status(models.TextChoices):
+        QUEUED = "queued"
+        RUNNING = "running"
+        DONE = "done"
+        FAILED = "failed"
+
+    created_at = models.DateTimeField(auto_now_add=True)
+    requested_by = models.CharField(max_length=150, blank=True, default="")
+    status = models.CharField(max_length=8, choices=Status.choices, default=Status.QUEUED)
+    strategy = models.CharField(max_length=64)
+    strategy_kind = models.CharField(max_length=32, blank=True, default="")
+    strategy_version = models.CharField(max_length=200, blank=True, default="")
+    parameters = models.JSONField(default=dict, blank=True)
+    settings = models.JSONField(default=dict, blank=True, help_text="fees, slippage, limits")
+    code_version = models.CharField(max_length=64, blank=True, default="")
+    symbols = models.JSONField(default=list)
+    start = models.DateTimeField()
+    end = models.DateTimeField()
+    progress = models.FloatField(default=0.0)
+    report = models.JSONField(null=True, blank=True)
+    fills = models.JSONField(default=list, blank=True)
+    error = models.CharField(max_length=300, blank=True, default="")
+
+    class Meta:
+        ordering = ["-created_at", "-id"]
+
+    def __str__(self) -> str:
+        return f"backtest {self.pk} of {self.strategy} ({self.status})"

@@ -32,6 +32,7 @@ from trading.marketdata.barstore import (
 )
 from trading.marketdata.prices import latest_quote, recent_bars
 from trading.models import ModelVersion, Signal
+from trading.strategies import services as strategies
 
 logger = logging.getLogger(__name__)
 Progress = Callable[[int, int, str], None]
@@ -160,6 +161,14 @@ def generate_signal(event: Event) -> Signal | None:
     from trading.risk.services import get_account
 
     bar = Bar.from_payload(event.payload)
+    account = get_account()
+    configs = strategies.enabled_configs(account)
+    rules = strategies.rule_strategies(configs)
+    if rules:
+        window = history_ending_at(bar, strategies.window_size(rules))[0]
+        strategies.signals_on_bar(account, window, rules)
+    if not strategies.runs_ai_model(configs):
+        return None
     model = current_model()
     if model is None:
         metrics.ERRORS.inc(kind=metrics.NoSignal.NO_MODEL)
@@ -192,7 +201,7 @@ def generate_signal(event: Event) -> Signal | None:
         notional=settings.AI_ORDER_NOTIONAL * multiplier,
     )
     signal = submit_signal(
-        get_account(),
+        account,
         request,
         producer="ai",
         source="ai",
@@ -210,14 +219,14 @@ def generate_signal(event: Event) -> Signal | None:
     return signal
 
 
-def history_ending_at(bar: Bar) -> tuple[list[Bar], int]:
-    """The symbol's recorded bars up to and including ``bar``, its last ``WARMUP_BARS``, oldest
+def history_ending_at(bar: Bar, size: int = WARMUP_BARS) -> tuple[list[Bar], int]:
+    """The symbol's recorded bars up to and including ``bar``, its last ``size``, oldest
     first (fewer while the history is short, none when ``bar`` is not in it: older than the
     history kept), and how many bars of the symbol closed after it."""
-    bars = recent_bars(bar.symbol, WARMUP_BARS + 1)
+    bars = recent_bars(bar.symbol, size + 1)
     if bars and bars[-1].close_time > bar.close_time:
         bars = recent_bars(bar.symbol)  # later bars came in first: find this one further back
-    window = window_ending_at(bars, bar.close_time, WARMUP_BARS)
+    window = window_ending_at(bars, bar.close_time, size)
     newer = len({b.close_time for b in bars if b.close_time > bar.close_time})
     return window, newer
 
