@@ -37,11 +37,13 @@ def open_position(web_url, user, symbol: str, notional: str = "500") -> None:
     assert status == 200 and body["status"] == "filled", body
 
 
-def place_from_ticket(page: Page, symbol: str, side: str, amount: str, sizing: str = "Notional"):
+def place_from_ticket(page: Page, symbol: str, side: str, amount: str, sizing: str = "notional"):
     ticket = page.get_by_test_id("trade-ticket")
     ticket.get_by_label("Symbol").select_option(symbol)
-    ticket.get_by_label(side.capitalize(), exact=True).check()
-    ticket.get_by_label(sizing, exact=True).check()
+    # The radios are drawn as segmented buttons: their labels are what a user clicks.
+    for name, value in (("side", side), ("sizing", sizing)):
+        ticket.locator(f"label:has(input[name={name}][value={value}])").click()
+        expect(ticket.locator(f"input[name={name}][value={value}]")).to_be_checked()
     ticket.get_by_label("Amount").fill(amount)
     page.get_by_test_id("ticket-review").click()
     dialog = page.get_by_test_id("trade-dialog")
@@ -105,7 +107,7 @@ def test_a_denied_ticket_shows_its_reason_code_inline(
     expect(result.get_by_test_id("outcome-reason")).to_have_text("MIN_NOTIONAL")
 
     # Spot: nothing is sold that is not held.
-    place_from_ticket(page, "SOLUSDT", "SELL", "5", sizing="Quantity")
+    place_from_ticket(page, "SOLUSDT", "SELL", "5", sizing="quantity")
     expect(result).to_have_attribute("data-reason", "INSUFFICIENT_BALANCE", timeout=30_000)
     expect(result).to_have_attribute("data-status", "denied")
     expect(

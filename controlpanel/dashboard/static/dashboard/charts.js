@@ -371,6 +371,12 @@ function renderEquity(points) {
     followWidth(container, equity.plot, 220);
     followWidth(container, equity.drawdown, 110);
   }
+  if (equity.plot && xs.length) {
+    // uPlot widens a lone point's time range to years; keep it to an hour around the data.
+    const [min, max] = spread([], xs[0], xs[xs.length - 1]);
+    equity.plot.setScale("x", { min, max });
+    equity.drawdown.setScale("x", { min, max });
+  }
   const scale = equity.plot && equity.plot.scales.y;
   if (scale) {
     container.dataset.yMin = String(scale.min);
