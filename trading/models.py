@@ -504,8 +504,17 @@ class PerformanceSnapshot(models.Model):
 
 class ModelVersionQuerySet(models.QuerySet):
     def serving(self) -> ModelVersionQuerySet:
-        """The versions that may serve, newest first: all but those retired."""
-        return self.filter(retired_at__isnull=True)
+        """The versions that may serve, the champion first: promoted, neither rejected since nor
+        retired, the most recently promoted first. ``.first()`` is the champion."""
+        return self.filter(
+            retired_at__isnull=True, promoted_at__isnull=False, rejected_at__isnull=True
+        ).order_by("-promoted_at", "-trained_at", "-id")
+
+    def challengers(self) -> ModelVersionQuerySet:
+        """Versions on trial, newest first: never promoted, not kept out, not retired."""
+        return self.filter(
+            retired_at__isnull=True, promoted_at__isnull=True, rejected_at__isnull=True
+        ).order_by("-trained_at", "-id")
 
 
 class ModelVersion(models.Model):
@@ -529,6 +538,12 @@ class ModelVersion(models.Model):
     metadata = models.JSONField()
     artifact = models.BinaryField()
     retired_at = models.DateTimeField(null=True, blank=True)
+    promoted_at = models.DateTimeField(
+        null=True, blank=True, help_text="when it last became the champion"
+    )
+    rejected_at = models.DateTimeField(
+        null=True, blank=True, help_text="when it was kept out or rolled back"
+    )
 
     objects = ModelVersionQuerySet.as_manager()
 
@@ -537,6 +552,44 @@ class ModelVersion(models.Model):
 
     def __str__(self) -> str:
         return self.version
+
+    @property
+    def status(self) -> str:
+        """retired, rejected, promoted (it serves, or served and may again) or challenger."""
+        if self.retired_at is not None:
+            return "retired"
+        if self.rejected_at is not None:
+            return "rejected"
+        return "promoted" if self.promoted_at is not None else "challenger"
+
+
+class ModelDecision(models.Model):
+    """A promotion, a rollback or a challenger kept out: who decided, when, on which figures.
+
+    ``figures`` holds both versions' live figures at the time (on their paired signals) and
+    ``test`` the promotion test's result, so a decision can be checked later as it was taken."""
+
+    class Action(models.TextChoices):
+        PROMOTED = "promoted"
+        KEPT_OUT = "kept_out"
+        ROLLED_BACK = "rolled_back"
+        SUPERSEDED = "superseded"
+
+    version = models.CharField(max_length=80, db_index=True)
+    action = models.CharField(max_length=16, choices=Action.choices)
+    actor = models.CharField(max_length=150, help_text="a user name, or system")
+    at = models.DateTimeField(auto_now_add=True, db_index=True)
+    champion = models.CharField(max_length=80, blank=True, default="")
+    challenger = models.CharField(max_length=80, blank=True, default="")
+    figures = models.JSONField(default=dict, blank=True)
+    test = models.JSONField(default=dict, blank=True)
+    reason = models.TextField(blank=True, default="")
+
+    class Meta:
+        ordering = ["-at", "-id"]
+
+    def __str__(self) -> str:
+        return f"{self.version} {self.action} by {self.actor}"
 
 
 class SelfTestRun(models.Model):
