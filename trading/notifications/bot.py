@@ -22,6 +22,7 @@ from trading.ledger import services as ledger
 from trading.ledger.services import portfolio_summary
 from trading.marketdata.prices import latest_prices
 from trading.models import TelegramChat
+from trading.primitives import InvalidInput, read_symbol
 from trading.risk import services as risk
 from trading.risk.state import InvalidTransition
 
@@ -124,7 +125,10 @@ def _resume(user: User, reason: str) -> str:
 def _close(args: list[str]) -> str:
     if len(args) != 1:
         return "Usage: /close SYMBOL"
-    symbol = args[0].upper()
+    try:
+        symbol = read_symbol(args[0])
+    except InvalidInput as refused:
+        return f"Not sent: {refused}"
     account = risk.get_account()
     position = next((p for p in ledger.open_positions(account) if p.symbol == symbol), None)
     if position is None:
@@ -133,7 +137,7 @@ def _close(args: list[str]) -> str:
         symbol=symbol,
         side="SELL" if position.quantity > 0 else "BUY",
         confidence=Decimal("1"),
-        quantity=abs(position.quantity),
+        close_position=True,
     )
     try:
         signal = submit_signal(account, request, producer="web", source="telegram")

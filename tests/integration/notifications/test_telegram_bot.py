@@ -105,7 +105,8 @@ def test_close_goes_through_the_signal_intake_and_risk_checks(bot, service_worke
     assert "BTCUSDT" in ask(bot, VIEWER_CHAT, "/positions")
     assert "for operators" in ask(bot, VIEWER_CHAT, "/close BTCUSDT")
 
-    assert ask(bot, OPERATOR_CHAT, "/close BTCUSDT").startswith("Closing BTCUSDT")
+    assert ask(bot, OPERATOR_CHAT, "/close \u017fOLUSDT").startswith("Not sent")
+    assert ask(bot, OPERATOR_CHAT, "/close btcusdt").startswith("Closing BTCUSDT")
     closed = wait_for(
         lambda: Position.objects.filter(symbol="BTCUSDT", status="closed").first(),
         30,
@@ -113,4 +114,4 @@ def test_close_goes_through_the_signal_intake_and_risk_checks(bot, service_worke
     )
     assert closed.quantity == Decimal("0") or closed.closed_at is not None
     signal = closed.account.signals.filter(source="telegram").get()
-    assert signal.side == "SELL" and signal.status == "filled"
+    assert signal.side == "SELL" and signal.status == "filled" and signal.close_position
