@@ -14,6 +14,8 @@ from urllib.parse import urlsplit
 
 from django.core.exceptions import ImproperlyConfigured
 
+from trading.primitives import InvalidInput, read_symbol_list
+
 _TRUE = {"1", "true", "yes", "on"}
 _FALSE = {"0", "false", "no", "off"}
 
@@ -131,6 +133,20 @@ def env_list(name: str, default: list[str], *, environ: Environ | None = None) -
     if value is None:
         return list(default)
     return [item.strip() for item in value.split(",") if item.strip()]
+
+
+def env_symbols(name: str, default: list[str], *, environ: Environ | None = None) -> list[str]:
+    """A comma-separated list of exchange symbols in ASCII (lower case is upper-cased)."""
+    value = _raw(name, environ)
+    if value is None:
+        return list(default)
+    try:
+        symbols = read_symbol_list(value)
+    except InvalidInput as exc:
+        raise _bad(name, value, f"symbols such as BTCUSDT,ETHUSDT ({exc})") from None
+    if not symbols:
+        raise _bad(name, value, "at least one symbol")
+    return symbols
 
 
 def env_choice(

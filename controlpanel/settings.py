@@ -17,6 +17,7 @@ from controlpanel.env import (
     env_list,
     env_origins,
     env_str,
+    env_symbols,
     env_url,
 )
 
@@ -191,7 +192,7 @@ TELEGRAM_API_URL = env_url(
 
 # --- Trading --------------------------------------------------------------------------------
 EXCHANGE = env_choice("QT_EXCHANGE", "paper", ("paper", "binance"))
-SYMBOLS = [s.upper() for s in env_list("QT_SYMBOLS", ["BTCUSDT", "ETHUSDT", "SOLUSDT"])]
+SYMBOLS = env_symbols("QT_SYMBOLS", ["BTCUSDT", "ETHUSDT", "SOLUSDT"])
 MARKET_DATA_SOURCE = env_choice("QT_MARKET_DATA", "replay", ("replay", "binance"))
 REPLAY_BAR_SECONDS = env_float("QT_REPLAY_BAR_SECONDS", 1.0, minimum=0, maximum=3600)
 REPLAY_AT_END = env_choice("QT_REPLAY_AT_END", "loop", ("loop", "stop"))
@@ -214,6 +215,11 @@ TRAIN_DAYS = env_float("QT_TRAIN_DAYS", 30.0, minimum=1, maximum=3650)
 REPLAY_START_DAYS = env_float("QT_REPLAY_START_DAYS", 20.0, minimum=1, maximum=29)
 BAR_RETENTION_DAYS = env_float("QT_BAR_RETENTION_DAYS", 90.0, minimum=1, maximum=3650)
 AI_ORDER_NOTIONAL = env_decimal("QT_AI_ORDER_NOTIONAL", "100", minimum="0.01")
+# A new model version is a challenger, shadow-scored beside the champion until each symbol has
+# this many judged signals of both and they span this many hours of bars (in replay, a bar a
+# second: about two minutes); then the promotion test decides (trading/ai/promotion.py).
+CHALLENGER_MIN_SCORED = env_int("QT_CHALLENGER_MIN_SCORED", 100, minimum=2)
+CHALLENGER_HOURS = env_float("QT_CHALLENGER_HOURS", 8.0, minimum=0)
 # analytics: the drift alarm, and the largest share of equity one position may hold before it
 # is trimmed.
 DRIFT_THRESHOLD = env_float("QT_DRIFT_THRESHOLD", 0.2, minimum=0.01)

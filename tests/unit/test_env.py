@@ -88,3 +88,14 @@ def test_it_reads_web_origins_and_refuses_anything_more_than_an_origin():
     for bad in ("trader.example.com", "ws://x", "https://x/dashboard", "http://x:port"):
         with pytest.raises(ImproperlyConfigured, match="O="):
             env_origins("O", [], environ={"O": bad})
+
+
+def test_it_reads_symbols_in_ascii_and_upper_cases_only_ascii_letters():
+    from controlpanel.env import env_symbols
+
+    environ = {"S": "btcusdt, ETHUSDT,btcusdt"}
+    assert env_symbols("S", ["X"], environ=environ) == ["BTCUSDT", "ETHUSDT"]
+    assert env_symbols("S", ["BTCUSDT"], environ={}) == ["BTCUSDT"]
+    for bad in ("\u017folusdt", "BTC-USDT", "\uff22TCUSDT", ","):
+        with pytest.raises(ImproperlyConfigured, match="S="):
+            env_symbols("S", [], environ={"S": bad})
