@@ -161,21 +161,26 @@ class BinanceKlineSource:
         return bars
 
     def _fetch(self, params: dict[str, Any]) -> list[Any]:
-        what = f"klines {params['symbol']} {params['interval']}"
-        try:
-            rows = self.client.get_klines(**params)
-        except BinanceAPIException as exc:
-            raise _api_error(what, exc) from exc
-        except BinanceRequestException as exc:
-            # A 2xx answer that is not JSON: a proxy or gateway page, usually gone next time.
-            raise MarketDataError(f"{what}: {exc.message}", retryable=True) from exc
-        except (requests.ConnectionError, requests.Timeout) as exc:
-            raise MarketDataError(f"{what}: {type(exc).__name__}: {exc}", retryable=True) from exc
-        except requests.RequestException as exc:
-            raise MarketDataError(f"{what}: {type(exc).__name__}: {exc}", retryable=False) from exc
-        if not isinstance(rows, list):
-            raise MarketDataError(f"{what}: expected a list, got {rows!r:.200}", retryable=False)
-        return rows
+        return fetch_klines(self.client, params)
+
+
+def fetch_klines(client: Client, params: dict[str, Any]) -> list[Any]:
+    """One ``/api/v3/klines`` page as Binance's rows; any failure as ``MarketDataError``."""
+    what = f"klines {params['symbol']} {params['interval']}"
+    try:
+        rows = client.get_klines(**params)
+    except BinanceAPIException as exc:
+        raise _api_error(what, exc) from exc
+    except BinanceRequestException as exc:
+        # A 2xx answer that is not JSON: a proxy or gateway page, usually gone next time.
+        raise MarketDataError(f"{what}: {exc.message}", retryable=True) from exc
+    except (requests.ConnectionError, requests.Timeout) as exc:
+        raise MarketDataError(f"{what}: {type(exc).__name__}: {exc}", retryable=True) from exc
+    except requests.RequestException as exc:
+        raise MarketDataError(f"{what}: {type(exc).__name__}: {exc}", retryable=False) from exc
+    if not isinstance(rows, list):
+        raise MarketDataError(f"{what}: expected a list, got {rows!r:.200}", retryable=False)
+    return rows
 
 
 def _api_error(what: str, exc: BinanceAPIException) -> MarketDataError:
