@@ -19,6 +19,7 @@ app.conf.task_routes = {
     "trading.portfolio.*": {"queue": "analytics"},
     "trading.analytics.*": {"queue": "analytics"},
     "trading.notifications.*": {"queue": "analytics"},
+    "trading.backtest.*": {"queue": "analytics"},
 }
 # Each area keeps its tasks in its own tasks.py.
 app.autodiscover_tasks(
@@ -28,6 +29,7 @@ app.autodiscover_tasks(
         "trading.ai",
         "trading.analytics",
         "trading.notifications",
+        "trading.backtest",
     ]
 )
 

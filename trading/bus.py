@@ -31,6 +31,7 @@ RECONCILE_EXCHANGE = "trading.execution.tasks.reconcile_exchange"
 ANALYTICS_DRAIN_EVENTS = "trading.analytics.tasks.drain_events"
 RUN_SELFTEST = "trading.analytics.tasks.run_selftest"
 DELIVER_NOTIFICATIONS = "trading.notifications.tasks.deliver_notifications"
+RUN_BACKTEST = "trading.backtest.tasks.run_backtest"
 
 # Every service answers it, on the queue it is sent to.
 PING_SERVICE = "trading.observability.ping_service"

@@ -933,6 +933,8 @@ class BacktestRun(models.Model):
     start = models.DateTimeField()
     end = models.DateTimeField()
     progress = models.FloatField(default=0.0)
+    bars_done = models.PositiveIntegerField(default=0)
+    bars_total = models.PositiveIntegerField(default=0)
     report = models.JSONField(null=True, blank=True)
     fills = models.JSONField(default=list, blank=True)
     error = models.CharField(max_length=300, blank=True, default="")

@@ -39,7 +39,7 @@ FUZZ = settings(
 def no_task_sending(monkeypatch) -> list[Sent]:
     """The API's hand-offs to the workers, recorded instead of queued: no worker runs here, and
     none started later should find a backlog of signals that no longer exist."""
-    names = (bus.PROCESS_SIGNAL, bus.FLATTEN_POSITIONS, bus.RUN_SELFTEST)
+    names = (bus.PROCESS_SIGNAL, bus.FLATTEN_POSITIONS, bus.RUN_SELFTEST, bus.RUN_BACKTEST)
     return record_sends(monkeypatch, *names)
 
 
@@ -195,6 +195,8 @@ def test_any_query_is_answered_with_the_reason(api, path, query):
         st.uuids().map(lambda u: f"/api/v1/signals/{u}"),
         st.integers(min_value=0).map(lambda n: f"/api/v1/selftest/runs/{n}"),
         st.integers(min_value=0, max_value=10**40).map(lambda n: f"/api/v1/selftest/runs/{n}"),
+        st.integers(min_value=0, max_value=10**40).map(lambda n: f"/api/v1/backtests/{n}"),
+        st.integers(min_value=0).map(lambda n: f"/api/v1/backtests/{n}/trades.csv"),
     )
 )
 def test_any_id_is_found_or_a_404_with_the_reason(api, path):

@@ -20,6 +20,7 @@ ROUTED = {
     bus.ANALYTICS_DRAIN_EVENTS: "analytics",
     bus.RUN_SELFTEST: "analytics",
     bus.DELIVER_NOTIFICATIONS: "analytics",
+    bus.RUN_BACKTEST: "analytics",
 }
 
 

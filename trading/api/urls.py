@@ -1,8 +1,9 @@
 from django.urls import path
 from drf_spectacular.views import SpectacularAPIView
 
-from trading.api import views
+from trading.api import backtests, views
 from trading.api.bars import BarsView
+from trading.api.models import ModelsView, PromoteView, RollbackView
 from trading.notifications.views import AlertmanagerWebhookView
 
 urlpatterns = [
@@ -16,6 +17,10 @@ urlpatterns = [
     path("portfolio", views.PortfolioView.as_view(), name="api-portfolio"),
     # --- Market data ---
     path("bars", BarsView.as_view(), name="api-bars"),
+    # --- Models ---
+    path("models", ModelsView.as_view(), name="api-models"),
+    path("models/<str:version>/promote", PromoteView.as_view(), name="api-model-promote"),
+    path("models/<str:version>/rollback", RollbackView.as_view(), name="api-model-rollback"),
     # --- Event log ---
     path("events", views.EventsView.as_view(), name="api-events"),
     # --- Risk ---
@@ -31,6 +36,14 @@ urlpatterns = [
     # --- System checks ---
     path("selftest/runs", views.SelfTestRunsView.as_view(), name="api-selftest-runs"),
     path("selftest/runs/<int:run_id>", views.SelfTestRunView.as_view(), name="api-selftest-run"),
+    # --- Backtests ---
+    path("backtests", backtests.BacktestsView.as_view(), name="api-backtests"),
+    path("backtests/<int:run_id>", backtests.BacktestView.as_view(), name="api-backtest"),
+    path(
+        "backtests/<int:run_id>/trades.csv",
+        backtests.BacktestTradesView.as_view(),
+        name="api-backtest-trades",
+    ),
     # --- Schema ---
     path("schema", SpectacularAPIView.as_view(), name="api-schema"),
 ]

@@ -6,6 +6,7 @@ from __future__ import annotations
 import functools
 import logging
 import subprocess
+import time
 from collections.abc import Callable, Iterator
 from dataclasses import asdict
 from datetime import datetime
@@ -14,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from django.conf import settings as django_settings
+from django.db.models import Max, Min
 
 from trading.backtest.engine import Backtest, Result, Settings, steps_of
 from trading.backtest.report import build_report
@@ -26,7 +28,7 @@ from trading.models import BacktestRun, MarketBar, ModelVersion, StrategyConfig
 from trading.risk.services import limits_for
 from trading.strategies.ai import KIND as AI_MODEL
 from trading.strategies.base import Strategy
-from trading.strategies.kinds import build_strategy
+from trading.strategies.kinds import KINDS, build_strategy
 
 logger = logging.getLogger(__name__)
 ROOT = Path(__file__).resolve().parents[2]
@@ -55,10 +57,7 @@ def strategy_of(name: str, model_version: str = "") -> tuple[Strategy, dict[str,
     confidence = config.confidence if config is not None else Decimal("0.8")
     model = None
     if kind == AI_MODEL:
-        version = model_version or parameters.get("model_version") or (
-            ModelVersion.objects.serving().order_by("-trained_at")
-            .values_list("version", flat=True).first()
-        )  # fmt: skip
+        version = model_version or parameters.get("model_version") or serving_model_version()
         if not version:
             raise ValueError("no model version to backtest: train one first")
         model = _load(version)
@@ -83,6 +82,47 @@ def bar_series(symbol: str, start: datetime, end: datetime) -> tuple[Iterator[Ba
     except UnknownSymbolError:
         bundled = []
     return iter(bundled), len(bundled)
+
+
+def bar_count(symbols: list[str], start: datetime, end: datetime) -> int:
+    """How many bars of ``symbols`` a run from ``start`` to ``end`` would see."""
+    return sum(bar_series(symbol, start, end)[1] for symbol in symbols)
+
+
+def available_range(symbol: str) -> tuple[datetime, datetime] | None:
+    """The closing times of the first and last bars of ``symbol`` a backtest can read: the bar
+    store's, else the bundled history's; None when there are none."""
+    rows = MarketBar.objects.filter(symbol=symbol, interval=django_settings.KLINE_INTERVAL)
+    span = rows.aggregate(first=Min("close_time"), last=Max("close_time"))
+    if span["first"] is not None:
+        return span["first"], span["last"]
+    try:
+        bundled = load_bundled_bars(symbol)
+    except UnknownSymbolError:
+        return None
+    return (bundled[0].close_time, bundled[-1].close_time) if bundled else None
+
+
+def strategy_choices() -> list[str]:
+    """What a run may name as its strategy: the stored configurations, then the kinds."""
+    names = list(StrategyConfig.objects.order_by("name").values_list("name", flat=True))
+    return names + [kind for kind in KINDS if kind not in names]
+
+
+def strategy_kind(name: str) -> str | None:
+    """The kind a run of ``name`` runs: a stored configuration's, or ``name`` itself when it is
+    a kind; None when it is neither."""
+    config = StrategyConfig.objects.filter(name=name).values_list("kind", flat=True).first()
+    if config is not None:
+        return config
+    return name if name in KINDS else None
+
+
+def serving_model_version() -> str | None:
+    return (
+        ModelVersion.objects.serving().order_by("-trained_at")
+        .values_list("version", flat=True).first()
+    )  # fmt: skip
 
 
 def run_settings(options: dict[str, Any], symbols: list[str]) -> Settings:
@@ -128,10 +168,20 @@ def create_run(
     )  # fmt: skip
 
 
+class RunNotRunnable(Exception):
+    """The run is gone, or already finished (a redelivered task): nothing to do."""
+
+
 def run_backtest(run_id: int, progress: Callable[[int, int], None] | None = None) -> BacktestRun:
-    """Runs a stored run and stores its report and fills; a failure is stored as such."""
+    """Runs a stored run and stores its report and fills; a failure is stored as such. A run
+    already done or failed is not run again (``RunNotRunnable``); one left running by a worker
+    that died is run again from the start, which overwrites what it had stored."""
+    claimed = BacktestRun.objects.filter(
+        pk=run_id, status__in=(BacktestRun.Status.QUEUED, BacktestRun.Status.RUNNING)
+    ).update(status=BacktestRun.Status.RUNNING, progress=0.0, bars_done=0)
+    if claimed != 1:
+        raise RunNotRunnable(f"backtest {run_id} is not queued")
     run = BacktestRun.objects.get(pk=run_id)
-    BacktestRun.objects.filter(pk=run.pk).update(status=BacktestRun.Status.RUNNING)
     try:
         _execute(run, progress)
     except Exception as error:
@@ -155,20 +205,24 @@ def _execute(run: BacktestRun, progress: Callable[[int, int], None] | None) -> R
         total += count
     if not total:
         raise ValueError(f"no bars of {', '.join(run.symbols)} from {run.start} to {run.end}")
-    last_saved = [0.0]
+    BacktestRun.objects.filter(pk=run.pk).update(bars_total=total)
+    last_saved = [0.0, time.monotonic()]
 
     def report_progress(done: int) -> None:
         share = done / total
         if progress is not None:
             progress(done, total)
-        if share - last_saved[0] >= 0.05 or done == total:
-            last_saved[0] = share
-            BacktestRun.objects.filter(pk=run.pk).update(progress=round(share, 4))
+        # Often enough for a page polling every second, without a write per bar.
+        now = time.monotonic()
+        if share - last_saved[0] >= 0.05 or now - last_saved[1] >= 0.5 or done == total:
+            last_saved[:] = [share, now]
+            BacktestRun.objects.filter(pk=run.pk).update(progress=round(share, 4), bars_done=done)
 
     result = Backtest(strategy, settings).run(steps_of(series), progress=report_progress)
     BacktestRun.objects.filter(pk=run.pk).update(
         status=BacktestRun.Status.DONE,
         progress=1.0,
+        bars_done=total,
         strategy_kind=strategy.kind,
         strategy_version=strategy.version[:200],
         parameters=parameters,
@@ -203,6 +257,8 @@ def run_summary(run: BacktestRun) -> dict[str, Any]:
         "created_at": run.created_at.isoformat(),
         "status": run.status,
         "progress": run.progress,
+        "bars_done": run.bars_done,
+        "bars_total": run.bars_total,
         "strategy": run.strategy,
         "strategy_kind": run.strategy_kind,
         "strategy_version": run.strategy_version,
@@ -213,4 +269,11 @@ def run_summary(run: BacktestRun) -> dict[str, Any]:
         "start": run.start.isoformat(),
         "end": run.end.isoformat(),
         "error": run.error,
+        "requested_by": run.requested_by,
+        "model_version": run.parameters.get("model_version")
+        or run.settings.get("model_version", ""),
+        # The bars it ran on, within the range asked for: known once it has run.
+        "data_start": (run.report or {}).get("start"),
+        "data_end": (run.report or {}).get("end"),
+        "bars": (run.report or {}).get("bars"),
     }
