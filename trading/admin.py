@@ -1,14 +1,16 @@
 from django import forms
-from django.contrib import admin
+from django.contrib import admin, messages
 from django.core.exceptions import ValidationError
 from django.db import models
 
+from trading.ai import champion as champions
 from trading.models import (
     Account,
     BacktestRun,
     EquitySnapshot,
     Fill,
     LearningRecord,
+    ModelDecision,
     ModelVersion,
     Order,
     PerformanceSnapshot,
@@ -240,9 +242,43 @@ class EquitySnapshotAdmin(ReadOnlyLedgerAdmin):
 
 @admin.register(ModelVersion)
 class ModelVersionAdmin(ReadOnlyLedgerAdmin):
-    list_display = ["version", "trained_at", "trigger", "accuracy", "baseline_accuracy", "roc_auc",
-                    "brier", "window_start", "window_end"]  # fmt: skip
+    list_display = ["version", "status", "trained_at", "trigger", "accuracy", "baseline_accuracy",
+                    "roc_auc", "brier", "window_start", "window_end", "promoted_at",
+                    "rejected_at"]  # fmt: skip
     exclude = ["artifact"]
+    actions = ["promote_version", "roll_back_version"]
+
+    def has_operate_permission(self, request) -> bool:
+        return request.user.has_perm("trading.operate_trading")
+
+    def _decide(self, request, queryset, decide, done: str) -> None:
+        actor = request.user.get_username()
+        for model in queryset.only("version"):
+            try:
+                decision = decide(model.version, actor=actor, reason=f"{done} in the admin")
+            except champions.DecisionRefused as refused:
+                self.message_user(request, str(refused), messages.ERROR)
+            else:
+                self.message_user(
+                    request, f"{decision.version}: {decision.action} by {actor}", messages.SUCCESS
+                )
+
+    @admin.action(description="Promote the selected version (it serves)",
+                  permissions=["operate"])  # fmt: skip
+    def promote_version(self, request, queryset) -> None:
+        self._decide(request, queryset, champions.promote_version, "promoted")
+
+    @admin.action(description="Roll the selected champion back to the previous version",
+                  permissions=["operate"])  # fmt: skip
+    def roll_back_version(self, request, queryset) -> None:
+        self._decide(request, queryset, champions.roll_back_version, "rolled back")
+
+
+@admin.register(ModelDecision)
+class ModelDecisionAdmin(ReadOnlyLedgerAdmin):
+    list_display = ["at", "version", "action", "actor", "champion", "challenger", "reason"]
+    list_filter = ["action", "actor"]
+    search_fields = ["version"]
 
 
 @admin.register(LearningRecord)

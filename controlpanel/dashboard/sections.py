@@ -321,6 +321,7 @@ def trading() -> dict:
 
 
 def model() -> dict | None:
+    from trading.ai.champion import models_overview
     from trading.ai.live import figures_json, recent_live_figures
 
     latest = ModelVersion.objects.serving().defer("artifact", "metadata").first()
@@ -346,6 +347,8 @@ def model() -> dict | None:
         "closed_trades": closed,
         "drift_detected": drift.get("detected") if checked else None,
         "max_psi": drift.get("max_psi") if checked else None,
+        # The champion, the challenger on trial and the rollback target side by side.
+        "versions": models_overview(),
     }
 
 
@@ -414,6 +417,8 @@ AFFECTS: dict[str, tuple[str, ...]] = {
     "position.closed": ("positions", "pnl", "equity_curve"),
     "risk.state_changed": ("trading",),
     "model.trained": ("model",),
+    "model.promoted": ("model",),
+    "model.rolled_back": ("model",),
     "drift.detected": ("model",),
     "learning.recorded": ("model",),
     "selftest.started": ("checks",),

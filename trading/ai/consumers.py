@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+from trading.ai.champion import judge_challenger
 from trading.ai.live import score_due_signals
-from trading.ai.services import generate_signal
+from trading.ai.services import forget_current_models, generate_signal
 from trading.events.consumer import drain_exclusively
 from trading.events.envelope import Event
 from trading.marketdata.bars import Bar
@@ -16,7 +17,8 @@ def handle_event(event: Event) -> None:
         generate_signal(event)
         # After the signal, which is the latency that counts: the bar also judges the signals
         # whose horizon it closes.
-        score_due_signals(Bar.from_payload(event.payload))
+        if score_due_signals(Bar.from_payload(event.payload)) and judge_challenger():
+            forget_current_models()
 
 
 def drain_bars() -> dict:

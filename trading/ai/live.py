@@ -35,14 +35,36 @@ logger = logging.getLogger(__name__)
 
 def open_score(signal: Signal, bar: Bar, horizon_bars: int) -> SignalScore:
     """The score row of a signal made on ``bar`` by a model predicting ``horizon_bars`` ahead."""
-    confidence = float(signal.confidence)
+    return open_shadow_score(
+        signal,
+        bar,
+        horizon_bars,
+        version=signal.model_version,
+        side=signal.side,
+        p_up=float(signal.probability_up),
+        confidence=float(signal.confidence),
+    )
+
+
+def open_shadow_score(
+    signal: Signal,
+    bar: Bar,
+    horizon_bars: int,
+    *,
+    version: str,
+    side: str,
+    p_up: float,
+    confidence: float,
+) -> SignalScore:
+    """The score row of ``version``'s prediction (``side``, ``p_up``, ``confidence``) on the bar
+    ``signal`` was made on: a challenger's, judged on the same bar as the signal's own."""
     score, _ = SignalScore.objects.get_or_create(
         signal=signal,
-        model_version=signal.model_version,
+        model_version=version,
         defaults={
             "symbol": signal.symbol,
-            "side": signal.side,
-            "probability_up": float(signal.probability_up),
+            "side": side,
+            "probability_up": p_up,
             "confidence": confidence,
             "bucket": confidence_bucket(confidence),
             "bar_close_time": bar.close_time,

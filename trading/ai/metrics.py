@@ -101,6 +101,23 @@ def model_gauges():
     ]
 
 
+def version_roles() -> dict[str, str]:
+    """Each stored version's role: champion (serves), challenger (on trial), previous (served
+    before: a rollback target), rejected (kept out or rolled back) or retired."""
+    from trading.models import ModelVersion
+
+    champion = ModelVersion.objects.serving().values_list("version", flat=True).first()
+    challenger = ModelVersion.objects.challengers().values_list("version", flat=True).first()
+    roles = {}
+    for model in ModelVersion.objects.only("version", "promoted_at", "rejected_at", "retired_at"):
+        roles[model.version] = {"promoted": "previous"}.get(model.status, model.status)
+    if champion:
+        roles[champion] = "champion"
+    if challenger:
+        roles[challenger] = "challenger"
+    return roles
+
+
 @scrape_collector(S)
 def live_gauges():
     """Each model version's signals judged at their horizon (``trading.ai.live``): read from the
@@ -108,8 +125,8 @@ def live_gauges():
     from trading.ai.live import recent_live_figures
     from trading.ai.scoring import bucket_label
 
-    version = ["model_version"]
-    bucket = ["model_version", "bucket"]
+    version = ["model_version", "role"]
+    bucket = ["model_version", "role", "bucket"]
     scored = CounterMetricFamily(
         "ai_service_live_scored_signals",
         "Signals judged at their horizon against the bars that followed",
@@ -152,9 +169,11 @@ def live_gauges():
         "Mean net forward return of the judged signals in a confidence bucket",
         labels=bucket,
     )
+    roles = version_roles()
     for name, figures in recent_live_figures().items():
-        scored.add_metric([name], figures.scored)
-        pending.add_metric([name], figures.pending)
+        labels = [name, roles.get(name, "unknown")]
+        scored.add_metric(labels, figures.scored)
+        pending.add_metric(labels, figures.pending)
         for family, value in (
             (hit_rate, figures.hit_rate),
             (brier, figures.brier),
@@ -162,12 +181,12 @@ def live_gauges():
             (forward, figures.mean_forward_return),
         ):
             if value is not None:
-                family.add_metric([name], value)
+                family.add_metric(labels, value)
         for point in figures.buckets:
-            labels = [name, bucket_label(point.bucket)]
-            confidence.add_metric(labels, point.mean_confidence)
-            observed.add_metric(labels, point.observed_rate)
-            counts.add_metric(labels, point.count)
-            by_bucket.add_metric(labels, point.mean_forward_return)
+            at = [*labels, bucket_label(point.bucket)]
+            confidence.add_metric(at, point.mean_confidence)
+            observed.add_metric(at, point.observed_rate)
+            counts.add_metric(at, point.count)
+            by_bucket.add_metric(at, point.mean_forward_return)
     return [scored, pending, hit_rate, brier, log_loss, forward, confidence, observed, counts,
             by_bucket]  # fmt: skip

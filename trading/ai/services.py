@@ -15,9 +15,10 @@ import numpy as np
 from django.conf import settings
 from django.db import transaction
 
+from trading.ai import champion as champions
 from trading.ai import metrics
 from trading.ai.features import FEATURE_NAMES, WARMUP_BARS, latest_features
-from trading.ai.live import open_score
+from trading.ai.live import open_score, open_shadow_score
 from trading.ai.model import ModelArtifact, load_artifact, predict, save_artifact
 from trading.ai.training import train_walk_forward
 from trading.ai.trainlog import record_training
@@ -63,13 +64,21 @@ def train_model(*, trigger: str = "manual", days: float | None = None,
     model as the newest version, announces it.
 
     Raises NothingNewToLearn (and makes no version) when the platform received no bar since the
-    serving version's window ended: the same window would teach it nothing new."""
+    newest version's window ended: the same window would teach it nothing new. The new version
+    is a challenger (``trading.ai.champion``) unless none serves."""
     seed_bar_store(settings.SYMBOLS)
-    serving = ModelVersion.objects.serving().defer("artifact", "metadata").first()
-    if serving is not None and not received_bars_after(settings.SYMBOLS, serving.window_end):
+    # The newest window of any version not retired: the champion's, or a challenger's on trial
+    # or kept out, which the same bars would only make again.
+    newest = (
+        ModelVersion.objects.filter(retired_at__isnull=True)
+        .defer("artifact", "metadata")
+        .order_by("-window_end")
+        .first()
+    )
+    if newest is not None and not received_bars_after(settings.SYMBOLS, newest.window_end):
         detail = (
-            f"no new bars since {serving.window_end.isoformat()}, the end of the window of "
-            f"{serving.version}: no new version"
+            f"no new bars since {newest.window_end.isoformat()}, the end of the window of "
+            f"{newest.version}: no new version"
         )
         logger.info("retraining (%s): %s", trigger, detail)
         record_training(trigger, None, detail)
@@ -115,12 +124,13 @@ def store_model(artifact: ModelArtifact, trigger: str) -> ModelVersion:
             "roc_auc": scores.roc_auc,
             "brier": scores.brier,
         }
-        event = new_event("model.trained", payload, service="ai")
-        outbox.record([event])
+        # A new version is a challenger; only a platform's first serves at once.
+        payload["role"] = champions.settle_new_version(model)
+        outbox.record([new_event("model.trained", payload, service="ai")])
     return model
 
 
-@functools.lru_cache(maxsize=2)
+@functools.lru_cache(maxsize=4)
 def _load(version: str) -> ModelArtifact:
     blob = bytes(ModelVersion.objects.values_list("artifact", flat=True).get(version=version))
     with tempfile.TemporaryDirectory() as directory:
@@ -130,22 +140,36 @@ def _load(version: str) -> ModelArtifact:
 
 
 _current: dict[str, object] = {"version": None, "checked": 0.0}
+_challenger: dict[str, object] = {"version": None, "checked": 0.0}
 RECHECK_SECONDS = 10.0
 
 
 def current_model() -> ModelArtifact | None:
-    """The serving model (the newest not retired), loaded once per process and swapped within
-    ``RECHECK_SECONDS`` when another one serves."""
+    """The serving model (the champion, ``trading.ai.champion``), loaded once per process and
+    swapped within ``RECHECK_SECONDS`` when another one serves."""
     if time.monotonic() - float(_current["checked"]) > RECHECK_SECONDS or not _current["version"]:
         _current["version"] = (
-            ModelVersion.objects.serving()
-            .values_list("version", flat=True)
-            .order_by("-trained_at")
-            .first()
+            ModelVersion.objects.serving().values_list("version", flat=True).first()
         )
         _current["checked"] = time.monotonic()
     version = _current["version"]
     return None if version is None else _load(str(version))
+
+
+def challenger_model() -> ModelArtifact | None:
+    """The version on trial, if any, rechecked like ``current_model``."""
+    if time.monotonic() - float(_challenger["checked"]) > RECHECK_SECONDS:
+        _challenger["version"] = (
+            ModelVersion.objects.challengers().values_list("version", flat=True).first()
+        )
+        _challenger["checked"] = time.monotonic()
+    version = _challenger["version"]
+    return None if version is None else _load(str(version))
+
+
+def forget_current_models() -> None:
+    """The next bar looks the champion and the challenger up again (after a decision)."""
+    _current["checked"] = _challenger["checked"] = 0.0
 
 
 # --- signals ----------------------------------------------------------------------------------
@@ -212,11 +236,28 @@ def generate_signal(event: Event) -> Signal | None:
     open_score(signal, bar, model.horizon_bars)
     metrics.SIGNALS_GENERATED.inc(side=side)
     metrics.SIGNAL_LATENCY.observe(max(0.0, time.time() - event.ts.timestamp()))
+    shadow_score(signal, bar, row, model)
     if multiplier > 1:
         from trading.analytics.metrics import AMPLIFICATIONS
 
         AMPLIFICATIONS.inc()
     return signal
+
+
+def shadow_score(signal: Signal, bar: Bar, row: np.ndarray, serving: ModelArtifact) -> None:
+    """The challenger's prediction on the champion's features, stored as a second score row of
+    ``signal``: judged on the same bar at the same horizon, never sent anywhere."""
+    candidate = challenger_model()
+    if candidate is None or candidate.version == serving.version:
+        return
+    if candidate.feature_names != serving.feature_names:
+        logger.warning("challenger %s takes other features: not scored", candidate.version)
+        return
+    side, confidence, p_up = predict(candidate, row)
+    open_shadow_score(
+        signal, bar, candidate.horizon_bars, version=candidate.version, side=side,
+        p_up=float(p_up), confidence=float(confidence),
+    )  # fmt: skip
 
 
 def history_ending_at(bar: Bar, size: int = WARMUP_BARS) -> tuple[list[Bar], int]:

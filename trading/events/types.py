@@ -24,6 +24,8 @@ class EventType(StrEnum):
     RISK_ALERT = "risk.alert"
     RISK_STATE_CHANGED = "risk.state_changed"
     MODEL_TRAINED = "model.trained"
+    MODEL_PROMOTED = "model.promoted"
+    MODEL_ROLLED_BACK = "model.rolled_back"
     DRIFT_DETECTED = "drift.detected"
     PORTFOLIO_REBALANCED = "portfolio.rebalanced"
     SERVICE_DEGRADED = "service.degraded"

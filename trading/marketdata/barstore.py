@@ -185,13 +185,14 @@ def seed_end(symbols: Sequence[str]) -> datetime | None:
 
 
 def retire_models_past_seed(symbols: Sequence[str], *, now: datetime | None = None) -> int:
-    """Retires the serving versions that learnt from bars after the seed, which a replay plays:
-    they must not serve on them. Returns how many it retired."""
+    """Retires the versions (champion, earlier ones, challengers) that learnt from bars after the
+    seed, which a replay plays: they must not serve on them, nor be judged on them. Returns how
+    many it retired."""
     first_seed_end = seed_end(symbols)
     if first_seed_end is None:
         return 0
     return (
-        ModelVersion.objects.serving()
+        ModelVersion.objects.filter(retired_at__isnull=True)
         .filter(window_end__gt=first_seed_end)
         .update(retired_at=now or timezone.now())
     )

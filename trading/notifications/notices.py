@@ -33,7 +33,6 @@ class Message:
 # Event types that no producer publishes yet; their notices are ready for when one does.
 LIQUIDATED = "position.liquidated"
 PARITY_MISMATCH = "backtest.parity_mismatch"
-MODEL_ROLLED_BACK = "model.rolled_back"
 
 # Automatic state changes name their limit as the actor ("system:DAILY_LOSS_LIMIT").
 SYSTEM_ACTOR = "system:"
@@ -83,17 +82,19 @@ def notice_for_event(event_type: str, payload: Mapping) -> Notice | None:
             return Notice(
                 Kind.SERVICE_RECOVERED, Severity.INFO, f"{service} recovered", "", service
             )
-        case "model.trained":
-            # The newest trained version is the one serving: training is its promotion.
+        case "model.promoted":
+            # A trained version is a challenger: only a promotion changes what serves.
             version = payload.get("version", "?")
-            body = (
-                f"accuracy {payload.get('accuracy')} (no-skill baseline "
-                f"{payload.get('baseline_accuracy')}), ROC AUC {payload.get('roc_auc')}, "
-                f"trigger {payload.get('trigger')}"
-            )
-            return Notice(Kind.MODEL_PROMOTED, Severity.INFO, f"Model {version} serving", body)
+            title = f"Model {version} promoted by {payload.get('actor', '?')}"
+            body = _reason(payload)
+            if payload.get("previous"):
+                body += f" (replacing {payload['previous']})"
+            return Notice(Kind.MODEL_PROMOTED, Severity.INFO, title, body)
         case "model.rolled_back":
-            title = f"Model rolled back to {payload.get('version', '?')}"
+            title = (
+                f"Model rolled back from {payload.get('from_version', '?')} to "
+                f"{payload.get('version', '?')} by {payload.get('actor', '?')}"
+            )
             return Notice(Kind.MODEL_ROLLED_BACK, Severity.WARNING, title, _reason(payload))
         case "position.liquidated":
             title = f"Liquidated: {payload.get('symbol', '?')}"
@@ -112,7 +113,8 @@ def _reason(payload: Mapping) -> str:
 EVENT_TYPES = frozenset(
     {
         "risk.state_changed", "order.denied", "selftest.finished", "service.degraded",
-        "service.recovered", "model.trained", MODEL_ROLLED_BACK, LIQUIDATED, PARITY_MISMATCH,
+        "service.recovered", "model.promoted", "model.rolled_back", LIQUIDATED,
+        PARITY_MISMATCH,
     }
 )  # fmt: skip
 

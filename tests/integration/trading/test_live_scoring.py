@@ -93,13 +93,13 @@ def test_signals_are_judged_once_the_bar_at_their_horizon_arrives_denied_ones_to
     version = trained_model.version
     forget_recent_figures()  # read within a few seconds of an earlier test's scrape
     samples = ai_samples(client)
-    label = (("model_version", version),)
+    label = (("model_version", version), ("role", "champion"))
     assert samples[("ai_service_live_scored_signals_total", label)] >= 3
     figures = live_figures([version])[version]
     assert samples[("ai_service_live_hit_rate", label)] == pytest.approx(figures.hit_rate)
     assert samples[("ai_service_live_brier_score", label)] == pytest.approx(figures.brier)
     bucket = figures.buckets[0]
-    bucket_label = (("bucket", bucket.label), ("model_version", version))
+    bucket_label = (("bucket", bucket.label), ("model_version", version), ("role", "champion"))
     assert samples[("ai_service_reliability_signals", bucket_label)] == bucket.count
     assert samples[("ai_service_reliability_observed_rate", bucket_label)] == pytest.approx(
         bucket.observed_rate
@@ -107,7 +107,7 @@ def test_signals_are_judged_once_the_bar_at_their_horizon_arrives_denied_ones_to
 
     health = client.get("/services/ai/health").json()
     live = health["checks"]["model"]["live"][version]
-    assert live["serving"] is True
+    assert live["serving"] is True and live["role"] == "champion"
     assert live["scored_signals"] == figures.scored
     assert live["train_end"] == trained_model.window_end.isoformat()
 

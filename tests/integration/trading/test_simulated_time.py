@@ -72,7 +72,9 @@ def test_a_retraining_without_new_bars_makes_no_version_and_one_after_new_bars_d
     # It learnt up to the latest played bar and no further.
     assert second.window_end == load_bundled_bars("BTCUSDT")[short_seed + 23].close_time
     assert last_training()["version"] == second.version
-    assert ModelVersion.objects.serving().first() == second
+    # A challenger: the first model serves until a promotion.
+    assert ModelVersion.objects.challengers().first() == second
+    assert ModelVersion.objects.serving().first() == first
 
 
 def test_the_retrain_task_says_when_there_is_nothing_new(short_seed, redis_server):

@@ -50,3 +50,11 @@ class Command(BaseCommand):
             f"(no-skill baseline {model.baseline_accuracy:.4f})\n"
             f"  ROC AUC {model.roc_auc:.4f}, Brier score {model.brier:.4f}"
         )
+        model.refresh_from_db(fields=["promoted_at", "rejected_at", "retired_at"])
+        if model.status == "challenger":
+            self.stdout.write(
+                "  a challenger: shadow-scored beside the serving version until the promotion "
+                "test decides"
+            )
+        else:
+            self.stdout.write(f"  {model.status}")
