@@ -36,8 +36,13 @@ def resolved_compose(env: Mapping[str, str]) -> dict:
 
 
 def app_services(services: Mapping[str, dict]) -> dict[str, dict]:
-    """The services run from the application image (built from the Dockerfile)."""
-    return {name: service for name, service in services.items() if "build" in service}
+    """The services a plain `docker compose up` runs from the application image (built from the
+    Dockerfile); those under a profile (the optional Telegram bot) start only when asked for."""
+    return {
+        name: service
+        for name, service in services.items()
+        if "build" in service and not service.get("profiles")
+    }
 
 
 def init_service(services: Mapping[str, dict]) -> str:
