@@ -15,7 +15,8 @@ worker, is the bare Celery task ``ping_service`` sent to the exec_risk queue the
    process reads the signal's ``position.*`` event (published once the fill and the position
    change have committed) with ``XREAD BLOCK``; alternated with bare round trips
    (``ping_service.apply_async(queue="exec_risk").get()``). Goals: p50 within 4x the bare
-   round trip, p99 under 25 ms.
+   round trip, p99 under 25 ms. Also the CPU time each costs the worker, Redis, the relay loop
+   and this process (``/proc/<pid>/schedstat``), which a busy machine does not stretch.
 2. Burst: ``--burst`` signals created, then all enqueued at once: the time until every one is
    decided (``Signal.updated_at``), none lost, none with two orders, positions equal to the sum of
    their fills; beside as many pings enqueued at once (until the last ``answered_at``).
@@ -318,17 +319,34 @@ class MemorySampler(threading.Thread):
 # --- the parts ------------------------------------------------------------------------------
 
 
-def latency_part(signals: Signals, count: int) -> bool:
+def cpu_ns(pids: list[int]) -> int:
+    """CPU time the processes' threads have used, in ns (``/proc/<pid>/task/*/schedstat``): what
+    a round trip costs whatever else the machine is doing."""
+    total = 0
+    for pid in pids:
+        for task in Path(f"/proc/{pid}/task").glob("*"):
+            try:
+                total += int((task / "schedstat").read_text().split()[0])
+            except (OSError, ValueError, IndexError):
+                pass
+    return total
+
+
+def latency_part(signals: Signals, count: int, pids: list[int]) -> bool:
     from trading.store import redis_client
 
     client = redis_client()
     after = last_stream_id(client)
     round_trips, latencies = [], []
+    cpu: dict[str, int] = {"ping": 0, "signal": 0}
     stages: dict[str, list[float]] = {}
     for _ in range(count):
+        before = cpu_ns(pids)
         started = time.perf_counter()
         ping().get(timeout=10)
         round_trips.append(time.perf_counter() - started)
+        between = cpu_ns(pids)
+        cpu["ping"] += between - before
 
         created = time.time()
         signal = signals.send("bench-latency")
@@ -337,6 +355,7 @@ def latency_part(signals: Signals, count: int) -> bool:
             client, after, str(signal.correlation_id), timeout=30
         )
         latencies.append(read_at - created)
+        cpu["signal"] += cpu_ns(pids) - between
         position = next(ts for kind, ts in stamps.items() if kind.startswith("position."))
         steps = {
             "submit_signal + relay + hand-off (this process)": sent - created,
@@ -353,6 +372,11 @@ def latency_part(signals: Signals, count: int) -> bool:
     print(f"1. signal -> fill -> position, {count} signals one after another:")
     print(describe("bare Celery round trip (baseline)", round_trips))
     print(describe("signal created -> position event read", latencies))
+    ping_cpu, signal_cpu = cpu["ping"] / count / 1e6, cpu["signal"] / count / 1e6
+    print(
+        f"   CPU per round trip (worker, Redis, relay loop, this process): bare ping "
+        f"{ping_cpu:.2f} ms, signal {signal_cpu:.2f} ms ({signal_cpu / ping_cpu:.1f}x)"
+    )
     print("   where the time goes (medians; the event ts are the worker's clock):")
     for name, seconds in stages.items():
         print(f"   {name:<46} {statistics.median(seconds) * 1000:7.2f} ms")
@@ -537,7 +561,9 @@ def main() -> None:
             f"pipeline on this machine ({os.cpu_count()} cores), exec-risk worker prefork x2, "
             "paper exchange, the outbox relay loop, SQLite, a local Redis"
         )
-        results = [latency_part(signals, args.signals)]
+        pids = [worker.pid, *children(worker.pid), redis_server.process.pid, relay.pid]
+        pids.append(os.getpid())
+        results = [latency_part(signals, args.signals, pids)]
         print()
         if not args.latency_only:
             results.append(burst_part(signals, account, args.burst, args.burst_timeout))

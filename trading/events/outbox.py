@@ -38,12 +38,15 @@ What the relay guarantees:
 
 from __future__ import annotations
 
+import contextlib
 import functools
+import json
 import logging
 import os
 import threading
 import time
-from collections.abc import Iterable, Sequence
+import uuid
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any, NamedTuple
@@ -319,28 +322,32 @@ def relay(
     ``max_rows`` rows, leaving the rest to the next relay. Raises on Redis or database errors,
     the rows not marked then waiting for the next relay."""
     client = client or _client()
-    waiting = OutboxEvent.objects.filter(published_at__isnull=True)
+    bound = None
     if older_than > 0:
         cutoff = timezone.now() - timedelta(seconds=older_than)
-        bound = waiting.filter(created_at__lt=cutoff).aggregate(bound=Max("pk"))["bound"]
+        bound = OutboxEvent.objects.filter(
+            published_at__isnull=True, created_at__lt=cutoff
+        ).aggregate(bound=Max("pk"))["bound"]
         if bound is None:
             return 0
         # A bound on the id, not the time: each correlation id's rows up to it are all taken.
-        waiting = waiting.filter(pk__lte=bound)
     published = 0
-    after = 0
-    while max_rows is None or published < max_rows:
-        rows = _load(waiting.filter(pk__gt=after).order_by("pk")[:BATCH])
-        if not rows:
-            break
-        appended = _append(client, rows)
+    rows = _next_rows(0, bound)
+    while rows:
+        answer = _send_append(client, rows)
+        more = len(rows) == BATCH and (max_rows is None or published + len(rows) < max_rows)
+        try:
+            following = _next_rows(rows[-1].pk, bound) if more else []
+        except BaseException:
+            with contextlib.suppress(Exception):
+                answer()
+            raise
+        appended = answer()
         _send_handoffs(rows)
         _mark([row.pk for row in rows])
         broadcast([row.event for row in rows if row.pk in appended])
         published += len(rows)
-        after = rows[-1].pk
-        if len(rows) < BATCH:
-            break
+        rows = following
     return published
 
 
@@ -362,6 +369,46 @@ def _mark(ids: Sequence[int], now: datetime | None = None) -> int:
             cursor.execute(sql, [value, *part])
             marked += cursor.rowcount
     return marked
+
+
+def _next_rows(after: int, bound: int | None) -> list[_Row]:
+    """The next ``BATCH`` rows waiting after the id ``after`` (up to ``bound``), in id order. In
+    SQL of its own, its values read without Django's converters: they cost the relay a third
+    of its time."""
+    meta = OutboxEvent._meta
+    quote = connection.ops.quote_name
+    columns = ", ".join(quote(meta.get_field(name).column) for name in _COLUMNS[1:])
+    pk = quote(meta.pk.column)
+    up_to = "" if bound is None else f"AND {pk} <= %s "
+    # Only the table's own names and placeholders are formatted into the statement.
+    sql = (
+        f"SELECT {pk}, {columns} FROM {quote(meta.db_table)} "  # noqa: S608
+        f"WHERE published_at IS NULL AND {pk} > %s {up_to}ORDER BY {pk} LIMIT %s"
+    )
+    with connection.cursor() as cursor:
+        cursor.execute(sql, [after, *([] if bound is None else [bound]), BATCH])
+        found = cursor.fetchall()
+    return [
+        _row_of(pk_, _uuid_text(event_id), type_, _utc(ts), service, correlation_id, schema,
+                _json(payload), _json(handoff))
+        for pk_, event_id, type_, ts, service, correlation_id, schema, payload, handoff in found
+    ]  # fmt: skip
+
+
+def _uuid_text(value: Any) -> str:
+    if isinstance(value, str) and len(value) == 32:  # SQLite keeps a UUID as its 32 hex digits
+        return f"{value[:8]}-{value[8:12]}-{value[12:16]}-{value[16:20]}-{value[20:]}"
+    return str(uuid.UUID(str(value)))
+
+
+def _utc(value: Any) -> datetime:
+    if isinstance(value, str):  # SQLite: the UTC time as text
+        value = datetime.fromisoformat(value)
+    return value if value.tzinfo is not None else value.replace(tzinfo=UTC)
+
+
+def _json(value: Any) -> Any:
+    return json.loads(value) if isinstance(value, str | bytes) else value
 
 
 def _load(query) -> list[_Row]:
@@ -388,15 +435,46 @@ def _append(client: redis.Redis, rows: Sequence[_Row], before: Sequence[str] = (
     """Appends the rows' events in one script; returns the ids of the rows it appended (the
     others were appended already), or None, appending nothing, when one of the events
     ``before`` (ids) is not in the log yet."""
+    return _appended(rows, client.eval(*_append_command(rows, before)[1:]))
+
+
+def _send_append(client: redis.Redis, rows: Sequence[_Row]) -> Callable[[], set[int]]:
+    """Sends the script that appends the rows' events and returns at once; the function it
+    returns waits for the answer (what ``_append`` returns). So the relay reads its next rows
+    from the database while Redis appends these."""
+    pool = client.connection_pool
+    link = pool.get_connection()
+    try:
+        link.send_command(*_append_command(rows))
+    except BaseException:
+        link.disconnect()
+        pool.release(link)
+        raise
+
+    def answer() -> set[int]:
+        try:
+            return _appended(rows, link.read_response())
+        except BaseException:
+            link.disconnect()
+            raise
+        finally:
+            pool.release(link)
+
+    return answer
+
+
+def _append_command(rows: Sequence[_Row], before: Sequence[str] = ()) -> list[Any]:
     events = []
     for row in rows:
         event = row.event
         events.append([event.event_id, *_counter(event.service, event.type),
                        *event.to_fields().values()])  # fmt: skip
-    answer = client.eval(
-        _PUBLISH, 2, events_stream(), _sent_key(), maxlen(), int(time.time() * 1000),
-        DEDUPE_SECONDS * 1000, _FIELD_NAMES, msgpack.packb(events), msgpack.packb(list(before)),
-    )  # fmt: skip
+    return ["EVAL", _PUBLISH, 2, events_stream(), _sent_key(), maxlen(), int(time.time() * 1000),
+            DEDUPE_SECONDS * 1000, _FIELD_NAMES, msgpack.packb(events),
+            msgpack.packb(list(before))]  # fmt: skip
+
+
+def _appended(rows: Sequence[_Row], answer: Any) -> Any:
     if answer in ("?", b"?"):
         return None
     return {row.pk for row, stream_id in zip(rows, answer, strict=True) if stream_id}
