@@ -8,7 +8,9 @@ from django.conf import settings
 from django.db import transaction
 from drf_spectacular.utils import extend_schema
 from rest_framework import status
-from rest_framework.permissions import AllowAny
+from rest_framework.authentication import BaseAuthentication, get_authorization_header
+from rest_framework.exceptions import AuthenticationFailed
+from rest_framework.permissions import IsAuthenticated
 from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
@@ -17,37 +19,41 @@ from trading.notifications.notices import notices_for_alertmanager
 from trading.notifications.services import queue_notices, request_dispatch
 
 
-def _bearer_ok(request: Request) -> bool:
-    expected = settings.ALERTMANAGER_TOKEN
-    header = request.headers.get("Authorization", "")
-    scheme, _, token = header.partition(" ")
-    return (
-        bool(expected)
-        and scheme.lower() == "bearer"
-        and hmac.compare_digest(token.strip().encode(), expected.encode())
-    )
+class AlertmanagerCaller:
+    """Who posts with Alertmanager's bearer token: no user, only the right to post alerts."""
+
+    is_authenticated = True
+
+
+class AlertmanagerToken(BaseAuthentication):
+    """``Authorization: Bearer $QT_ALERTMANAGER_TOKEN``. Any other caller is refused with 401
+    before anything else is looked at (the method, the body); while the variable is unset no
+    token is right, and the refusal says so."""
+
+    def authenticate(self, request: Request):
+        scheme, _, token = get_authorization_header(request).decode(errors="replace").partition(" ")
+        expected = settings.ALERTMANAGER_TOKEN
+        if scheme.lower() != "bearer":
+            return None
+        if not expected:
+            raise AuthenticationFailed("QT_ALERTMANAGER_TOKEN is not set: the webhook is off")
+        if not hmac.compare_digest(token.strip().encode(), expected.encode()):
+            raise AuthenticationFailed("the bearer token is not the Alertmanager token")
+        return AlertmanagerCaller(), None
+
+    def authenticate_header(self, request: Request) -> str:
+        return 'Bearer realm="alertmanager"'
 
 
 class AlertmanagerWebhookView(APIView):
     """``POST`` Alertmanager's webhook message (version 4), with
-    ``Authorization: Bearer $QT_ALERTMANAGER_TOKEN``; 401 without it, 503 while unset."""
+    ``Authorization: Bearer $QT_ALERTMANAGER_TOKEN``; 401 without it."""
 
-    authentication_classes: list = []
-    permission_classes = [AllowAny]
+    authentication_classes = [AlertmanagerToken]
+    permission_classes = [IsAuthenticated]
 
-    @extend_schema(request=dict, responses={202: dict, 400: dict, 401: dict, 503: dict})
+    @extend_schema(request=dict, responses={202: dict, 400: dict, 401: dict})
     def post(self, request: Request) -> Response:
-        if not settings.ALERTMANAGER_TOKEN:
-            return Response(
-                {"detail": "QT_ALERTMANAGER_TOKEN is not set"},
-                status=status.HTTP_503_SERVICE_UNAVAILABLE,
-            )
-        if not _bearer_ok(request):
-            return Response(
-                {"detail": "a bearer token is required"},
-                status=status.HTTP_401_UNAUTHORIZED,
-                headers={"WWW-Authenticate": 'Bearer realm="alertmanager"'},
-            )
         try:
             notices = notices_for_alertmanager(request.data)
         except (ValueError, AttributeError) as malformed:

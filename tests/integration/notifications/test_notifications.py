@@ -6,6 +6,7 @@ from __future__ import annotations
 import logging
 
 import pytest
+from django.test import override_settings
 from prometheus_client.parser import text_string_to_metric_families
 from rest_framework.test import APIClient
 
@@ -174,6 +175,11 @@ def test_alertmanager_alerts_become_notifications(
     assert client.post(url, body, content_type="application/json", **wrong).status_code == 401
 
     right = {"HTTP_AUTHORIZATION": f"Bearer {TOKEN}"}
+    # Refused before the method or the body is looked at.
+    assert client.get(url).status_code == 401
+    with override_settings(ALERTMANAGER_TOKEN=""):
+        off = client.post(url, body, content_type="application/json", **right)
+        assert off.status_code == 401 and "not set" in off.json()["detail"]
     response = client.post(url, body, content_type="application/json", **right)
     assert response.status_code == 202, response.content
     # The webhook asks an analytics worker to send at once.
