@@ -14,12 +14,16 @@ def a_bar(i: int = 0, service: str = "feed") -> Event:
 
 
 def published_counts(client, service: str) -> dict[str, float]:
+    """The event types the service's page counts as published (the types at 0 left out: every
+    known type is shown from the first scrape)."""
     text = render(build_families(declared(service), read_samples(client, service))).decode()
     return {
         sample.labels["type"]: sample.value
         for family in text_string_to_metric_families(text)
         for sample in family.samples
-        if sample.name == f"{family.name}_total" and family.name.endswith("events_published")
+        if sample.name == f"{family.name}_total"
+        and family.name.endswith("events_published")
+        and sample.value
     }
 
 
