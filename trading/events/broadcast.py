@@ -25,6 +25,7 @@ connection, with the version it already took."""
 from __future__ import annotations
 
 import asyncio
+import atexit
 import contextlib
 import logging
 import os
@@ -43,12 +44,14 @@ logger = logging.getLogger(__name__)
 DASHBOARD_GROUP = "dashboard"
 
 COALESCE_SECONDS = 0.005
+# How long an exiting process waits for its last dashboard send.
+EXIT_WAIT_SECONDS = 2.0
 
 # Errors after which a fresh connection may succeed: the server went away or restarted.
 CONNECTION_ERRORS = (redis.exceptions.ConnectionError, redis.exceptions.TimeoutError, OSError)
 
 _lock = threading.Lock()
-_loop: dict[str, object] = {"pid": None, "loop": None, "sending": None}
+_loop: dict[str, object] = {"pid": None, "loop": None, "sending": None, "thread": None}
 # What waits for the next send of this process, and the future that send resolves.
 _batch: dict[str, object] = {"events": [], "future": None}
 
@@ -119,9 +122,26 @@ def _sending_loop() -> asyncio.AbstractEventLoop:
         loop = asyncio.new_event_loop()
         thread = threading.Thread(target=loop.run_forever, name="dashboard-broadcast", daemon=True)
         thread.start()
-        _loop.update(pid=os.getpid(), loop=loop, sending=asyncio.Lock())
+        _loop.update(pid=os.getpid(), loop=loop, sending=asyncio.Lock(), thread=thread)
         _batch.update(events=[], future=None)  # a forked child's copy is not its to send
+        atexit.register(_finish_at_exit, loop, thread)
     return _loop["loop"]  # type: ignore[return-value]
+
+
+def _finish_at_exit(loop: asyncio.AbstractEventLoop, thread: threading.Thread) -> None:
+    """A short-lived process (``manage.py halt_trading``) exits right after it publishes: its
+    last send is waited for (briefly), then the loop is stopped, so the interpreter does not
+    tear a daemon thread down in the middle of a send (which loses the message and can abort
+    the process)."""
+    if _loop.get("loop") is not loop:
+        return
+    with _lock:
+        pending = _batch["future"]
+    if pending is not None:
+        with contextlib.suppress(Exception):
+            pending.result(timeout=EXIT_WAIT_SECONDS)  # type: ignore[attr-defined]
+    loop.call_soon_threadsafe(loop.stop)
+    thread.join(timeout=EXIT_WAIT_SECONDS)
 
 
 def _report(future: Future) -> None:

@@ -100,3 +100,30 @@ def test_a_broadcast_after_a_redis_restart_goes_out_on_a_fresh_connection(tmp_pa
         server.stop()
     assert [e["event_id"] for e in after["events"]] == [second.event_id]
     assert after["epoch"] != before["epoch"]
+
+
+def test_a_process_that_exits_right_after_publishing_still_delivers_and_exits_cleanly(redis_server):
+    import os
+    import subprocess
+    import sys
+
+    from tests.support.processes import ROOT
+
+    script = (
+        "import django; django.setup()\n"
+        "from trading.events.broadcast import broadcast\n"
+        "from trading.events.envelope import new_event\n"
+        "broadcast([new_event('risk.state_changed', {'state': 'HALTED'}, service='exec-risk')])\n"
+    )
+    results = []
+
+    def publish() -> None:
+        results.append(
+            subprocess.run(
+                [sys.executable, "-c", script], cwd=ROOT, env=dict(os.environ), timeout=60
+            )
+        )
+
+    (message,) = listen(1, publish)
+    assert [e["type"] for e in message["events"]] == ["risk.state_changed"]
+    assert results[0].returncode == 0
