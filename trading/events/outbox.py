@@ -60,7 +60,7 @@ from django.utils import timezone
 
 from trading import bus
 from trading.events.broadcast import broadcast
-from trading.events.envelope import FIELDS, Event
+from trading.events.envelope import FIELDS, Event, _dump
 from trading.events.log import EVENTS_PUBLISHED, events_stream, maxlen
 from trading.models import OutboxEvent
 from trading.observability.services import SERVICES
@@ -220,8 +220,8 @@ def _sent_key() -> str:
     return rkey("outbox", "sent")
 
 
-# Appends the events not appended within the dedupe window and counts them; returns each
-# event's stream id ('' when it was appended already), or '?' without appending anything when
+# Appends the events not appended within the dedupe window and counts them; returns a string
+# with a character per event, 1 appended or 0 appended already, or '?' without appending when
 # one of the events that must come before them is not in the log yet. ARGV: maxlen, now ms,
 # dedupe ms, the stream entry's field names, the events (per event its id, its counter's key
 # and field, '' for none, then its fields' values), and the ids of the events that must be in
@@ -239,12 +239,13 @@ local out, counts = {}, {}
 for n, event in ipairs(cmsgpack.unpack(ARGV[5])) do
   local id, key, field = event[1], event[2], event[3]
   if redis.call('ZSCORE', KEYS[2], id) then
-    out[n] = ''
+    out[n] = '0'
   else
     for j, name in ipairs(names) do
       entry[2 * j - 1], entry[2 * j] = name, event[3 + j]
     end
-    out[n] = redis.call('XADD', KEYS[1], 'MAXLEN', '~', ARGV[1], '*', unpack(entry))
+    redis.call('XADD', KEYS[1], 'MAXLEN', '~', ARGV[1], '*', unpack(entry))
+    out[n] = '1'
     redis.call('ZADD', KEYS[2], now, id)
     if key ~= '' then
       local at = key .. '\\n' .. field
@@ -256,7 +257,7 @@ for at, count in pairs(counts) do
   local cut = string.find(at, '\\n', 1, true)
   redis.call('HINCRBYFLOAT', string.sub(at, 1, cut - 1), string.sub(at, cut + 1), count)
 end
-return out
+return table.concat(out)
 """
 
 
@@ -422,7 +423,7 @@ def _row_of(pk, event_id, type_, ts, service, correlation_id, schema, payload, h
     event.__dict__.update(
         event_id=str(event_id),
         type=type_,
-        ts=ts.astimezone(UTC),
+        ts=ts if ts.tzinfo is UTC else ts.astimezone(UTC),
         service=service,
         correlation_id=correlation_id,
         schema=schema,
@@ -467,17 +468,19 @@ def _append_command(rows: Sequence[_Row], before: Sequence[str] = ()) -> list[An
     events = []
     for row in rows:
         event = row.event
-        events.append([event.event_id, *_counter(event.service, event.type),
-                       *event.to_fields().values()])  # fmt: skip
+        events.append([event.event_id, *_counter(event.service, event.type), event.event_id,
+                       event.type, event.ts.isoformat(), event.service, event.correlation_id,
+                       str(event.schema), _dump(event.payload)])  # fmt: skip
     return ["EVAL", _PUBLISH, 2, events_stream(), _sent_key(), maxlen(), int(time.time() * 1000),
             DEDUPE_SECONDS * 1000, _FIELD_NAMES, msgpack.packb(events),
             msgpack.packb(list(before))]  # fmt: skip
 
 
 def _appended(rows: Sequence[_Row], answer: Any) -> Any:
-    if answer in ("?", b"?"):
+    flags = answer.decode() if isinstance(answer, bytes) else answer
+    if flags == "?":
         return None
-    return {row.pk for row, stream_id in zip(rows, answer, strict=True) if stream_id}
+    return {row.pk for row, flag in zip(rows, flags, strict=True) if flag == "1"}
 
 
 _FIELD_NAMES = msgpack.packb(list(FIELDS))

@@ -73,6 +73,9 @@ def test_an_event_after_one_still_waiting_is_published_after_it(redis_client, mo
     outbox.record([later, other])
     assert log_of("c-6") == [waiting.event_id, later.event_id]
     assert log_of("c-7") == [other.event_id]
+    # Read back from the database or taken as recorded, each event is in the log as it was.
+    logged = [event for _, event in read_window(limit=1000, correlation_id="c-6")]
+    assert logged == [waiting, later]
 
 
 def test_an_event_after_one_published_but_not_marked_is_appended_once_after_it(
@@ -117,12 +120,14 @@ def test_a_row_published_again_after_a_crash_is_not_appended_twice(redis_client,
 def test_racing_relays_publish_each_correlation_in_commit_order(redis_client, monkeypatch):
     monkeypatch.setattr(outbox, "_fast_client", lambda url: DeadRedis())
     written = {f"k-{k}": [] for k in range(4)}
+    recorded = []
     for step in range(30):
         for correlation_id, ids in written.items():
             event = new_event("risk.alert", {"step": step}, service="exec-risk",
                               correlation_id=correlation_id)  # fmt: skip
             outbox.record([event])
             ids.append(event.event_id)
+            recorded.append(event)
     monkeypatch.setattr(outbox, "BATCH", 7)
     errors = []
 
@@ -145,6 +150,8 @@ def test_racing_relays_publish_each_correlation_in_commit_order(redis_client, mo
     assert not errors
     for correlation_id, ids in written.items():
         assert log_of(correlation_id) == ids
+    logged = [event for _, event in read_window(limit=1000, correlation_id="k-0")]
+    assert logged == [event for event in recorded if event.correlation_id == "k-0"]
 
 
 def test_the_backlog_shows_on_exec_risks_health_and_metrics(client, redis_down_after_commit):
