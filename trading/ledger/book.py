@@ -432,10 +432,12 @@ def exit_trigger(
 
 class AccountKind(StrEnum):
     """What an account may do. Spot follows Binance spot: balances per asset, nothing sold that
-    is not held, nothing bought beyond the free quote balance, leverage 1. A kind with margin
-    (USD-M futures) is another member, with its own balance rules beside ``spot_shortfall``."""
+    is not held, nothing bought beyond the free quote balance, leverage 1. Futures is a USDⓈ-M
+    perpetual account (``trading.ledger.futures``): cross margin, one-way, leverage per symbol,
+    shorts, initial and maintenance margin by Binance's brackets, liquidation, reduce-only."""
 
     SPOT = "spot"
+    FUTURES = "futures"
 
 
 @dataclass(frozen=True, slots=True)

@@ -14,10 +14,11 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal as D
 
-from hypothesis import given, settings
+from hypothesis import assume, given, settings
 from hypothesis import strategies as st
 
 from trading.ledger.book import (
+    Fill,
     PositionState,
     Side,
     apply_fill,
@@ -31,6 +32,7 @@ from trading.ledger.book import (
     unrealized_at_open,
     unrealized_pnl,
 )
+from trading.ledger.futures import Holding, bundled_brackets, liquidation_price, margin_state
 
 T0 = datetime(2025, 9, 1, 22, 0, tzinfo=UTC)
 STEP = D("0.00001")
@@ -180,3 +182,64 @@ def test_the_issues_cases_are_refused():
                           {**usdt, "ETH": D("2.9693")}, base="ETH", quote="USDT")  # fmt: skip
     assert spot_shortfall(Side.BUY, D("0.6"), D("115161"), FEE_RATE, usdt,
                           base="BTC", quote="USDT")  # fmt: skip
+
+
+# -- futures: margin balance and liquidation ----------------------------------------------------
+
+_FUTURES_PRICES = st.decimals(min_value=D("1000"), max_value=D("90000"), places=1)
+_FUTURES_QUANTITIES = st.decimals(min_value=D("0.001"), max_value=D("20"), places=3)
+
+
+@st.composite
+def _futures_book(draw):
+    """A futures wallet and positions opened by random fills at random prices."""
+    brackets = bundled_brackets()["BTCUSDT"]
+    wallet = draw(st.decimals(min_value=D("100"), max_value=D("500000"), places=2))
+    holdings = []
+    for symbol in draw(st.lists(st.sampled_from(["BTCUSDT", "BTC2", "BTC3"]), min_size=1,
+                                max_size=3, unique=True)):  # fmt: skip
+        state = PositionState(symbol=symbol)
+        for _ in range(draw(st.integers(1, 4))):
+            fill = Fill(side=draw(st.sampled_from([Side.BUY, Side.SELL])),
+                        quantity=draw(_FUTURES_QUANTITIES), price=draw(_FUTURES_PRICES),
+                        fee=D(0), ts=T0)  # fmt: skip
+            state = apply_fill(state, fill)[0]
+        holdings.append(Holding(state, draw(st.integers(1, 125)), brackets,
+                                draw(_FUTURES_PRICES)))  # fmt: skip
+    return wallet, holdings
+
+
+@settings(max_examples=200, deadline=None)
+@given(_futures_book())
+def test_futures_margin_balance_is_wallet_plus_unrealized_pnl(book):
+    wallet, holdings = book
+    state = margin_state(wallet, holdings)
+    unrealized = exact_sum(*(unrealized_pnl(h.state, h.mark) for h in holdings))
+    assert state.margin_balance == exact_sum(wallet, unrealized)
+
+
+@settings(max_examples=300, deadline=None)
+@given(_futures_book(), st.decimals(min_value=D("0.000001"), max_value=D("0.5"), places=6))
+def test_no_futures_position_survives_past_its_liquidation_price(book, beyond):
+    """Marked past its liquidation price (the others where they are), the account is
+    liquidating; marked short of it, it is not. The book is one that is not liquidating at its
+    marks, as every live one is: a book that is gets liquidated at once."""
+    wallet, holdings = book
+    assume(not margin_state(wallet, holdings).liquidating)
+    target = next((h for h in holdings if not h.state.is_flat), None)
+    if target is None:
+        return
+    others = [h for h in holdings if h is not target]
+    price = liquidation_price(target, wallet, others)
+    if price is None:  # a long that cannot lose enough: liquidating at no positive price
+        assert not margin_state(wallet, [Holding(target.state, target.leverage,
+                                target.brackets, D("0.0001")), *others]).liquidating  # fmt: skip
+        return
+    long = target.state.quantity > 0
+    past = price * (1 - beyond) if long else price * (1 + beyond)
+    short_of = price * (1 + beyond) if long else price * (1 - beyond)
+    moved = Holding(target.state, target.leverage, target.brackets, past)
+    assert margin_state(wallet, [moved, *others]).liquidating
+    if short_of > 0:
+        kept = Holding(target.state, target.leverage, target.brackets, short_of)
+        assert not margin_state(wallet, [kept, *others]).liquidating
