@@ -31,10 +31,11 @@ EXPECTED_DASHBOARDS = {"overview", "ai", "exec-risk", "analytics", "trading"}
 PENDING_SYSTEM_CHECKS: set[str] = set()
 
 # The metric names this test can vouch for: the services' prefixes, the web process'
-# django-prometheus metrics, Prometheus' own `up`, and the system checks' metrics.
+# django-prometheus metrics, Prometheus' own `up`, and the system checks' metrics (with the
+# backtest parity check's).
 CHECKED_NAME = re.compile(
     r"^(?:ai_service_|exec_risk_service_|analytics_os_service_|django_http_|"
-    r"quantum_trader_selftest_)\w+$|^up$"
+    r"quantum_trader_selftest_|quantum_trader_backtest_)\w+$|^up$"
 )
 HISTOGRAM_SUFFIXES = ("_bucket", "_count", "_sum")
 

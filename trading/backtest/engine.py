@@ -79,6 +79,10 @@ class Settings:
     trade_from: datetime | None = None
     sample_every: timedelta = timedelta(hours=1)
     hit_horizon: int = 12
+    # A book that is not empty at the start (the parity check's window of a live account): the
+    # assets' totals (instead of ``starting_cash`` of the quote) and the open positions.
+    opening_balances: Mapping[str, Decimal] | None = None
+    opening_positions: Mapping[str, PositionState] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -163,14 +167,18 @@ class Backtest:
         self.strategy = strategy
         self.settings = settings
         self.quote = settings.quote_asset
-        self.totals: dict[str, Decimal] = {self.quote: settings.starting_cash}
+        self.totals: dict[str, Decimal] = (
+            dict(settings.opening_balances)
+            if settings.opening_balances is not None
+            else {self.quote: settings.starting_cash}
+        )
         self.exchange = MemoryPaperExchange(
             settings.paper, dict(settings.rules), self.totals, quote_asset=self.quote
         )
         # What open orders hold on the ledger's side (``ledger.services.order_lock``).
         self.ledger_locked: dict[str, Decimal] = {}
         self._order_holds: dict[str, tuple[int, str, Decimal]] = {}
-        self.positions: dict[str, PositionState] = {}
+        self.positions: dict[str, PositionState] = dict(settings.opening_positions)
         self.stops: dict[str, tuple[Decimal | None, Decimal | None]] = {}
         self.marks: dict[str, Decimal] = {}
         self.windows: dict[str, deque[Bar]] = {}
@@ -184,7 +192,7 @@ class Backtest:
         self._before_day: tuple[dict[str, Decimal], Decimal, Decimal] = ({}, ZERO, ZERO)
         self._flows = ZERO
         self._net_realized = ZERO
-        self._held: dict[str, Decimal] = {}
+        self._held: dict[str, Decimal] = {s: p.quantity for s, p in self.positions.items()}
         self._realized_today = ZERO
         self._open_trades: dict[str, Trade] = {}
         self._pending_scores: dict[str, deque[tuple[int, str, Decimal]]] = {}

@@ -20,6 +20,7 @@ class EventType(StrEnum):
     POSITION_OPENED = "position.opened"
     POSITION_CHANGED = "position.changed"
     POSITION_CLOSED = "position.closed"
+    POSITION_LIQUIDATED = "position.liquidated"
     LEARNING_RECORDED = "learning.recorded"
     RISK_ALERT = "risk.alert"
     RISK_STATE_CHANGED = "risk.state_changed"
@@ -33,3 +34,4 @@ class EventType(StrEnum):
     SELFTEST_STARTED = "selftest.started"
     SELFTEST_RESULT = "selftest.result"
     SELFTEST_FINISHED = "selftest.finished"
+    BACKTEST_PARITY_MISMATCH = "backtest.parity_mismatch"

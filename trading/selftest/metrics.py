@@ -4,6 +4,10 @@ from __future__ import annotations
 
 from prometheus_client.core import GaugeMetricFamily
 
+# The parity check's name (``trading.selftest.scenarios.parity``), kept here so that registering
+# the collector imports no scenario.
+PARITY = "backtest_parity"
+
 
 class SelfTestCollector:
     """Reads the newest result of every scenario from the database at scrape time."""
@@ -18,6 +22,7 @@ class SelfTestCollector:
             GaugeMetricFamily(
                 "quantum_trader_selftest_last_run_timestamp_seconds", "", labels=["x"]
             ),
+            GaugeMetricFamily("quantum_trader_backtest_parity_mismatches", ""),
         ]
 
     def collect(self):
@@ -41,9 +46,19 @@ class SelfTestCollector:
             "When the last finished run of the suite ended (unix time)",
             labels=["suite"],
         )
+        parity = GaugeMetricFamily(
+            "quantum_trader_backtest_parity_mismatches",
+            "Orders and fills of the paper book that differ from its backtest at the last "
+            "backtest_parity check (absent when it was skipped)",
+            labels=["account"],
+        )
         try:
             for result in latest_results():
                 labels = [result.run.suite, result.name]
+                if result.name == PARITY and result.status in ("PASS", "FAIL"):
+                    mismatches = result.data.get("mismatches")
+                    if isinstance(mismatches, int):
+                        parity.add_metric([str(result.data.get("account", ""))], mismatches)
                 if result.status in ("PASS", "FAIL"):
                     passed.add_metric(labels, 1.0 if result.status == "PASS" else 0.0)
                 duration.add_metric(labels, result.duration_seconds)
@@ -57,4 +72,4 @@ class SelfTestCollector:
                     last_run.add_metric([suite], run.finished_at.timestamp())
         except DatabaseError:
             return []
-        return [passed, duration, last_run]
+        return [passed, duration, last_run, parity]

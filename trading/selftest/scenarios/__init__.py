@@ -13,6 +13,6 @@ from __future__ import annotations
 
 # Importing a suite's module registers its scenarios (``trading.selftest.base.scenario``), in
 # the order they are declared.
-from trading.selftest.scenarios import e2e, integration
+from trading.selftest.scenarios import e2e, integration, parity
 
-__all__ = ["e2e", "integration"]
+__all__ = ["e2e", "integration", "parity"]
