@@ -170,3 +170,19 @@ def test_operators_promote_and_roll_back_through_the_api_audited_and_viewers_may
     assert refused.status_code == 409 and "no earlier version" in refused.json()["detail"]
     assert operator.post("/api/v1/models/m-nothing/promote").status_code == 404
     assert ModelVersion.objects.get(pk=second.pk).rejected_at is not None
+
+
+def test_an_operator_promotes_and_rolls_back_from_the_admin_audited(
+    trained_model, model_artifact, olivia, client
+):
+    second = store_model(oracle_artifact(model_artifact, "admin", {}, wrong=False), "test")
+    client.force_login(olivia)
+    url = "/admin/trading/modelversion/"
+    answer = client.post(url, {"action": "promote_version", "_selected_action": [second.pk]})
+    assert answer.status_code == 302
+    assert champion() == second
+    decision = ModelDecision.objects.get(version=second.version, action="promoted")
+    assert (decision.actor, decision.reason) == ("olivia", "promoted in the admin")
+    client.post(url, {"action": "roll_back_version", "_selected_action": [second.pk]})
+    assert champion() == trained_model
+    assert ModelDecision.objects.get(version=second.version, action="rolled_back").actor == "olivia"

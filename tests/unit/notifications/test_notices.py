@@ -106,3 +106,21 @@ def test_channel_urls_are_shown_without_their_secrets():
     assert "AAHsecretBotToken" not in shown and shown.startswith("tgram://")
     assert "s3cretpass" not in masked_url("json://bob:s3cretpass@example.com/hook")
     assert "AAHsecretBotToken" not in scrub(f"failed at {url}: AAHsecretBotToken refused", url)
+
+
+def test_a_promotion_and_a_rollback_name_who_and_which_versions():
+    promoted = notice_for_event(
+        "model.promoted",
+        {"version": "m-2", "previous": "m-1", "actor": "olivia", "reason": "fresher data"},
+    )
+    assert promoted.kind == Kind.MODEL_PROMOTED
+    assert promoted.title == "Model m-2 promoted by olivia"
+    assert promoted.body == "fresher data (replacing m-1)"
+    rolled = notice_for_event(
+        "model.rolled_back",
+        {"version": "m-1", "from_version": "m-2", "actor": "olivia", "reason": "worse live"},
+    )
+    assert rolled.kind == Kind.MODEL_ROLLED_BACK and rolled.severity == Severity.WARNING
+    assert rolled.title == "Model rolled back from m-2 to m-1 by olivia"
+    # A trained version is a challenger: training alone tells nobody it serves.
+    assert notice_for_event("model.trained", {"version": "m-3"}) is None
