@@ -11,6 +11,7 @@ urlpatterns = [
     path("metrics", health.web_metrics, name="prometheus-django-metrics"),
     # --- Operators ---
     path("", dashboard.index, name="cp-dashboard"),
+    path("backtests/", dashboard.backtests, name="cp-backtests"),
     # Django's auth views without the password reset ones: nothing but the login page answers
     # anonymous callers, and accounts are managed in the admin.
     path("accounts/login/", auth.LoginView.as_view(), name="login"),

@@ -173,7 +173,7 @@ class BacktestsView(APIView):
         settings, symbols, range), its status and progress."""
         query = BacktestListQuerySerializer(data=request.query_params)
         query.is_valid(raise_exception=True)
-        runs = BacktestRun.objects.defer("report", "fills")
+        runs = BacktestRun.objects.defer("fills")
         if "status" in query.validated_data:
             runs = runs.filter(status=query.validated_data["status"])
         runs = runs[: query.validated_data["limit"]]

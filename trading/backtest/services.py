@@ -276,4 +276,5 @@ def run_summary(run: BacktestRun) -> dict[str, Any]:
         "data_start": (run.report or {}).get("start"),
         "data_end": (run.report or {}).get("end"),
         "bars": (run.report or {}).get("bars"),
+        "total_return": (run.report or {}).get("total_return"),
     }
