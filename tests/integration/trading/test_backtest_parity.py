@@ -16,8 +16,17 @@ from trading.events.consumer import ensure_group
 from trading.marketdata.feed import FeedPublisher
 from trading.marketdata.klines import load_bundled_bars
 from trading.marketdata.services import notify_bar_consumers
-from trading.models import Order, Signal, StrategyConfig
+from trading.models import (
+    Fill,
+    Order,
+    OutboxEvent,
+    SelfTestResult,
+    SelfTestRun,
+    Signal,
+    StrategyConfig,
+)
 from trading.risk.services import get_account, global_limits
+from trading.selftest.scenarios.parity import backtest_parity
 from trading.store import redis_client, rkey
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -72,7 +81,7 @@ def _id(text: str | bytes) -> tuple[int, int]:
 
 
 def test_a_live_paper_session_and_its_backtest_make_the_same_orders_and_fills(
-    service_workers,
+    service_workers, client
 ):
     account = get_account()
     limits = global_limits()
@@ -106,6 +115,25 @@ def test_a_live_paper_session_and_its_backtest_make_the_same_orders_and_fills(
     assert sorted(parity.live_orders, key=lambda o: o.symbol) == sorted(
         parity.backtest_orders, key=lambda o: o.symbol
     )
+
+    # The system check on the same book agrees, then sees a fill that live paid differently.
+    outcome = backtest_parity(None)
+    assert outcome.status == "PASS", outcome.detail
+    assert outcome.data["fills"] == len(parity.live_fills) and outcome.data["mismatches"] == 0
+    fill = Fill.objects.filter(order__account=account).order_by("-ts").first()
+    Fill.objects.filter(pk=fill.pk).update(fee=fill.fee + Decimal("0.01"))
+    outcome = backtest_parity(None)
+    assert outcome.status == "FAIL" and outcome.data["mismatches"] == 1
+    assert f"{fill.symbol}#" in outcome.detail and "fee" in outcome.detail
+    event = OutboxEvent.objects.get(type="backtest.parity_mismatch")
+    assert event.payload["mismatches"] == 1 and event.payload["strategy"] == parity.strategy
+    run = SelfTestRun.objects.create(suite="integration", trigger="cli", status="failed",
+                                     finished_at=timezone.now())  # fmt: skip
+    SelfTestResult.objects.create(run=run, position=1, name="backtest_parity", title="parity",
+                                  status=outcome.status, duration_seconds=1.0,
+                                  detail=outcome.detail, data=outcome.data)  # fmt: skip
+    text = client.get("/metrics").content.decode()
+    assert 'quantum_trader_backtest_parity_mismatches{account="main"} 1.0' in text
 
 
 def test_the_comparison_names_each_fill_that_differs_or_that_one_side_lacks():
