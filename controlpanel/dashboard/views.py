@@ -54,7 +54,8 @@ def backtests(request: HttpRequest) -> HttpResponse:
     operators) a form that starts one; backtests.js does the rest through the API."""
     symbols = list(settings.SYMBOLS)
     span = backtests_service.available_range(symbols[0]) if symbols else None
-    end = span[1] if span else None
+    # A bar closes at :59.999; the minute after keeps the last one in the range.
+    end = span[1] + timedelta(minutes=1) if span else None
     start = max(span[0], end - BACKTEST_DEFAULT_SPAN) if span else None
     runs = BacktestRun.objects.defer("fills")[:50]
     context = {
@@ -66,8 +67,7 @@ def backtests(request: HttpRequest) -> HttpResponse:
         ),
         "defaults": {
             "start": start.strftime("%Y-%m-%dT%H:%M") if start else "",
-            # A bar closes at :59.999; the minute after keeps the last one in the range.
-            "end": (end + timedelta(minutes=1)).strftime("%Y-%m-%dT%H:%M") if end else "",
+            "end": end.strftime("%Y-%m-%dT%H:%M") if end else "",
             "fee": settings.PAPER_TAKER_FEE_RATE,
             "slippage_bps": settings.PAPER_SLIPPAGE_BPS,
             "volume_share": settings.PAPER_MAX_VOLUME_SHARE,

@@ -124,9 +124,16 @@ function renderRuns() {
       status.prepend(bar);
     }
     if (run.error) status.title = run.error;
-    const version = run.strategy_version || run.strategy;
-    const strategy = cell(run.model_version ? `${version} · ${run.model_version}` : version);
-    strategy.title = JSON.stringify(run.parameters || {});
+    const strategy = cell("", "strategy");
+    const name = document.createElement("strong");
+    name.textContent = run.strategy;
+    const version = document.createElement("div");
+    version.className = "muted small";
+    const described = run.strategy_version || "";
+    version.textContent = run.model_version ? `${described} · model ${run.model_version}` : described;
+    strategy.append(name, version);
+    const range = cell("", "range small");
+    range.append(`${utc(run.start)} →`, document.createElement("br"), utc(run.end));
     const returned = cell(percent(run.total_return), "num");
     returned.dataset.sign = sign(run.total_return);
     const open = document.createElement("button");
@@ -138,8 +145,8 @@ function renderRuns() {
     const actions = document.createElement("td");
     actions.append(open);
     row.append(
-      pick, cell(String(run.id), "num"), strategy, cell(run.symbols.join(", ")),
-      cell(`${utc(run.start)} → ${utc(run.end)}`, "small"), status, returned,
+      pick, cell(String(run.id), "num"), strategy, cell(run.symbols.join(", "), "symbols"),
+      range, status, returned,
       cell(run.code_version || DASH, "code small"), actions,
     );
     if (state.shown === run.id) row.setAttribute("aria-current", "true");
@@ -275,8 +282,9 @@ function chartOptions(width, height, series, yValues, sync) {
     scales: { x: { time: true } },
     series: [{ label: "Time (UTC)", value: "{YYYY}-{MM}-{DD} {HH}:{mm}" }, ...series],
     axes: [
-      { ...AXIS, values: (u, splits) => axisTimes(splits) },
-      { ...AXIS, size: 80, values: (u, splits) => splits.map(yValues) },
+      // Wide enough apart for "09-13 08:00" labels not to run into each other.
+      { ...AXIS, space: 110, values: (u, splits) => axisTimes(splits) },
+      { ...AXIS, size: 96, values: (u, splits) => splits.map(yValues) },
     ],
   };
 }
