@@ -524,12 +524,16 @@ class Backtest:
         return self._day_open
 
     def _record_equity(self, now: datetime) -> None:
-        equity = self._valuation().equity
+        open_positions = [p for p in self.positions.values() if not p.is_flat]
         result = self.result
+        if open_positions:
+            cash = self.totals.get(self.quote, ZERO)
+            equity = value_account(cash, open_positions, self.marks).equity
+            result.steps_in_market += 1
+        else:  # a flat book is worth its cash: no valuation to make
+            equity = self.totals.get(self.quote, ZERO)
         result.final_equity = equity
         result.end = now
-        if any(not p.is_flat for p in self.positions.values()):
-            result.steps_in_market += 1
         if equity > self._peak_curve:
             self._peak_curve = equity
         elif self._peak_curve > 0:
