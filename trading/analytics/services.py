@@ -117,7 +117,8 @@ def check_drift(live_rows_limit: int = 1000) -> DriftReport | None:
     """The live features of the serving model's signals against its training distribution.
 
     Over the threshold: ``drift.detected``, and a retraining request to the ai queue (at most one
-    an hour, whatever the number of checks that see the drift)."""
+    an hour, whatever the number of checks that see the drift). The version it makes is a
+    challenger: it serves only if it beats the champion on the same live bars."""
     model = ModelVersion.objects.serving().defer("artifact").first()
     if model is None:
         return None
