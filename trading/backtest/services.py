@@ -119,10 +119,8 @@ def strategy_kind(name: str) -> str | None:
 
 
 def serving_model_version() -> str | None:
-    return (
-        ModelVersion.objects.serving().order_by("-trained_at")
-        .values_list("version", flat=True).first()
-    )  # fmt: skip
+    """The champion's version (what the ai strategy runs unless a run names another)."""
+    return ModelVersion.objects.serving().values_list("version", flat=True).first()
 
 
 def run_settings(options: dict[str, Any], symbols: list[str]) -> Settings:
