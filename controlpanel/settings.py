@@ -201,6 +201,8 @@ KLINE_INTERVAL = env_str("QT_KLINE_INTERVAL", "5m")
 EVENT_LOG_MAXLEN = env_int("QT_EVENT_LOG_MAXLEN", 100_000, minimum=100)
 EVENT_MAX_DELIVERIES = env_int("QT_EVENT_MAX_DELIVERIES", 5, minimum=1, maximum=100)
 STARTING_CASH = env_decimal("QT_STARTING_CASH", "100000", minimum="0")
+# The kind of the operator's account when it is first made: spot, or USDⓈ-M perpetual futures.
+ACCOUNT_KIND = env_choice("QT_ACCOUNT_KIND", "spot", ("spot", "futures"))
 PAPER_MAKER_FEE_RATE = env_decimal("QT_PAPER_MAKER_FEE", "0.001", minimum="0", maximum="0.1")
 PAPER_TAKER_FEE_RATE = env_decimal("QT_PAPER_TAKER_FEE", "0.001", minimum="0", maximum="0.1")
 PAPER_SLIPPAGE_BPS = env_decimal("QT_PAPER_SLIPPAGE_BPS", "5", minimum="0", maximum="1000")

@@ -42,6 +42,26 @@ class Account(models.Model):
         return self.name
 
 
+class SymbolLeverage(models.Model):
+    """A futures account's leverage in one symbol (Binance's per-symbol setting, POST
+    /fapi/v1/leverage): 1 when there is no row. Bounded by the symbol's leverage brackets and the
+    risk limit ``max_leverage``; the initial margin of the position and its orders is their
+    notional over it."""
+
+    account = models.ForeignKey(Account, on_delete=models.CASCADE, related_name="leverages")
+    symbol = models.CharField(max_length=20)
+    leverage = models.PositiveSmallIntegerField(default=1)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["account", "symbol"], name="one_leverage_per_symbol")
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.account} {self.symbol} {self.leverage}x"
+
+
 class ExactDecimalField(models.Field):
     """A Decimal kept exactly, as its text. SQLite stores a decimal column as a float of 15
     significant digits; a running sum of fills needs more. For values the platform reads and
@@ -285,6 +305,9 @@ class Signal(models.Model):
     close_position = models.BooleanField(
         default=False, help_text="sell (or buy back) what the position holds"
     )
+    reduce_only = models.BooleanField(
+        default=False, help_text="futures: denied (REDUCE_ONLY) if it would open or grow"
+    )
     stop_loss_price = models.DecimalField(**MONEY, null=True, blank=True)
     take_profit_price = models.DecimalField(**MONEY, null=True, blank=True)
     source = models.CharField(max_length=16, default="api")
@@ -314,6 +337,7 @@ class Order(models.Model):
         STOP_LOSS = "stop_loss"
         TAKE_PROFIT = "take_profit"
         FLATTEN = "flatten"
+        LIQUIDATION = "liquidation"
 
     client_order_id = models.CharField(max_length=36, unique=True)
     exchange_order_id = models.CharField(max_length=64, blank=True, default="")
@@ -330,6 +354,8 @@ class Order(models.Model):
     quantity = models.DecimalField(**MONEY)
     price = models.DecimalField(**MONEY, null=True, blank=True)
     reference_price = models.DecimalField(**MONEY, help_text="mark when the order was placed")
+    leverage = models.PositiveSmallIntegerField(default=1, help_text="futures: the symbol's")
+    reduce_only = models.BooleanField(default=False)
     status = models.CharField(max_length=20, choices=OrderStatus.choices(), default=OrderStatus.NEW)
     filled_quantity = models.DecimalField(**MONEY, default=ZERO)
     average_price = models.DecimalField(**MONEY, null=True, blank=True)

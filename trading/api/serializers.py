@@ -73,6 +73,7 @@ class SignalCreateSerializer(serializers.Serializer):
     stop_loss = _positive_amount()
     take_profit = _positive_amount()
     close_position = serializers.BooleanField(default=False)
+    reduce_only = serializers.BooleanField(default=False)
 
     def validate_confidence(self, value: Decimal) -> Decimal:
         return value.quantize(Decimal("0.000001"), rounding=ROUND_HALF_EVEN)
@@ -145,6 +146,7 @@ class SignalSerializer(serializers.ModelSerializer):
             "notional",
             "quantity",
             "leverage",
+            "reduce_only",
             "stop_loss_price",
             "take_profit_price",
             "source",

@@ -71,6 +71,7 @@ class SignalsView(APIView):
             stop_loss_price=data.get("stop_loss"),
             take_profit_price=data.get("take_profit"),
             close_position=data["close_position"],
+            reduce_only=data["reduce_only"],
         )
         # The dashboard's trade ticket is an operator's own order, recorded as such.
         source = "dashboard" if request.headers.get("X-Requested-From") == "dashboard" else "api"

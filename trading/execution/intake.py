@@ -44,6 +44,8 @@ class SignalRequest:
     take_profit_price: Decimal | None = None
     # Sell (or buy back) what the position holds, whatever it is when the order is sized.
     close_position: bool = False
+    # Futures: an order that may only shrink the position (denied REDUCE_ONLY otherwise).
+    reduce_only: bool = False
 
     def problems(self) -> list[str]:
         """What is wrong with it (empty when nothing is)."""
@@ -106,6 +108,7 @@ def submit_signal(
             stop_loss_price=request.stop_loss_price,
             take_profit_price=request.take_profit_price,
             close_position=request.close_position,
+            reduce_only=request.reduce_only,
             source=source,
             **details,
         )
@@ -136,6 +139,7 @@ def signal_payload(signal: Signal) -> dict:
         "quantity": None if signal.quantity is None else str(signal.quantity),
         "leverage": signal.leverage,
         "close_position": signal.close_position,
+        "reduce_only": signal.reduce_only,
         "source": signal.source,
         "model_version": signal.model_version,
     }

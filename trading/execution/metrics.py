@@ -62,6 +62,13 @@ ORDERS_DENIED = declare(
 FILLS = declare(
     S, "exec_risk_service_fills_total", Kind.COUNTER, "Fills recorded", {"symbol": _symbols}
 )
+LIQUIDATIONS = declare(
+    S,
+    "exec_risk_service_liquidations_total",
+    Kind.COUNTER,
+    "Futures positions liquidated: margin balance below the maintenance margin",
+    {"symbol": _symbols},
+)
 ORDER_LATENCY = declare(
     S,
     "exec_risk_service_order_latency_seconds",

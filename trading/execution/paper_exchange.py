@@ -20,6 +20,12 @@ later bar, at a price that moved against it, fills only what its hold and the fr
 pay for; when that is nothing, the order expires, as a Binance market order that runs out of
 balance does. So no balance ever goes below zero.
 
+A futures account's book (``margin=True``) trades USDⓈ-M perpetuals: its margin is held and
+checked by the ledger (``trading.ledger.futures``, the same arithmetic as the backtest's), under
+the lock of the account's wallet, so the paper exchange holds nothing for its orders, refuses
+none for want of a balance, and fills a SELL with no position as a short. Such books are named
+in ``<prefix>:paper:margin_books``, so a fill on a later bar is booked by the same rule.
+
 The platform's ledger (``trading.ledger``) is the book of record; this is the venue it trades on.
 Both move by the same fills, so their totals per asset agree; the start-up reconciliation
 compares them.
@@ -124,7 +130,9 @@ class PaperExchange:
         clock=lambda: datetime.now(UTC),
         book: str = DEFAULT_BOOK,
         starting_cash: Decimal | None = None,
+        margin: bool = False,
     ) -> None:
+        self.margin = margin
         self.config = config
         self.rules = rules or load_bundled_rules()
         self._client = client
@@ -132,8 +140,11 @@ class PaperExchange:
         self.book = book
         self.starting_cash = settings.STARTING_CASH if starting_cash is None else starting_cash
 
-    def for_account(self, book: str, starting_cash: Decimal) -> PaperExchange:
-        """The same exchange trading for another account's book."""
+    def for_account(
+        self, book: str, starting_cash: Decimal, *, margin: bool = False
+    ) -> PaperExchange:
+        """The same exchange trading for another account's book (a futures one with
+        ``margin``)."""
         return PaperExchange(
             self.config,
             self.rules,
@@ -141,7 +152,11 @@ class PaperExchange:
             clock=self.clock,
             book=book,
             starting_cash=starting_cash,
+            margin=margin,
         )
+
+    def _margin_books_key(self) -> str:
+        return rkey("paper", "margin_books")
 
     @property
     def client(self) -> redis.Redis:
@@ -228,6 +243,10 @@ class PaperExchange:
         need = placement_hold(
             req.side, req.quantity, quote.bar.close, self.config, tick_size=rules.tick_size
         )
+        if self.margin:
+            # The ledger holds and checks the margin; nothing is held of the book here.
+            need, asset = ZERO, rules.quote_asset
+            self.client.sadd(self._margin_books_key(), self.book)
         balances_key, locked_key = self._balances_key(self.book), self._locked_key(self.book)
         orders_key, used_key = self._orders_key(), self._used_key(quote.bar)
 
@@ -240,7 +259,7 @@ class PaperExchange:
             if not seeded and asset == rules.quote_asset:
                 total = self.starting_cash
             locked = Decimal(pipe.hget(locked_key, asset) or "0")
-            if need > _EXACT.subtract(total, locked):
+            if not self.margin and need > _EXACT.subtract(total, locked):
                 raise insufficient_balance()
             pipe.multi()
             if not seeded:
@@ -395,7 +414,11 @@ class PaperExchange:
             totals = {a: Decimal(pipe.hget(balances_key, a) or "0") for a in
                       (rules.base_asset, rules.quote_asset)}  # fmt: skip
             hold_asset = self._hold_asset(order)
+            margin = pipe.sismember(self._margin_books_key(), book_id)
+            if margin:
+                hold_asset = rules.quote_asset
             locked = Decimal(pipe.hget(locked_key, hold_asset) or "0")
+            free_quote = _EXACT.subtract(totals[rules.quote_asset], locked)
             # The arithmetic is the backtest's too (``trading.execution.paper.book_trade``).
             trade = book_trade(
                 order.side,
@@ -403,7 +426,8 @@ class PaperExchange:
                 price,
                 self.config,
                 held=held,
-                free_quote=_EXACT.subtract(totals[rules.quote_asset], locked),
+                # A futures fill is paid for by the margin the ledger holds, not the book's cash.
+                free_quote=Decimal("Infinity") if margin else free_quote,
                 step_size=step,
             )
             if trade is None:

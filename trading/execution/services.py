@@ -35,12 +35,19 @@ from trading.execution.adapter import (
     ExchangeFill,
     OrderRequest,
     OrderResult,
+    OrderStatus,
     client_order_id_for,
 )
 from trading.execution.intake import signal_payload
 from trading.ledger import services as ledger
+from trading.ledger.book import (
+    AccountKind,
+    PositionChange,
+    apply_fill,
+    exit_trigger,
+    fill_from_trade,
+)
 from trading.ledger.book import Fill as PnlFill
-from trading.ledger.book import PositionChange, apply_fill, exit_trigger, fill_from_trade
 from trading.marketdata.bars import Bar
 from trading.marketdata.prices import latest_prices, latest_quote, latest_quotes
 from trading.marketdata.services import symbol_rules
@@ -80,7 +87,9 @@ def exchange(account: Account | None = None) -> ExchangeAdapter:
     On the paper exchange each account trades from a balance book of its own."""
     if account is not None and (account.is_sandbox or settings.EXCHANGE == "paper"):
         paper = _adapter("paper")
-        return paper.for_account(paper_book(account), account.starting_cash)  # type: ignore[attr-defined]
+        return paper.for_account(  # type: ignore[attr-defined]
+            paper_book(account), account.starting_cash, margin=ledger.is_futures(account)
+        )
     return _adapter(settings.EXCHANGE)
 
 
@@ -167,13 +176,15 @@ def process_signal(signal_id: uuid.UUID | str) -> Signal:
         )
         return deny_signal(signal, reason, detail)
     marks = {symbol: known.price for symbol, known in quotes.items()}
+    leverage = order_leverage(signal)
     intent = OrderIntent(
         symbol=signal.symbol,
         side=signal.side,
         quantity=sizing.quantity,
         price=sizing.price,
         confidence=signal.confidence,
-        leverage=signal.leverage,
+        leverage=leverage,
+        reduce_only=signal.reduce_only,
     )
     decision = evaluate(
         intent,
@@ -185,7 +196,9 @@ def process_signal(signal_id: uuid.UUID | str) -> Signal:
         return deny_signal(signal, str(decision.reason), decision.detail)
 
     try:
-        order = open_order(signal, sizing.quantity, sizing.price)
+        order = open_order(signal, sizing.quantity, sizing.price, leverage=leverage)
+    except ledger.InsufficientMargin as error:  # spent by an order decided meanwhile
+        return deny_signal(signal, Reason.INSUFFICIENT_MARGIN, str(error))
     except ledger.InsufficientBalance as error:  # spent by an order decided meanwhile
         return deny_signal(signal, Reason.INSUFFICIENT_BALANCE, str(error))
     if order is None:  # another delivery got there first
@@ -193,6 +206,15 @@ def process_signal(signal_id: uuid.UUID | str) -> Signal:
     submit_order(order)
     metrics.ORDER_LATENCY.observe(time.perf_counter() - started)
     return Signal.objects.get(pk=signal.pk)
+
+
+def order_leverage(signal: Signal) -> int:
+    """The leverage a signal's order trades at: on a futures account the symbol's setting, which
+    a signal asking for more than 1 changes (as Binance's POST /fapi/v1/leverage before the
+    order); on spot the signal's own, which the checks hold to 1."""
+    if not ledger.is_futures(signal.account) or signal.leverage > 1:
+        return signal.leverage
+    return ledger.leverage_for(signal.account, signal.symbol)
 
 
 def deny_signal(signal: Signal, reason: str, detail: str) -> Signal:
@@ -215,7 +237,9 @@ def deny_signal(signal: Signal, reason: str, detail: str) -> Signal:
     return Signal.objects.get(pk=signal.pk)
 
 
-def open_order(signal: Signal, quantity: Decimal, price: Decimal) -> Order | None:
+def open_order(
+    signal: Signal, quantity: Decimal, price: Decimal, *, leverage: int = 1
+) -> Order | None:
     """Moves the signal to submitted and creates its one order, holding what it needs of the
     account's balances; None if another call did. Raises ``InsufficientBalance`` (and changes
     nothing) when the free balance no longer pays for it."""
@@ -236,7 +260,12 @@ def open_order(signal: Signal, quantity: Decimal, price: Decimal) -> Order | Non
                 side=signal.side,
                 quantity=quantity,
                 reference_price=price,
+                leverage=leverage,
+                reduce_only=signal.reduce_only,
             )
+            if ledger.is_futures(signal.account):
+                # The symbol's leverage is the one the order's margin is held at.
+                ledger.set_leverage(signal.account, signal.symbol, leverage)
             ledger.lock_order(order)
             events = _Events()
             events.add("order.requested", order_payload(order), order.correlation_id)
@@ -649,6 +678,88 @@ def on_bar(bar: Bar) -> None:
         )
         if trigger is not None:
             close_position(position, Order.Purpose(str(trigger).lower()), actor=f"system:{trigger}")
+    check_liquidations(bar)
+
+
+def check_liquidations(bar: Bar) -> list[Order]:
+    """Liquidates every futures account holding the bar's symbol whose margin balance, with the
+    symbol marked at the bar's close, has fallen below its maintenance margin (cross margin: all
+    of the account's positions go). Returns the liquidation orders."""
+    accounts = Account.objects.filter(
+        kind=AccountKind.FUTURES, positions__symbol=bar.symbol, positions__status="open"
+    ).distinct()
+    orders = []
+    for account in accounts:
+        marks = {**latest_prices(), bar.symbol: bar.close}
+        state = ledger.margin(account, marks)
+        if state.liquidating:
+            orders.extend(liquidate_account(account, marks, state))
+    return orders
+
+
+def liquidate_account(account: Account, marks: dict[str, Decimal], state) -> list[Order]:
+    """Closes each open position of ``account`` at its mark, as the exchange's liquidation
+    engine takes it over: an order of purpose ``liquidation`` filled at the mark with the taker
+    fee, then a ``position.liquidated`` event. At most once per position."""
+    orders = []
+    for position in ledger.open_positions(account):
+        mark = marks.get(position.symbol, position.average_entry_price)
+        quantity = abs(position.quantity)
+        side = "SELL" if position.quantity > 0 else "BUY"
+        try:
+            with transaction.atomic():
+                order = Order.objects.create(
+                    client_order_id=client_order_id_for(
+                        f"{position.correlation_id}:liquidation:{position.pk}"
+                    ),
+                    account=account,
+                    correlation_id=position.correlation_id,
+                    venue=exchange(account).name,
+                    symbol=position.symbol,
+                    side=side,
+                    purpose=Order.Purpose.LIQUIDATION,
+                    quantity=quantity,
+                    reference_price=mark,
+                    leverage=ledger.leverage_for(account, position.symbol),
+                    reduce_only=True,
+                )
+                ledger.lock_order(order)
+                fill = ExchangeFill(
+                    price=mark,
+                    quantity=quantity,
+                    commission=quantity * mark * ledger.fee_rate(),
+                    commission_asset=ledger.QUOTE_ASSET,
+                    trade_id=f"liquidation-{order.pk}",
+                )
+                result = OrderResult(
+                    client_order_id=order.client_order_id,
+                    exchange_order_id=f"liquidation-{order.pk}",
+                    symbol=order.symbol,
+                    side=side,
+                    status=OrderStatus.FILLED,
+                    orig_quantity=quantity,
+                    executed_quantity=quantity,
+                    cumulative_quote=quantity * mark,
+                    fills=(fill,),
+                    transact_time=timezone.now(),
+                )
+                apply_order_result(order.pk, result)
+                position.refresh_from_db()
+                position.account = account
+                outbox.record([new_event("position.liquidated", {
+                    **position_payload(position), "mark_price": str(mark),
+                    "margin_balance": str(state.margin_balance),
+                    "maintenance_margin": str(state.maintenance_margin),
+                    "order_id": order.pk}, service=SERVICE,
+                    correlation_id=str(position.correlation_id))])  # fmt: skip
+        except IntegrityError:  # liquidated already
+            continue
+        metrics.LIQUIDATIONS.inc(symbol=position.symbol)
+        logger.warning("liquidated %s %s %s at %s: margin balance %s < maintenance %s",
+                       account, position.symbol, position.quantity, mark, state.margin_balance,
+                       state.maintenance_margin)  # fmt: skip
+        orders.append(order)
+    return orders
 
 
 def close_position(position: Position, purpose: str, *, actor: str) -> Order | None:
@@ -684,6 +795,8 @@ def close_position(position: Position, purpose: str, *, actor: str) -> Order | N
                 purpose=purpose,
                 quantity=quantity,
                 reference_price=quote.price if quote else position.average_entry_price,
+                leverage=ledger.leverage_for(position.account, position.symbol),
+                reduce_only=True,
             )
             ledger.lock_order(order)
     except IntegrityError:

@@ -28,10 +28,18 @@ from django.utils import timezone
 
 from trading.events import outbox
 from trading.events.envelope import new_event
-from trading.ledger import book
+from trading.ledger import book, futures
 from trading.ledger.book import AccountKind, AssetBalance, PositionState, Valuation
 from trading.marketdata.services import symbol_rules
-from trading.models import Account, DayOpen, Fill, Order, Position, TradingStateRecord
+from trading.models import (
+    Account,
+    DayOpen,
+    Fill,
+    Order,
+    Position,
+    SymbolLeverage,
+    TradingStateRecord,
+)
 from trading.models import AssetBalance as BalanceRow
 from trading.risk.reasons import AlertReason
 
@@ -51,6 +59,76 @@ class ExchangeBalance(Protocol):
 
 class InsufficientBalance(Exception):
     """The account's free balance cannot pay for an order; the message says what is missing."""
+
+
+class InsufficientMargin(InsufficientBalance):
+    """A futures account's available balance cannot pay an order's margin."""
+
+
+def is_futures(account: Account) -> bool:
+    return account.kind == AccountKind.FUTURES
+
+
+# --- futures: leverage and margin ----------------------------------------------------------
+
+
+def leverages(account: Account) -> dict[str, int]:
+    """The account's leverage per symbol that has a setting (1 for any other)."""
+    return dict(SymbolLeverage.objects.filter(account=account).values_list("symbol", "leverage"))
+
+
+def leverage_for(account: Account, symbol: str) -> int:
+    return leverages(account).get(symbol, 1)
+
+
+def set_leverage(account: Account, symbol: str, leverage: int) -> None:
+    """Records the account's leverage in ``symbol`` (checked against the brackets and the
+    limits by the caller, as Binance checks POST /fapi/v1/leverage)."""
+    SymbolLeverage.objects.update_or_create(
+        account=account, symbol=symbol, defaults={"leverage": leverage}
+    )
+
+
+def brackets_for(symbol: str) -> futures.Brackets:
+    """The symbol's leverage brackets (bundled); a symbol without any is refused as one the
+    futures account cannot trade."""
+    try:
+        return futures.bundled_brackets()[symbol]
+    except KeyError:
+        raise ValueError(f"no leverage brackets for {symbol}") from None
+
+
+def holdings(
+    account: Account, marks: dict[str, Decimal], positions: list[Position] | None = None
+) -> list[futures.Holding]:
+    """The account's open positions as the margin arithmetic takes them (an unpriced one at its
+    entry price)."""
+    positions = open_positions(account, ordered=False) if positions is None else positions
+    levels = leverages(account)
+    return [
+        futures.Holding(
+            position_state(p, p.symbol),
+            levels.get(p.symbol, 1),
+            brackets_for(p.symbol),
+            marks.get(p.symbol, p.average_entry_price),
+        )
+        for p in positions
+        if p.quantity
+    ]
+
+
+def margin(account: Account, marks: dict[str, Decimal]) -> futures.MarginState:
+    """A futures account's wallet, margin and available balances at ``marks``."""
+    locked = (
+        BalanceRow.objects.filter(account=account, asset=QUOTE_ASSET)
+        .values_list("locked", flat=True)
+        .first()
+    )
+    return futures.margin_state(account_cash(account), holdings(account, marks), locked or ZERO)
+
+
+def liquidation_prices(account: Account, marks: dict[str, Decimal]) -> dict[str, Decimal | None]:
+    return futures.liquidation_prices(account_cash(account), holdings(account, marks))
 
 
 def assets_of(symbol: str) -> tuple[str, str]:
@@ -129,9 +207,16 @@ def account_cash(account: Account) -> Decimal:
 
 def ledger_nets(account_id: int) -> dict[str, Decimal]:
     """What the account's fills add up to per asset, worked out again fill by fill: what the
-    running totals must always equal. A pass over the fills; for checks, not the hot path."""
+    running totals must always equal. A pass over the fills; for checks, not the hot path. A
+    futures account's fills move its wallet only, by their realized PnL less their fees."""
     totals: dict[str, Decimal] = {QUOTE_ASSET: ZERO}
     fills = Fill.objects.filter(order__account_id=account_id)
+    if Account.objects.filter(pk=account_id, kind=AccountKind.FUTURES).exists():
+        for realized, fee in fills.values_list("realized_pnl", "fee"):
+            totals[QUOTE_ASSET] = book.exact_sum(
+                totals[QUOTE_ASSET], futures.wallet_move(realized, fee)
+            )
+        return totals
     for symbol, side, quantity, price, fee in fills.values_list(
         "symbol", "side", "quantity", "price", "fee"
     ):
@@ -158,6 +243,15 @@ def order_lock(order: Order) -> tuple[str, Decimal]:
     """What an order holds while it is open: a BUY the cost of its unfilled quantity at its
     reference price with fees, in the quote asset; a SELL its unfilled quantity of the base."""
     base, quote = assets_of(order.symbol)
+    if order.account.kind == AccountKind.FUTURES:
+        # The margin: the initial margin of what it opens (a reduce-only order opens nothing)
+        # and the taker fee, in the quote asset.
+        if not order.is_open:
+            return quote, ZERO
+        remaining = max(order.remaining_quantity, ZERO)
+        notional = remaining * order.reference_price
+        opening = ZERO if order.reduce_only else futures.initial_margin(notional, order.leverage)
+        return quote, opening + notional * fee_rate()
     if not order.is_open:
         return (quote if order.side == "BUY" else base), ZERO
     remaining = max(order.remaining_quantity, ZERO)
@@ -182,6 +276,9 @@ def lock_order(order: Order) -> None:
     _require_transaction("lock_order")
     asset, amount = order_lock(order)
     row = _row(order.account_id, asset)
+    if is_futures(order.account):
+        _lock_margin(order, row, amount)
+        return
     start = order.account.starting_cash if asset == QUOTE_ASSET else ZERO
     free = start + row.net + row.transferred - row.locked
     if amount > free:
@@ -189,6 +286,23 @@ def lock_order(order: Order) -> None:
             f"{order.side} {order.quantity} {order.symbol} needs {amount.normalize():f} {asset}, "
             f"free {free.normalize():f}"
         )
+    row.locked += amount
+    row.save(update_fields=["locked", "updated_at"])
+
+
+def _lock_margin(order: Order, row: BalanceRow, amount: Decimal) -> None:
+    """Holds a futures order's margin, read under the wallet row's lock; raises
+    ``InsufficientMargin`` when the available balance cannot pay it. A reduce-only order (an
+    exit, a liquidation) holds its fee and is never refused: getting smaller must stay possible."""
+    from trading.marketdata.prices import latest_prices
+
+    if not order.reduce_only:
+        state = margin(order.account, latest_prices())
+        if amount > state.available_balance:
+            raise InsufficientMargin(
+                f"{order.side} {order.quantity} {order.symbol} at {order.leverage}x needs margin "
+                f"{_plain(amount)} USDT, available {_plain(state.available_balance)}"
+            )
     row.locked += amount
     row.save(update_fields=["locked", "updated_at"])
 
@@ -205,6 +319,10 @@ def record_fills(order: Order, fills: list[Fill], held_before: Decimal) -> None:
     base, quote = assets_of(order.symbol)
     moves: dict[str, Decimal] = {base: ZERO, quote: ZERO}
     for fill in fills:
+        if is_futures(order.account):
+            wallet = futures.wallet_move(fill.realized_pnl, fill.fee)
+            moves = {quote: book.exact_sum(moves[quote], wallet)}
+            continue
         for asset, moved in book.fill_moves(
             fill.side, fill.quantity, fill.price, fill.fee, base=base, quote=quote
         ).items():
@@ -323,6 +441,10 @@ def reconcile_balances(
     the same fills: a difference is a defect, reported and not followed."""
     from trading.execution import metrics
 
+    if is_futures(account):
+        # A futures wallet is read from futures_account_balance, not the spot balances.
+        logger.info("balances of futures account %s are not reconciled with spot's", account)
+        return {}
     theirs: dict[str, Decimal] = {}
     for balance in venue_balances:
         theirs[balance.asset] = theirs.get(balance.asset, ZERO) + balance.free + balance.locked
@@ -379,7 +501,24 @@ def utc_day_start(now: datetime) -> datetime:
 
 def valuation(account: Account, marks: dict[str, Decimal]) -> Valuation:
     positions = [position_state(p, p.symbol) for p in open_positions(account, ordered=False)]
-    return book.value_account(account_cash(account), positions, marks)
+    return _value(account, account_cash(account), positions, marks)
+
+
+def _value(
+    account: Account, cash: Decimal, positions: list[PositionState], marks: dict[str, Decimal]
+) -> Valuation:
+    """Spot: cash plus the holdings at their marks. Futures: the wallet plus the positions'
+    unrealized PnL (the margin balance): a contract is worth what it would settle for."""
+    current = book.value_account(cash, positions, marks)
+    if not is_futures(account):
+        return current
+    return Valuation(
+        cash=current.cash,
+        market_value=current.unrealized_pnl,
+        exposure=current.exposure,
+        unrealized_pnl=current.unrealized_pnl,
+        unrealized_by_symbol=current.unrealized_by_symbol,
+    )
 
 
 def account_equity(account: Account, marks: dict[str, Decimal]) -> Decimal:
@@ -478,8 +617,8 @@ class Book:
 
 def read_book(account: Account, marks: dict[str, Decimal], now: datetime | None = None) -> Book:
     positions = open_positions(account)
-    current = book.value_account(
-        account_cash(account), [position_state(p, p.symbol) for p in positions], marks
+    current = _value(
+        account, account_cash(account), [position_state(p, p.symbol) for p in positions], marks
     )
     realized = Position.objects.filter(account=account).aggregate(
         realized=Sum("realized_pnl"), fees=Sum("fees_paid")
@@ -525,6 +664,40 @@ def portfolio_summary(account: Account, marks: dict[str, Decimal]) -> dict:
             {"ts": snap.ts.isoformat(), "equity": str(snap.equity)}
             for snap in reversed(account.equity.all()[:200])
         ],
+        **({"margin": futures_summary(account, marks)} if is_futures(account) else {}),
+    }
+
+
+def futures_summary(account: Account, marks: dict[str, Decimal]) -> dict:
+    """A futures account's margin, and per position its leverage, margins and liquidation
+    price (cross margin, one-way). Funding is not applied: the platform has no funding-rate
+    history, and says so here."""
+    held = holdings(account, marks)
+    state = futures.margin_state(
+        account_cash(account), held, margin(account, marks).open_order_margin
+    )
+    prices = futures.liquidation_prices(state.wallet_balance, held)
+    return {
+        "mode": "cross, one-way",
+        "wallet_balance": str(state.wallet_balance),
+        "unrealized_pnl": str(state.unrealized_pnl),
+        "margin_balance": str(state.margin_balance),
+        "initial_margin": str(state.initial_margin),
+        "maintenance_margin": str(state.maintenance_margin),
+        "open_order_margin": str(state.open_order_margin),
+        "available_balance": str(state.available_balance),
+        "funding": "not applied: no funding-rate history is bundled",
+        "positions": {
+            h.state.symbol: {
+                "leverage": h.leverage,
+                "initial_margin": str(h.initial_margin),
+                "maintenance_margin": str(h.maintenance_margin),
+                "liquidation_price": None
+                if prices[h.state.symbol] is None
+                else str(prices[h.state.symbol]),
+            }
+            for h in held
+        },
     }
 
 

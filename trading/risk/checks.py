@@ -10,11 +10,15 @@
    (SYMBOL_NOT_TRADING);
 3. signal confidence (LOW_CONFIDENCE);
 4. leverage: outside 1 to the maximum (MAX_LEVERAGE), then anything but 1 on a spot account
-   (LEVERAGE_NOT_SUPPORTED);
+   (LEVERAGE_NOT_SUPPORTED); on a futures account, beyond what the symbol's leverage brackets
+   allow for the resulting position's notional (MAX_LEVERAGE); an order marked reduce-only
+   that would open or grow a position (REDUCE_ONLY);
 5. the exchange's rules: MIN_NOTIONAL / MAX_NOTIONAL, then LOT_SIZE, MARKET_LOT_SIZE (a value
    too small to trade is told as such, not as a quantity off the step it was rounded to);
 6. balances, on a spot account: a SELL needs its quantity free in the base asset, a BUY its cost
-   plus the taker fee free in the quote asset (INSUFFICIENT_BALANCE);
+   plus the taker fee free in the quote asset (INSUFFICIENT_BALANCE); on a futures account the
+   available balance must pay the initial margin of what the order opens and its taker fee
+   (INSUFFICIENT_MARGIN); a SELL with no position opens a short;
 7. exposure: the symbol's resulting position (MAX_POSITION_NOTIONAL), the total exposure
    (MAX_TOTAL_EXPOSURE), the number of open positions (MAX_OPEN_POSITIONS). An order that is
    reduce-only is never denied here: refusing to shrink a position that is over a limit would
@@ -44,6 +48,7 @@ from enum import StrEnum
 from types import MappingProxyType
 
 from trading.ledger.book import AccountKind, spot_shortfall
+from trading.ledger.futures import Brackets, margin_shortfall
 from trading.marketdata.symbols import SymbolRules
 from trading.risk.reasons import Reason
 from trading.risk.state import TradingState
@@ -119,6 +124,7 @@ class OrderIntent:
     confidence: Decimal
     leverage: int = 1
     market: bool = True
+    reduce_only: bool = False
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "side", Side(self.side))
@@ -160,6 +166,10 @@ class BookState:
     marks: Mapping[str, Decimal] = field(default_factory=dict)
     daily_pnl: Decimal = ZERO
     orders_last_minute: int = 0
+    # Futures: the available balance (margin balance less the margin in use) and the leverage
+    # brackets per symbol.
+    available_balance: Decimal = ZERO
+    brackets: Mapping[str, Brackets] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "trading_state", TradingState(self.trading_state))
@@ -251,10 +261,13 @@ def _denials(
     yield check_confidence(intent, limits)
     yield check_leverage(intent, limits)
     yield check_spot_leverage(intent, book)
+    yield check_futures_leverage(intent, book)
+    yield check_reduce_only(intent, book)
     yield check_notional(intent, symbol_rules)
     yield check_lot_size(intent, symbol_rules)
     yield check_market_lot_size(intent, symbol_rules)
     yield check_balance(intent, book, symbol_rules)
+    yield check_margin(intent, book)
     yield check_position_notional(intent, limits, book)
     yield check_total_exposure(intent, limits, book)
     yield check_open_positions(intent, limits, book)
@@ -400,7 +413,62 @@ def check_notional(intent: OrderIntent, rules: SymbolRules) -> Denial | None:
     return None
 
 
+def check_futures_leverage(intent: OrderIntent, book: BookState) -> Denial | None:
+    """On a futures account, deny a leverage the symbol's brackets do not allow for the
+    resulting position's notional (Binance: the higher the leverage, the smaller the position)."""
+    if book.kind is not AccountKind.FUTURES:
+        return None
+    brackets = book.brackets.get(intent.symbol)
+    if brackets is None:
+        return Denial(Reason.MAX_LEVERAGE, f"no leverage brackets for {intent.symbol}")
+    if intent.leverage > brackets.max_leverage:
+        return Denial(
+            Reason.MAX_LEVERAGE,
+            f"leverage {intent.leverage} > {intent.symbol}'s maximum {brackets.max_leverage}",
+        )
+    notional = abs(_resulting_position(intent, book)) * intent.price
+    cap = brackets.leverage_cap(intent.leverage)
+    if notional > cap and not is_reduce_only(intent, book):
+        return Denial(
+            Reason.MAX_LEVERAGE,
+            f"a {intent.symbol} position of {_money(notional)} at {intent.leverage}x exceeds the "
+            f"bracket cap {_money(cap)}",
+        )
+    return None
+
+
+def check_reduce_only(intent: OrderIntent, book: BookState) -> Denial | None:
+    """Deny an order marked reduce-only that would open, grow or flip a position."""
+    if intent.reduce_only and not is_reduce_only(intent, book):
+        before = book.position(intent.symbol)
+        return Denial(
+            Reason.REDUCE_ONLY,
+            f"reduce-only {intent.side} {_qty(intent.quantity)} would take the {intent.symbol} "
+            f"position from {_qty(before)} to {_qty(before + intent.signed_quantity)}",
+        )
+    return None
+
+
 # -- balances -----------------------------------------------------------------------------------
+
+
+def check_margin(intent: OrderIntent, book: BookState) -> Denial | None:
+    """On a futures account, deny an order whose initial margin (of what it opens) and taker
+    fee exceed the available balance."""
+    if book.kind is not AccountKind.FUTURES:
+        return None
+    shortfall = margin_shortfall(
+        intent.side,
+        intent.quantity,
+        intent.price,
+        held=book.position(intent.symbol),
+        leverage=intent.leverage,
+        fee_rate=book.fee_rate,
+        available=book.available_balance,
+    )
+    if shortfall is not None:
+        return Denial(Reason.INSUFFICIENT_MARGIN, shortfall)
+    return None
 
 
 def check_balance(intent: OrderIntent, book: BookState, rules: SymbolRules) -> Denial | None:

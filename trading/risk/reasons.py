@@ -34,6 +34,7 @@ class Reason(StrEnum):
     EXCHANGE_REJECTED = "EXCHANGE_REJECTED"
     INSUFFICIENT_BALANCE = "INSUFFICIENT_BALANCE"
     LEVERAGE_NOT_SUPPORTED = "LEVERAGE_NOT_SUPPORTED"
+    INSUFFICIENT_MARGIN = "INSUFFICIENT_MARGIN"
 
     @property
     def description(self) -> str:
@@ -48,7 +49,7 @@ class Reason(StrEnum):
 
 DESCRIPTIONS: dict[Reason, str] = {
     Reason.TRADING_HALTED: "Trading is halted; no orders are accepted until an operator resumes.",
-    Reason.REDUCE_ONLY: "Trading is reduce-only; the order would open or grow a position.",
+    Reason.REDUCE_ONLY: "Trading or the order is reduce-only; it would open or grow a position.",
     Reason.DAILY_LOSS_LIMIT: "Today's loss has reached the daily loss limit.",
     Reason.MAX_DRAWDOWN: "Equity has fallen from its peak by the maximum drawdown or more.",
     Reason.SYMBOL_NOT_ALLOWED: "The symbol is not in the list of allowed symbols.",
@@ -67,6 +68,7 @@ DESCRIPTIONS: dict[Reason, str] = {
     Reason.EXCHANGE_REJECTED: "The exchange refused the order; the detail has its message.",
     Reason.INSUFFICIENT_BALANCE: "The account's free balance cannot pay for the order (spot).",
     Reason.LEVERAGE_NOT_SUPPORTED: "A spot account trades at leverage 1 only.",
+    Reason.INSUFFICIENT_MARGIN: "The futures account's available balance cannot pay the margin.",
 }
 
 

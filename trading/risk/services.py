@@ -22,6 +22,7 @@ from trading.events.envelope import new_event
 from trading.execution import metrics
 from trading.ledger import services as ledger
 from trading.ledger.book import AccountKind
+from trading.ledger.futures import bundled_brackets
 from trading.models import (
     Account,
     Order,
@@ -46,6 +47,7 @@ def get_account(name: str = MAIN_ACCOUNT) -> Account:
         name=name,
         defaults={
             "venue": settings.EXCHANGE,
+            "kind": settings.ACCOUNT_KIND if name == MAIN_ACCOUNT else AccountKind.SPOT,
             "starting_cash": settings.STARTING_CASH,
             "peak_equity": settings.STARTING_CASH,
         },
@@ -99,6 +101,12 @@ def book_state(
     # Without a quote, a position is valued at its entry price rather than not at all.
     unpriced = {p.symbol: p.average_entry_price for p in held if p.symbol not in marks}
     recent = Order.objects.filter(account=account, created_at__gte=now - timedelta(minutes=1))
+    futures = {}
+    if ledger.is_futures(account):
+        futures = {
+            "available_balance": ledger.margin(account, marks).available_balance,
+            "brackets": bundled_brackets(),
+        }
     return BookState(
         trading_state=current_state(account),
         kind=AccountKind(account.kind),
@@ -108,6 +116,7 @@ def book_state(
         marks={**unpriced, **marks},
         daily_pnl=ledger.daily_pnl(account, marks, now),
         orders_last_minute=recent.count(),
+        **futures,
     )
 
 
