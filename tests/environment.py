@@ -17,6 +17,9 @@ REDIS_PORT = free_port()
 WEB_PORT = free_port()
 # ... and the dashboard's websocket server here.
 WS_PORT = free_port()
+# Telegram's Bot API, for every process: a local stand-in (tests/support/http_receivers.py) may
+# listen here; nothing a test starts ever reaches Telegram's own servers.
+TELEGRAM_API_PORT = free_port()
 
 os.environ.update(
     DJANGO_SETTINGS_MODULE="controlpanel.settings",
@@ -33,6 +36,7 @@ os.environ.update(
     QT_SELFTEST_BASE_URL=f"http://127.0.0.1:{WEB_PORT}",
     PORT=str(WEB_PORT),
     WS_PORT=str(WS_PORT),
+    QT_TELEGRAM_API_URL=f"http://127.0.0.1:{TELEGRAM_API_PORT}/bot",
 )
 os.environ.pop("DATABASE_URL", None)
 (VAR_DIR / "static").mkdir()

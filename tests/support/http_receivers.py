@@ -10,10 +10,10 @@ from urllib.parse import parse_qsl
 
 
 class _Server:
-    """A threading HTTP server on a free port of 127.0.0.1; a context manager."""
+    """A threading HTTP server on 127.0.0.1 (a free port unless told); a context manager."""
 
-    def __init__(self, handler: type[BaseHTTPRequestHandler]) -> None:
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    def __init__(self, handler: type[BaseHTTPRequestHandler], port: int = 0) -> None:
+        self.server = ThreadingHTTPServer(("127.0.0.1", port), handler)
         self.server.owner = self  # type: ignore[attr-defined]
         self.lock = threading.Condition()
         self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
@@ -88,7 +88,7 @@ class TelegramBotAPI(_Server):
 
     BOT = {"id": 4242, "is_bot": True, "first_name": "Quantum Trader", "username": "qt_test_bot"}
 
-    def __init__(self) -> None:
+    def __init__(self, port: int = 0) -> None:
         self.updates: list[dict] = []
         self.sent: list[dict] = []
         self.polls = 0
@@ -111,7 +111,7 @@ class TelegramBotAPI(_Server):
             def log_message(self, *args) -> None:
                 pass
 
-        super().__init__(Handler)
+        super().__init__(Handler, port)
 
     @property
     def base_url(self) -> str:
@@ -139,6 +139,11 @@ class TelegramBotAPI(_Server):
             )
             self.lock.notify_all()
         return update_id
+
+    def forget(self) -> None:
+        """Drops what was recorded so far (a stand-in shared by several tests)."""
+        with self.lock:
+            self.updates, self.sent = [], []
 
     def replies_to(self, chat_id: int) -> list[str]:
         with self.lock:

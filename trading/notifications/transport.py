@@ -1,4 +1,10 @@
-"""The one adapter to apprise, and what it says about a channel's URL without its secrets."""
+"""The one adapter to apprise, and what it says about a channel's URL without its secrets.
+
+Telegram channels (``tgram://<bot token>/<chat id>``) post to the Bot API server the platform is
+configured with, ``QT_TELEGRAM_API_URL`` (Telegram's own by default), the same the operators' bot
+polls: apprise's Telegram plugin would otherwise always post to api.telegram.org, which a local
+Bot API server (or a stand-in, in tests) never sees.
+"""
 
 from __future__ import annotations
 
@@ -7,6 +13,8 @@ import re
 from urllib.parse import parse_qsl, unquote, urlsplit
 
 import apprise
+from apprise.plugins.telegram import NotifyTelegram
+from django.conf import settings
 
 MASK = "****"
 # Parts of a URL shorter than this are not worth hiding (ports, short path words like "hook").
@@ -68,14 +76,26 @@ def scrub(text: str, url: str) -> str:
     return text
 
 
+def notifier_for(url: str) -> apprise.plugins.NotifyBase | None:
+    """apprise's notifier for the channel at ``url`` as this platform sends to it, or None when
+    apprise does not know the URL."""
+    plugin = apprise.Apprise.instantiate(url)
+    if isinstance(plugin, NotifyTelegram):
+        # Per instance, so apprise's class (and anyone else's use of it) is left as it ships.
+        plugin.notify_url = settings.TELEGRAM_API_URL
+    return plugin
+
+
 def send(url: str, title: str, body: str) -> None:
     """Sends one message to the channel at ``url``; raises TransportError, with apprise's
     account of the failure (secrets scrubbed), when it did not go out."""
+    plugin = notifier_for(url)
     notifier = apprise.Apprise()
-    if not notifier.add(url):
+    if plugin is None or not notifier.add(plugin):
         raise TransportError(f"not a valid apprise URL: {masked_url(url)}", permanent=True)
     with apprise.LogCapture(level=logging.WARNING, fmt="%(message)s") as captured:
-        ok = notifier.notify(title=title, body=body)
+        # Plain text: apprise escapes it for channels that read markup (Telegram reads HTML).
+        ok = notifier.notify(title=title, body=body, body_format=apprise.NotifyFormat.TEXT)
     if not ok:
         detail = " ".join(captured.getvalue().split()) or "apprise reported a failure"
         raise TransportError(scrub(detail, url))

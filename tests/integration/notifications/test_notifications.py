@@ -3,16 +3,21 @@ through apprise, grouped per channel; failures are recorded and counted; secrets
 
 from __future__ import annotations
 
+import html
 import logging
 
 import pytest
 from django.test import override_settings
+from django.utils import timezone
 from prometheus_client.parser import text_string_to_metric_families
 from rest_framework.test import APIClient
 
+from controlpanel.celery import app
+from tests.integration.notifications.conftest import TELEGRAM_CHAT
 from tests.support.processes import wait_for
 from trading.events.envelope import new_event
 from trading.events.log import publish_many
+from trading.events.replay import read_window
 from trading.models import NotificationChannel, NotificationDelivery
 from trading.notifications.services import DISPATCH_TASK
 from trading.notifications.tasks import deliver_notifications
@@ -39,8 +44,12 @@ def failed_total(client, channel_kind: str) -> float:
     return 0.0
 
 
-def test_a_halt_from_the_api_is_one_message_in_the_webhook(
-    service_workers, channel, receiver, olivia
+def telegram_messages(telegram, count: int, what: str) -> list[dict]:
+    return wait_for(lambda: telegram.sent if len(telegram.sent) >= count else None, 20, what)
+
+
+def test_a_halt_from_the_api_is_one_message_in_the_webhook_and_in_telegram(
+    service_workers, channel, receiver, telegram_channel, telegram, olivia
 ):
     api = APIClient()
     api.force_authenticate(olivia)
@@ -48,20 +57,58 @@ def test_a_halt_from_the_api_is_one_message_in_the_webhook(
     assert response.status_code == 200, response.content
 
     # The analytics worker reads the log and sends, as its schedule does every few seconds.
-    from controlpanel.celery import app
-
     app.send_task(DISPATCH_TASK, queue="analytics")
     [message] = messages(receiver, 1, "the halt's notification")
     assert "ACTIVE -> HALTED by olivia" in message["body"]["title"]
     assert "exchange maintenance" in message["body"]["message"]
+    [sent] = telegram_messages(telegram, 1, "the halt's message in Telegram")
+    assert int(sent["chat_id"]) == TELEGRAM_CHAT
+    text = html.unescape(sent["text"])
+    assert "ACTIVE -> HALTED by olivia" in text and "exchange maintenance" in text
 
     deliver_notifications()  # nothing more to send: the halt went out once
-    assert len(receiver.received) == 1
-    delivery = NotificationDelivery.objects.get(channel=channel)
-    assert (delivery.kind, delivery.ok, delivery.notices) == ("trading.state_changed", True, 1)
+    assert (len(receiver.received), len(telegram.sent)) == (1, 1)
+    deliveries = NotificationDelivery.objects.order_by("channel__name")
+    assert [(d.channel, d.kind, d.ok, d.notices) for d in deliveries] == [
+        (telegram_channel, "trading.state_changed", True, 1),
+        (channel, "trading.state_changed", True, 1),
+    ]
 
 
-def test_a_storm_of_100_denials_is_one_grouped_message(channel, receiver):
+def test_a_storm_of_100_denials_from_the_api_is_one_grouped_message_per_channel(
+    service_workers, market, channel, receiver, telegram_channel, telegram, olivia
+):
+    api = APIClient()
+    api.force_authenticate(olivia)
+    start = timezone.now()
+    body = {"symbol": "BTCUSDT", "side": "BUY", "confidence": 0.5, "notional": "100"}
+    for _ in range(100):
+        response = api.post("/api/v1/signals", body, format="json")
+        assert response.status_code == 202, response.content
+
+    def denials():
+        found = read_window(types=["order.denied"], since=start, limit=1000)
+        return found if len(found) >= 100 else None
+
+    # exec-risk denies each; then the analytics worker reads the log and sends.
+    denied = wait_for(denials, 120, "exec-risk to deny the 100 signals")
+    assert {event.payload["reason"] for _id, event in denied} == {"LOW_CONFIDENCE"}
+    app.send_task(DISPATCH_TASK, queue="analytics")
+
+    [message] = messages(receiver, 1, "the storm's notification")
+    assert message["body"]["title"].startswith("100 order denials")
+    assert "LOW_CONFIDENCE: 100" in message["body"]["message"]
+    [sent] = telegram_messages(telegram, 1, "the storm's message in Telegram")
+    assert int(sent["chat_id"]) == TELEGRAM_CHAT
+    text = html.unescape(sent["text"])
+    assert "100 order denials" in text and "LOW_CONFIDENCE: 100" in text
+
+    deliver_notifications()  # within the window: nothing more goes out
+    assert (len(receiver.received), len(telegram.sent)) == (1, 1)
+    assert [d.notices for d in NotificationDelivery.objects.all()] == [100, 100]
+
+
+def test_a_storm_of_100_denial_events_is_one_grouped_message(channel, receiver):
     reasons = ["LOW_CONFIDENCE"] * 60 + ["MAX_LEVERAGE"] * 40
     publish_many(
         new_event(
