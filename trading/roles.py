@@ -7,7 +7,8 @@ OPERATOR, VIEWER = "Operator", "Viewer"
 
 VIEW = [
     "view_account", "view_equitysnapshot", "view_fill", "view_learningrecord",
-    "view_modelversion", "view_order", "view_performancesnapshot", "view_position",
+    "view_modelversion", "view_notificationchannel", "view_notificationdelivery", "view_order",
+    "view_performancesnapshot", "view_position",
     "view_risklimits", "view_risklimitschange", "view_signal", "view_symbol",
     "view_tradingstatechange", "view_tradingstaterecord",
 ]  # fmt: skip

@@ -54,6 +54,9 @@ class NotificationChannelAdmin(admin.ModelAdmin):
     actions = ["send_test_message"]
 
     def get_fields(self, request, obj=None) -> list[str]:
+        if obj is not None and not self.has_change_permission(request, obj):
+            # A read-only page would show every field's value as it is: the URL only masked.
+            return ["name", "masked_url", "subscribed", "min_severity", "enabled"]
         fields = ["name", "url", "kinds", "min_severity", "enabled"]
         return [*fields[:1], "masked_url", *fields[1:]] if obj else fields
 
@@ -70,7 +73,7 @@ class NotificationChannelAdmin(admin.ModelAdmin):
         last = obj.deliveries.first()
         return last.sent_at if last else None
 
-    @admin.action(description="Send a test message")
+    @admin.action(description="Send a test message", permissions=["change"])
     def send_test_message(self, request, queryset) -> None:
         for channel in queryset:
             delivery = send_test(channel, request.user.get_username())

@@ -19,7 +19,7 @@ from trading.events.envelope import new_event
 from trading.events.log import publish_many
 from trading.events.replay import read_window
 from trading.models import NotificationChannel, NotificationDelivery
-from trading.notifications.services import DISPATCH_TASK
+from trading.notifications.services import DISPATCH_TASK, send_test
 from trading.notifications.tasks import deliver_notifications
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -160,7 +160,6 @@ def test_the_test_action_sends_one_message(admin_client, channel, receiver):
 
 def test_a_failed_delivery_is_recorded_and_counted(client, notifications_group, caplog):
     from tests.support.http_receivers import WebhookReceiver
-    from trading.notifications.services import send_test
 
     with WebhookReceiver(status=500) as broken:
         url = f"json://desk:hunter2-secret@127.0.0.1:{broken.port}/hook"
@@ -232,3 +231,40 @@ def test_alertmanager_alerts_become_notifications(
     # The webhook asks an analytics worker to send at once.
     [message] = messages(receiver, 1, "the alert's notification")
     assert message["body"]["title"] == "[FIRING] ExecRiskWorkerDown: no exec-risk worker is alive"
+
+
+def test_viewers_see_channels_masked_and_deliveries_but_send_nothing(
+    client, victor, channel, receiver, notifications_group
+):
+    victor.is_staff = True
+    victor.save(update_fields=["is_staff"])
+    client.force_login(victor)
+    secret = NotificationChannel.objects.create(
+        name="ops telegram", url="tgram://123456:AAHsecretBotToken/-100987654"
+    )
+    send_test(channel, "olivia")
+    pages = {
+        "channels": client.get("/admin/trading/notificationchannel/"),
+        "channel": client.get(f"/admin/trading/notificationchannel/{secret.pk}/change/"),
+        "deliveries": client.get("/admin/trading/notificationdelivery/"),
+    }
+    assert {name: page.status_code for name, page in pages.items()} == dict.fromkeys(pages, 200)
+    for page in pages.values():
+        assert "AAHsecretBotToken" not in page.content.decode()
+    assert "tgram://" in pages["channel"].content.decode()
+    assert "test of desk webhook" in pages["deliveries"].content.decode()
+    assert "send_test_message" not in pages["channels"].content.decode()
+
+    response = client.post(
+        "/admin/trading/notificationchannel/",
+        {"action": "send_test_message", "_selected_action": [channel.pk]},
+    )
+    assert response.status_code in (200, 302, 403)
+    assert len(receiver.received) == 1  # only the operator's test above went out
+    edit = {"name": "renamed", "url": "", "min_severity": "info", "enabled": "on"}
+    assert (
+        client.post(f"/admin/trading/notificationchannel/{secret.pk}/change/", edit).status_code
+        == 403
+    )
+    secret.refresh_from_db()
+    assert secret.name == "ops telegram"
