@@ -180,6 +180,8 @@ PROMETHEUS_EXPORT_MIGRATIONS = False
 # --- Notifications (trading.notifications) ---------------------------------------------------
 # After a channel's message, what comes within this many seconds goes out as one summary.
 NOTIFY_WINDOW_SECONDS = env_float("QT_NOTIFY_WINDOW_SECONDS", 60.0, minimum=0, maximum=86400)
+# Sent messages (the admin's deliveries, with what each held) are kept this many days.
+NOTIFY_RETENTION_DAYS = env_int("QT_NOTIFY_RETENTION_DAYS", 30, minimum=1, maximum=3650)
 # Alertmanager's webhook wants it as a bearer token; unset, the webhook refuses every call.
 ALERTMANAGER_TOKEN = env_str("QT_ALERTMANAGER_TOKEN", "")
 if ALERTMANAGER_TOKEN and len(ALERTMANAGER_TOKEN) < 16:

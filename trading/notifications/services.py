@@ -23,7 +23,8 @@ from trading.store import redis_client, rkey
 logger = logging.getLogger(__name__)
 
 DISPATCH_TASK = bus.DELIVER_NOTIFICATIONS
-# Delivered notifications are kept this long (their deliveries stay, for the admin).
+# Delivered notifications are kept this long; their deliveries, which say what they held, stay
+# for the admin QT_NOTIFY_RETENTION_DAYS.
 KEEP_DELIVERED = timedelta(days=7)
 DISPATCH_LOCK_SECONDS = 60
 
@@ -93,10 +94,24 @@ def _dispatch(now: datetime) -> dict[str, int]:
         if delivery is None:
             continue
         done["sent" if deliver(channel, delivery) else "failed"] += 1
+    done["pruned"] = prune_notifications(now)
+    return done
+
+
+def prune_notifications(now: datetime) -> int:
+    """Deletes delivered notifications older than ``KEEP_DELIVERED`` and deliveries older than
+    ``NOTIFY_RETENTION_DAYS``; returns how many deliveries went."""
     Notification.objects.filter(
         delivery__isnull=False, created_at__lt=now - KEEP_DELIVERED
     ).delete()
-    return done
+    old = NotificationDelivery.objects.filter(
+        sent_at__lt=now - timedelta(days=settings.NOTIFY_RETENTION_DAYS)
+    )
+    with transaction.atomic():
+        # Deleting a delivery would leave what it held waiting (SET_NULL), to be sent again.
+        Notification.objects.filter(delivery__in=old).delete()
+        _total, deleted = old.delete()
+    return deleted.get(NotificationDelivery._meta.label, 0)
 
 
 def _claim(channel: NotificationChannel, now: datetime) -> NotificationDelivery | None:

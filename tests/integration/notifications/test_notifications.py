@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import html
 import logging
+from datetime import timedelta
 
 import pytest
 from django.test import override_settings
@@ -18,8 +19,8 @@ from tests.support.processes import wait_for
 from trading.events.envelope import new_event
 from trading.events.log import publish_many
 from trading.events.replay import read_window
-from trading.models import NotificationChannel, NotificationDelivery
-from trading.notifications.services import DISPATCH_TASK, send_test
+from trading.models import Notification, NotificationChannel, NotificationDelivery
+from trading.notifications.services import DISPATCH_TASK, dispatch_notifications, send_test
 from trading.notifications.tasks import deliver_notifications
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -268,3 +269,32 @@ def test_viewers_see_channels_masked_and_deliveries_but_send_nothing(
     )
     secret.refresh_from_db()
     assert secret.name == "ops telegram"
+
+
+def test_deliveries_are_pruned_after_the_retention_with_what_they_held(channel, receiver, settings):
+    now = timezone.now()
+
+    def delivered(days_ago: int) -> NotificationDelivery:
+        at = now - timedelta(days=days_ago)
+        delivery = NotificationDelivery.objects.create(
+            channel=channel, sent_at=at, kind="orders.denied", title="t", message="m", ok=True
+        )
+        Notification.objects.create(
+            channel=channel, kind="orders.denied", severity="warning", title="t",
+            created_at=at, delivery=delivery,
+        )  # fmt: skip
+        return delivery
+
+    kept, fresh = delivered(29), delivered(3)
+    delivered(31)
+    assert dispatch_notifications(now)["pruned"] == 1
+    assert set(NotificationDelivery.objects.all()) == {kept, fresh}
+    # Delivered notifications go after a week; none is left waiting to be sent again.
+    assert [n.delivery for n in Notification.objects.all()] == [fresh]
+    assert receiver.received == []
+
+    # A delivery pruned within the week goes with its notifications, not leaving them waiting.
+    settings.NOTIFY_RETENTION_DAYS = 2
+    assert dispatch_notifications(now)["pruned"] == 2
+    assert (NotificationDelivery.objects.count(), Notification.objects.count()) == (0, 0)
+    assert receiver.received == []
