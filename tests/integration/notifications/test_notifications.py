@@ -14,14 +14,19 @@ from prometheus_client.parser import text_string_to_metric_families
 from rest_framework.test import APIClient
 
 from controlpanel.celery import app
+from tests.conftest import start_workers
 from tests.integration.notifications.conftest import TELEGRAM_CHAT
 from tests.support.processes import wait_for
+from trading.analytics.supervision import sweep
+from trading.events.consumer import ensure_group
 from trading.events.envelope import new_event
 from trading.events.log import publish_many
 from trading.events.replay import read_window
 from trading.models import Notification, NotificationChannel, NotificationDelivery
+from trading.notifications.consumers import GROUP
 from trading.notifications.services import DISPATCH_TASK, dispatch_notifications, send_test
 from trading.notifications.tasks import deliver_notifications
+from trading.store import redis_client
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -298,3 +303,45 @@ def test_deliveries_are_pruned_after_the_retention_with_what_they_held(channel, 
     assert dispatch_notifications(now)["pruned"] == 2
     assert (NotificationDelivery.objects.count(), Notification.objects.count()) == (0, 0)
     assert receiver.received == []
+
+
+SUPERVISED_DB = 12
+
+
+@pytest.fixture
+def supervised(settings, process_env, redis_server):
+    """A Redis database of its own, which no worker serves until the test starts one."""
+    url = f"redis://127.0.0.1:{redis_server.port}/{SUPERVISED_DB}"
+    settings.REDIS_URL = url
+    redis_client().flushdb()
+    ensure_group(redis_client(), GROUP, start="$")
+    yield {**process_env, "REDIS_URL": url}
+    redis_client().flushdb()
+
+
+def test_supervision_tells_the_channels_of_degraded_then_recovered_services(
+    supervised, receiver, telegram, settings
+):
+    settings.NOTIFY_WINDOW_SECONDS = 0.5
+    NotificationChannel.objects.create(name="desk webhook", url=receiver.url())
+    NotificationChannel.objects.create(
+        name="desk telegram", url=f"tgram://123456:stand-in-bot-token/{TELEGRAM_CHAT}"
+    )
+    assert all(result["degraded"] for result in sweep().values())  # no worker at all
+    deliver_notifications()
+    [degraded] = receiver.received
+    assert degraded["body"]["title"] == "3 services degraded (critical)"
+    for service in ("ai", "exec-risk", "analytics"):
+        assert f"{service} degraded" in degraded["body"]["message"]
+    [sent] = telegram.sent
+    assert "3 services degraded" in html.unescape(sent["text"])
+
+    (worker,) = start_workers([("analytics@notified", "analytics")], supervised)
+    try:
+        assert sweep()["analytics"]["degraded"] is False
+    finally:
+        worker.stop()
+    wait_for(lambda: (deliver_notifications(), len(receiver.received) > 1)[1], 20, "the recovery")
+    assert [m["body"]["title"] for m in receiver.received[1:]] == ["analytics recovered"]
+    assert len(telegram.sent) == 2
+    assert "analytics recovered" in html.unescape(telegram.sent[1]["text"])
