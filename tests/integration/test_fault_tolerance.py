@@ -102,7 +102,7 @@ def check_the_book(ids: list[str]) -> None:
     """No signal has more than one order and no client order id is used twice; the exchange has
     every order once, filled as the book says; each open position is the signed sum of the fills
     in its symbol (a closed position's fills sum to zero)."""
-    from trading.execution.services import exchange
+    from trading.execution.venue import exchange
     from trading.models import Fill, Order, Position, Signal
 
     orders = list(Order.objects.filter(signal_id__in=ids))

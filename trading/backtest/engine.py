@@ -381,7 +381,7 @@ class Backtest:
         self.ledger_locked[asset] = max(ZERO, self.ledger_locked.get(asset, ZERO) - before + after)
 
     def _apply_result(self, answer: OrderResult, now: datetime) -> None:
-        """Records an exchange answer as ``execution.services.apply_order_result`` does."""
+        """Records an exchange answer as ``trading.execution.orders.apply_order_result`` does."""
         order_index, symbol, _ = self._order_holds[answer.client_order_id]
         order = self.result.orders[order_index]
         filled_before = (

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from trading.events.consumer import drain_exclusively
 from trading.events.envelope import Event
-from trading.execution import services
+from trading.execution import exits
 from trading.marketdata.bars import Bar
 
 GROUP = "exec-risk"
@@ -12,7 +12,7 @@ GROUP = "exec-risk"
 
 def handle_event(event: Event) -> None:
     if event.type == "market.bar":
-        services.on_bar(Bar.from_payload(event.payload))
+        exits.on_bar(Bar.from_payload(event.payload))
 
 
 def drain_bars() -> dict:

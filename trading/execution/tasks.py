@@ -6,7 +6,7 @@ import logging
 
 from celery import shared_task
 
-from trading.execution import services
+from trading.execution import exits, orders, recovery, signals
 
 logger = logging.getLogger(__name__)
 
@@ -14,7 +14,7 @@ logger = logging.getLogger(__name__)
 @shared_task(acks_late=True, reject_on_worker_lost=True)
 def process_signal(signal_id: str) -> dict:
     """Risk-checks a signal and places its order; safe to deliver more than once."""
-    signal = services.process_signal(signal_id)
+    signal = signals.process_signal(signal_id)
     return {"signal_id": str(signal.pk), "status": signal.status, "reason": signal.reason}
 
 
@@ -26,12 +26,12 @@ def submit_order_task(order_id: int, attempt: int) -> str:
     order = Order.objects.get(pk=order_id)
     if order.status != Order.Status.NEW:
         return order.status
-    return services.submit_order(order, attempt).status
+    return orders.submit_order(order, attempt).status
 
 
 @shared_task(acks_late=True, reject_on_worker_lost=True)
 def reconcile_order_task(order_id: int) -> str:
-    return services.reconcile_order(order_id).status
+    return orders.reconcile_order(order_id).status
 
 
 @shared_task(acks_late=True, reject_on_worker_lost=True)
@@ -39,7 +39,7 @@ def flatten_positions(account_id: int, actor: str) -> list[str]:
     from trading.models import Account
 
     account = Account.objects.get(pk=account_id)
-    return [o.client_order_id for o in services.flatten_positions(account, actor=actor)]
+    return [o.client_order_id for o in exits.flatten_positions(account, actor=actor)]
 
 
 # A nudge: nobody reads its result (see trading.ai.tasks.drain_market_events).
@@ -55,7 +55,7 @@ def drain_market_events() -> dict:
 def reconcile_exchange(startup: bool = False) -> dict:
     """At exec-risk start-up and on a schedule: symbol rules, exchange reachability, every
     order the platform is unsure of checked against the exchange, lost signals sent again."""
-    return services.reconcile_exchange(startup=startup)
+    return recovery.reconcile_exchange(startup=startup)
 
 
 @shared_task
@@ -64,7 +64,7 @@ def snapshot_equity() -> str:
     from trading.models import Account
 
     for account in Account.objects.all():
-        services.snapshot_equity(account)
+        recovery.snapshot_equity(account)
     return "ok"
 
 

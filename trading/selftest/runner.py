@@ -149,7 +149,8 @@ def reset_sandbox(account: Account, settle_seconds: float = 10.0) -> None:
     ledger and its paper exchange balances, so that a run starts and ends on an empty book in
     the ACTIVE state. The sandbox is an account of its own: its balances are never the
     operator's."""
-    from trading.execution.services import exchange, flatten_positions
+    from trading.execution.exits import flatten_positions
+    from trading.execution.venue import exchange
     from trading.ledger.services import rebuild_balances
 
     if not account.is_sandbox:

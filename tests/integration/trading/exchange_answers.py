@@ -6,7 +6,7 @@ from __future__ import annotations
 from decimal import Decimal as D
 from uuid import uuid4
 
-from trading.execution import services
+from trading.execution import orders, venue
 from trading.execution.adapter import ExchangeFill, OrderResult, OrderStatus, client_order_id_for
 from trading.models import Account, Order
 
@@ -31,7 +31,7 @@ def trade(quantity: str, price: str, commission: str = "0", asset: str = "USDT")
 def report(order: Order, *fills: ExchangeFill, status=OrderStatus.FILLED) -> Order:
     """Records an exchange answer carrying ``fills`` for ``order``."""
     executed = sum((f.quantity for f in fills), D(0))
-    return services.apply_order_result(
+    return orders.apply_order_result(
         order.pk,
         OrderResult(
             client_order_id=order.client_order_id,
@@ -51,4 +51,4 @@ def report(order: Order, *fills: ExchangeFill, status=OrderStatus.FILLED) -> Ord
 def hold_on_paper(account: Account, asset: str, amount: str) -> None:
     """Puts ``amount`` of ``asset`` in the account's paper book: what the venue holds after the
     trades a test reported for it, so that the orders that follow can sell it."""
-    services.exchange(account).deposit(asset, D(amount))
+    venue.exchange(account).deposit(asset, D(amount))

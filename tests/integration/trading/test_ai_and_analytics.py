@@ -20,7 +20,7 @@ from trading.analytics import services as analytics
 from trading.events.consumer import ensure_group
 from trading.events.envelope import new_event
 from trading.events.replay import read_window
-from trading.execution import services as execution
+from trading.execution import recovery, signals
 from trading.ledger import services as ledger
 from trading.marketdata.klines import load_bundled_bars
 from trading.marketdata.prices import record_bars
@@ -151,7 +151,7 @@ def test_a_position_above_the_target_weight_is_trimmed_through_exec_risk(market,
     )
     settings.REBALANCE_TARGET_WEIGHT = Decimal("0.2")
     account = risk.get_account()
-    opened = execution.process_signal(
+    opened = signals.process_signal(
         saved_signal(
             account,
             symbol="BTCUSDT",
@@ -162,7 +162,7 @@ def test_a_position_above_the_target_weight_is_trimmed_through_exec_risk(market,
     )
     assert opened.status == "filled"
     (trim,) = analytics.rebalance(account)
-    execution.process_signal(trim.pk)  # what exec-risk does with the signal handed to it
+    signals.process_signal(trim.pk)  # what exec-risk does with the signal handed to it
     trim.refresh_from_db()
     assert (trim.source, trim.side, trim.status) == ("analytics", "SELL", "filled")
     marks = {s: q for s, q in ((b.symbol, b.close) for b in market.values())}
@@ -186,7 +186,7 @@ def test_performance_snapshots_and_sizing_follow_closed_trades(market):
             close_time=base.close_time + timedelta(minutes=10 * step + 5),
         )
         record_bars([low])
-        bought = execution.process_signal(
+        bought = signals.process_signal(
             saved_signal(
                 account, symbol="SOLUSDT", side="BUY", confidence=Decimal("0.9"),
                 notional=Decimal("500"),
@@ -198,13 +198,13 @@ def test_performance_snapshots_and_sizing_follow_closed_trades(market):
             open_time=low.open_time + timedelta(minutes=5),
             close_time=low.close_time + timedelta(minutes=5),
         )])  # fmt: skip
-        execution.process_signal(
+        signals.process_signal(
             saved_signal(
                 account, symbol="SOLUSDT", side="SELL", confidence=Decimal("0.9"),
                 quantity=bought.orders.get().filled_quantity,
             ).pk
         )  # fmt: skip
-    execution.snapshot_equity(account)
+    recovery.snapshot_equity(account)
     snapshot = analytics.snapshot_performance(account)
     assert snapshot.closed_trades == 3
     assert snapshot.win_rate == 1.0

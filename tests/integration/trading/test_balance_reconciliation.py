@@ -15,7 +15,7 @@ import responses
 from tests.integration.trading.exchange_answers import new_order, report, trade
 from tests.support.signals import saved_signal
 from trading.events.replay import read_window
-from trading.execution import services
+from trading.execution import recovery, signals, venue
 from trading.ledger import services as ledger
 from trading.models import Signal
 from trading.risk import services as risk
@@ -46,14 +46,14 @@ def binance(settings, monkeypatch, market):
     monkeypatch.setenv("BINANCE_MODE", "testnet")
     monkeypatch.setenv("BINANCE_API_KEY", "test-key-7f3a")
     monkeypatch.setenv("BINANCE_API_SECRET", "test-secret-do-not-leak-91c2")
-    services._adapter.cache_clear()
+    venue.venue_adapter.cache_clear()
     with responses.RequestsMock(assert_all_requests_are_fired=False) as http:
         http.add(responses.GET, f"{API}/ping", json=load("ping.json"))
         http.add(responses.GET, f"{API}/exchangeInfo",
                  json=load("exchangeInfo.testnet.BTCUSDT-ETHUSDT-SOLUSDT.json"))  # fmt: skip
         http.add(responses.GET, f"{API}/openOrders", json=[])
         yield http
-    services._adapter.cache_clear()
+    venue.venue_adapter.cache_clear()
 
 
 @pytest.fixture
@@ -77,7 +77,7 @@ def test_binances_cash_wins_and_a_coin_it_holds_beyond_the_ledger_is_reported_on
     binance.add(responses.GET, f"{API}/account",
                 json=binance_account(USDT=("60000.5", "618"), BTC=("0.5", "0")))  # fmt: skip
 
-    result = services.reconcile_exchange(startup=True)
+    result = recovery.reconcile_exchange(startup=True)
 
     assert result["balances_mismatched"] == ["BTC", "USDT"]
     [alert] = alerts()
@@ -94,7 +94,7 @@ def test_binances_cash_wins_and_a_coin_it_holds_beyond_the_ledger_is_reported_on
     assert "BTC" not in ledger.balances(account)
     sell = saved_signal(account, symbol="BTCUSDT", side="SELL", confidence=D("0.9"),
                         quantity=D("0.1"))  # fmt: skip
-    denied = services.process_signal(sell.pk)
+    denied = signals.process_signal(sell.pk)
     assert (denied.status, denied.reason) == (Signal.Status.DENIED, "INSUFFICIENT_BALANCE")
 
 
@@ -104,7 +104,7 @@ def test_balances_that_agree_with_binance_raise_nothing(binance, alerts):
     binance.add(responses.GET, f"{API}/account",
                 json=binance_account(USDT=("93994", "0"), BTC=("0.1", "0")))  # fmt: skip
 
-    assert services.reconcile_exchange(startup=True)["balances_mismatched"] == []
+    assert recovery.reconcile_exchange(startup=True)["balances_mismatched"] == []
     assert alerts() == []
 
 
@@ -113,9 +113,9 @@ def test_the_paper_exchange_is_checked_against_the_ledger_and_not_followed(
 ):
     settings.EXCHANGE = "paper"
     account = risk.get_account()
-    services.exchange(account).deposit("SOL", D("3"))  # a book that drifted from the ledger
+    venue.exchange(account).deposit("SOL", D("3"))  # a book that drifted from the ledger
 
-    result = services.reconcile_exchange(startup=True)
+    result = recovery.reconcile_exchange(startup=True)
 
     assert result["balances_mismatched"] == ["SOL"]
     [alert] = alerts()

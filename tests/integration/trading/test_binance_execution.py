@@ -22,7 +22,7 @@ from tests.support.bus import Sent, record_sends
 from tests.support.signals import saved_signal
 from trading import bus
 from trading.events.replay import read_window
-from trading.execution import services
+from trading.execution import orders, signals, venue
 from trading.execution.adapter import client_order_id_for
 from trading.ledger import services as ledger
 from trading.models import Fill, Order, Position, Signal
@@ -137,9 +137,9 @@ def binance(settings, monkeypatch):
     monkeypatch.setenv("BINANCE_MODE", "testnet")
     monkeypatch.setenv("BINANCE_API_KEY", "test-key-7f3a")
     monkeypatch.setenv("BINANCE_API_SECRET", "test-secret-do-not-leak-91c2")
-    services._adapter.cache_clear()
+    venue.venue_adapter.cache_clear()
     yield
-    services._adapter.cache_clear()
+    venue.venue_adapter.cache_clear()
 
 
 @pytest.fixture
@@ -185,7 +185,7 @@ def test_a_signal_is_sent_as_a_market_order_with_the_client_order_id_of_its_corr
     client_order_id = client_order_id_for(str(pending.correlation_id))
     http.add(responses.POST, ORDER_URL, json=full_buy_answer(client_order_id))
 
-    decided = services.process_signal(pending.pk)
+    decided = signals.process_signal(pending.pk)
 
     [sent] = calls_to(http, "POST", ORDER_URL)
     assert sent["newClientOrderId"] == client_order_id
@@ -207,7 +207,7 @@ def test_the_order_is_checked_with_order_test_before_it_is_placed(http):
         json=full_buy_answer(client_order_id_for(str(pending.correlation_id))),
     )
 
-    services.process_signal(pending.pk)
+    signals.process_signal(pending.pk)
 
     assert [urlsplit(c.request.url).path for c in http.calls] == [
         "/api/v3/order/test",
@@ -230,7 +230,7 @@ def test_a_filter_failure_on_order_test_rejects_the_signal_without_placing_an_or
         responses.POST, ORDER_TEST_URL, json=recorded["body"], status=recorded["http_status"]
     )
 
-    decided = services.process_signal(pending.pk)
+    decided = signals.process_signal(pending.pk)
 
     assert (decided.status, decided.reason) == (Signal.Status.REJECTED, "EXCHANGE_REJECTED")
     assert decided.orders.get().status == Order.Status.REJECTED
@@ -243,7 +243,7 @@ def test_the_fills_of_the_full_answer_become_fills_and_an_open_position(http):
     answer = full_buy_answer(client_order_id_for(str(pending.correlation_id)))
     http.add(responses.POST, ORDER_URL, json=answer)
 
-    services.process_signal(pending.pk)
+    signals.process_signal(pending.pk)
 
     order = Order.objects.get(signal=pending)
     assert order.status == Order.Status.FILLED
@@ -275,7 +275,7 @@ def test_an_exchange_rejection_rejects_the_signal_and_writes_no_fill_or_position
     pending = buy_signal()
     add_error(http, responses.POST, ORDER_URL, "error.-2010.insufficient-balance.json")
 
-    decided = services.process_signal(pending.pk)
+    decided = signals.process_signal(pending.pk)
 
     assert decided.status == Signal.Status.REJECTED
     # Binance's own balance check: the reason the ledger's check gives, permanent.
@@ -301,7 +301,7 @@ def test_after_a_timeout_the_order_is_unknown_until_reconcile_finds_it_filled(
     client_order_id = client_order_id_for(str(pending.correlation_id))
     timeout_then_lookup_fails(http)
 
-    in_doubt = services.process_signal(pending.pk)
+    in_doubt = signals.process_signal(pending.pk)
 
     order = in_doubt.orders.get()
     assert in_doubt.status == Signal.Status.SUBMITTED
@@ -313,7 +313,7 @@ def test_after_a_timeout_the_order_is_unknown_until_reconcile_finds_it_filled(
     http.add(responses.GET, ORDER_URL, json=filled_query_answer(client_order_id))
     http.add(responses.GET, MY_TRADES_URL, json=trades_of_filled_query())
     start = ledger.account_cash(risk.get_account())
-    reconciled = services.reconcile_order(order.pk)
+    reconciled = orders.reconcile_order(order.pk)
 
     lookups = calls_to(http, "GET", ORDER_URL)
     assert len(lookups) == 2  # the adapter's own, which timed out, and reconcile's
@@ -355,11 +355,11 @@ def test_when_the_trades_cannot_be_read_reconcile_records_the_totals_and_says_so
     pending = buy_signal("0.001")
     client_order_id = client_order_id_for(str(pending.correlation_id))
     timeout_then_lookup_fails(http)
-    order = services.process_signal(pending.pk).orders.get()
+    order = signals.process_signal(pending.pk).orders.get()
     http.add(responses.GET, ORDER_URL, json=filled_query_answer(client_order_id))
     add_error(http, responses.GET, MY_TRADES_URL, "error.-1003.429.json")
 
-    reconciled = services.reconcile_order(order.pk)
+    reconciled = orders.reconcile_order(order.pk)
 
     assert reconciled.status == Order.Status.FILLED
     assert reconciled.filled_quantity == Decimal("0.001")
@@ -388,7 +388,7 @@ def test_an_order_found_by_the_adapters_own_lookup_is_recorded_with_its_trades(
     http.add(responses.GET, ORDER_URL, json=filled_query_answer(client_order_id))
     http.add(responses.GET, MY_TRADES_URL, json=trades_of_filled_query())
 
-    decided = services.process_signal(pending.pk)
+    decided = signals.process_signal(pending.pk)
 
     assert decided.status == Signal.Status.FILLED
     order = decided.orders.get()
@@ -407,13 +407,13 @@ def test_an_order_binance_does_not_have_is_sent_once_more_by_reconcile_with_the_
     # A 504 "execution status unknown", then the adapter's lookup is rate limited.
     add_error(http, responses.POST, ORDER_URL, "error.-1007.json")
     add_error(http, responses.GET, ORDER_URL, "error.-1003.429.json")
-    order = services.process_signal(pending.pk).orders.get()
+    order = signals.process_signal(pending.pk).orders.get()
     assert order.status == Order.Status.UNKNOWN
     assert reconcile_requests == [Sent(bus.RECONCILE_ORDER, (order.pk,), {"countdown": 1})]
 
     add_error(http, responses.GET, ORDER_URL, "error.-2013.json")
     http.add(responses.POST, ORDER_URL, json=full_buy_answer(client_order_id))
-    reconciled = services.reconcile_order(order.pk)
+    reconciled = orders.reconcile_order(order.pk)
 
     posts = calls_to(http, "POST", ORDER_URL)
     assert [p["newClientOrderId"] for p in posts] == [client_order_id] * 2
@@ -433,8 +433,8 @@ def test_processing_the_same_signal_twice_sends_one_order(http, reconcile_reques
         json=full_buy_answer(client_order_id_for(str(pending.correlation_id))),
     )
 
-    services.process_signal(pending.pk)
-    again = services.process_signal(pending.pk)
+    signals.process_signal(pending.pk)
+    again = signals.process_signal(pending.pk)
 
     assert again.status == Signal.Status.FILLED
     assert len(calls_to(http, "POST", ORDER_URL)) == 1
@@ -448,14 +448,14 @@ def test_a_redelivered_signal_whose_order_is_in_doubt_looks_it_up_instead_of_res
 ):
     pending = buy_signal("0.001")
     timeout_then_lookup_fails(http)
-    services.process_signal(pending.pk)
+    signals.process_signal(pending.pk)
     http.add(
         responses.GET,
         ORDER_URL,
         json=filled_query_answer(client_order_id_for(str(pending.correlation_id))),
     )
 
-    again = services.process_signal(pending.pk)
+    again = signals.process_signal(pending.pk)
 
     assert again.status == Signal.Status.FILLED
     assert len(calls_to(http, "POST", ORDER_URL)) == 1

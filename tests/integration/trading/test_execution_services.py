@@ -13,7 +13,7 @@ from tests.integration.trading.conftest import bars_at
 from tests.integration.trading.exchange_answers import hold_on_paper, new_order, report, trade
 from tests.support.signals import saved_signal
 from trading.events.replay import read_window
-from trading.execution import services
+from trading.execution import exits, orders, recovery, signals, venue
 from trading.execution.adapter import ExchangeFill
 from trading.ledger import services as ledger
 from trading.marketdata.prices import record_bars
@@ -36,7 +36,7 @@ def events_of(correlation_id) -> list[str]:
 
 
 def test_a_buy_opens_a_position_at_the_mark_with_slippage_and_fees(market):
-    decided = services.process_signal(signal().pk)
+    decided = signals.process_signal(signal().pk)
     assert decided.status == Signal.Status.FILLED
     order = decided.orders.get()
     (fill,) = order.fills.all()
@@ -54,10 +54,10 @@ def test_a_buy_opens_a_position_at_the_mark_with_slippage_and_fees(market):
 
 
 def test_buy_then_sell_closes_the_position_with_realized_pnl(market):
-    services.process_signal(signal(symbol="ETHUSDT").pk)
+    signals.process_signal(signal(symbol="ETHUSDT").pk)
     opened = Position.objects.get(symbol="ETHUSDT", status="open")
     record_bars(bars_at(1))
-    sold = services.process_signal(signal(symbol="ETHUSDT", side="SELL",
+    sold = signals.process_signal(signal(symbol="ETHUSDT", side="SELL",
                                           quantity=opened.quantity).pk)  # fmt: skip
     assert sold.status == Signal.Status.FILLED
     closed = Position.objects.get(pk=opened.pk)
@@ -78,26 +78,26 @@ def test_buy_then_sell_closes_the_position_with_realized_pnl(market):
 
 def test_processing_a_signal_twice_places_one_order(market):
     pending = signal(symbol="SOLUSDT")
-    services.process_signal(pending.pk)
-    services.process_signal(pending.pk)
+    signals.process_signal(pending.pk)
+    signals.process_signal(pending.pk)
     assert Order.objects.filter(signal=pending).count() == 1
     assert Fill.objects.filter(order__signal=pending).count() == 1
 
 
 def test_the_same_fill_reported_twice_moves_the_position_once(market):
-    decided = services.process_signal(signal().pk)
+    decided = signals.process_signal(signal().pk)
     order = decided.orders.get()
-    result = services.exchange().query_order(order.symbol, order.client_order_id)
+    result = venue.exchange().query_order(order.symbol, order.client_order_id)
     fill = order.fills.get()
 
     again = ExchangeFill(fill.price, fill.quantity, fill.fee, "USDT", fill.trade_id)
-    services.apply_order_result(order.pk, dataclasses.replace(result, fills=(again,)))
+    orders.apply_order_result(order.pk, dataclasses.replace(result, fills=(again,)))
     assert Fill.objects.filter(order=order).count() == 1
     assert Position.objects.get(symbol="BTCUSDT", status="open").quantity == order.quantity
 
 
 def test_a_denial_carries_its_reason_everywhere(market):
-    denied = services.process_signal(signal(confidence="0.5").pk)
+    denied = signals.process_signal(signal(confidence="0.5").pk)
     assert denied.status == Signal.Status.DENIED
     assert denied.reason == "LOW_CONFIDENCE"
     assert "0.5" in denied.detail
@@ -119,22 +119,22 @@ def test_a_denial_carries_its_reason_everywhere(market):
 def test_limits_from_the_database_deny_with_their_reason(market, fields, limits, reason):
     risk.global_limits()
     RiskLimits.objects.filter(symbol="").update(**limits)
-    denied = services.process_signal(signal(**fields).pk)
+    denied = signals.process_signal(signal(**fields).pk)
     assert (denied.status, denied.reason) == ("denied", reason)
 
 
 def test_a_per_symbol_limit_overrides_the_global_one(market):
     RiskLimits.objects.create(symbol="SOLUSDT", max_position_notional=Decimal("100"))
-    assert services.process_signal(signal(symbol="SOLUSDT").pk).reason == "MAX_POSITION_NOTIONAL"
-    assert services.process_signal(signal(symbol="ETHUSDT").pk).status == "filled"
+    assert signals.process_signal(signal(symbol="SOLUSDT").pk).reason == "MAX_POSITION_NOTIONAL"
+    assert signals.process_signal(signal(symbol="ETHUSDT").pk).status == "filled"
 
 
 def test_a_halt_denies_the_next_signal_and_resume_restores_trading(market):
     account = risk.get_account()
     risk.halt_trading(account, actor="olivia", reason="drill")
-    assert services.process_signal(signal().pk).reason == "TRADING_HALTED"
+    assert signals.process_signal(signal().pk).reason == "TRADING_HALTED"
     risk.resume_trading(account, actor="olivia", reason="drill over")
-    assert services.process_signal(signal().pk).status == "filled"
+    assert signals.process_signal(signal().pk).status == "filled"
     history = risk.risk_summary(account)["history"]
     assert [(h["from"], h["to"], h["actor"]) for h in history] == [
         ("HALTED", "ACTIVE", "olivia"), ("ACTIVE", "HALTED", "olivia"),
@@ -143,20 +143,20 @@ def test_a_halt_denies_the_next_signal_and_resume_restores_trading(market):
 
 def test_halting_with_flatten_closes_every_open_position(market):
     for symbol in ("BTCUSDT", "ETHUSDT"):
-        services.process_signal(signal(symbol=symbol).pk)
+        signals.process_signal(signal(symbol=symbol).pk)
     account = risk.get_account()
     risk.change_trading_state(account, "HALTED", actor="olivia", reason="flatten", flatten=True)
-    orders = services.flatten_positions(account, actor="olivia")
+    orders = exits.flatten_positions(account, actor="olivia")
     assert {o.purpose for o in orders} == {"flatten"}
     assert not Position.objects.filter(status="open").exists()
 
 
 def test_the_daily_loss_limit_halts_trading_by_itself(market):
     RiskLimits.objects.update_or_create(symbol="", defaults={"daily_loss_limit": Decimal("1")})
-    services.process_signal(signal(notional=Decimal("5000")).pk)
+    signals.process_signal(signal(notional=Decimal("5000")).pk)
     position = Position.objects.get(status="open")
     # fees alone (about 10 USDT on 5000 each way) lose more than 1 USDT
-    services.process_signal(signal(side="SELL", quantity=position.quantity).pk)
+    signals.process_signal(signal(side="SELL", quantity=position.quantity).pk)
     state = risk.risk_summary(risk.get_account())
     assert state["state"] == "HALTED"
     assert state["history"][0]["actor"] == "system:DAILY_LOSS_LIMIT"
@@ -164,7 +164,7 @@ def test_the_daily_loss_limit_halts_trading_by_itself(market):
 
 def test_a_stop_loss_closes_the_position_when_a_bar_closes_below_it(market):
     close = market["BTCUSDT"].close
-    services.process_signal(signal(stop_loss_price=close - 1).pk)
+    signals.process_signal(signal(stop_loss_price=close - 1).pk)
     position = Position.objects.get(status="open")
     lower = bars_at(0)[0]
     from dataclasses import replace
@@ -173,7 +173,7 @@ def test_a_stop_loss_closes_the_position_when_a_bar_closes_below_it(market):
                     open_time=lower.open_time + timedelta(minutes=5),
                     close_time=lower.close_time + timedelta(minutes=5))  # fmt: skip
     record_bars([crash])
-    services.on_bar(crash)
+    exits.on_bar(crash)
     position.refresh_from_db()
     assert position.status == "closed"
     assert Order.objects.filter(purpose="stop_loss").count() == 1
@@ -183,7 +183,7 @@ def test_no_market_data_denies_instead_of_guessing(redis_server):
     from trading.store import redis_client, rkey
 
     redis_client().delete(rkey("prices"))
-    assert services.process_signal(signal().pk).reason == "NO_MARKET_DATA"
+    assert signals.process_signal(signal().pk).reason == "NO_MARKET_DATA"
 
 
 def test_a_drawdown_beyond_the_limit_makes_the_book_reduce_only(market):
@@ -192,20 +192,20 @@ def test_a_drawdown_beyond_the_limit_makes_the_book_reduce_only(market):
     account.peak_equity = account.starting_cash * Decimal("1.1")
     account.save()
     RiskLimits.objects.update_or_create(symbol="", defaults={"max_drawdown": Decimal("0.05")})
-    services.process_signal(signal(symbol="BTCUSDT").pk)
+    signals.process_signal(signal(symbol="BTCUSDT").pk)
     summary = risk.risk_summary(account)
     assert summary["state"] == "REDUCING"
     assert summary["history"][0]["actor"] == "system:MAX_DRAWDOWN"
-    assert services.process_signal(signal(symbol="ETHUSDT").pk).reason == "REDUCE_ONLY"
+    assert signals.process_signal(signal(symbol="ETHUSDT").pk).reason == "REDUCE_ONLY"
     position = Position.objects.get(status="open")
-    closing = services.process_signal(signal(side="SELL", quantity=position.quantity).pk)
+    closing = signals.process_signal(signal(side="SELL", quantity=position.quantity).pk)
     assert closing.status == "filled"
 
 
 def test_an_equity_snapshot_values_positions_at_their_marks(market):
-    services.process_signal(signal(symbol="SOLUSDT").pk)
+    signals.process_signal(signal(symbol="SOLUSDT").pk)
     account = risk.get_account()
-    services.snapshot_equity(account)
+    recovery.snapshot_equity(account)
     snapshot = account.equity.get()
     position = Position.objects.get(status="open")
     mark = market["SOLUSDT"].close
@@ -235,7 +235,7 @@ def test_a_buy_paying_its_commission_in_btc_holds_what_binance_holds_and_closes_
     assert ledger.account_cash(account) == ledger.ledger_cash(account) == start - Decimal("60")
     hold_on_paper(account, "BTC", "0.000999")
 
-    closing = services.close_position(position, Order.Purpose.FLATTEN, actor="olivia")
+    closing = exits.close_position(position, Order.Purpose.FLATTEN, actor="olivia")
 
     # What an order can sell of 0.000999 BTC on the 0.00001 step (the paper exchange, like
     # Binance, refuses anything else); the sale closes the position to exactly zero.

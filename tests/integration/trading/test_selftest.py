@@ -9,7 +9,7 @@ import pytest
 from django.core.management import call_command
 from prometheus_client.parser import text_string_to_metric_families
 
-from trading.execution.services import exchange
+from trading.execution.venue import exchange
 from trading.ledger import services as ledger
 from trading.models import Account, Order, Position, SelfTestRun, Signal
 from trading.selftest.base import SUITES

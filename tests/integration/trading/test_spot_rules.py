@@ -9,7 +9,7 @@ from decimal import ROUND_FLOOR, Decimal
 import pytest
 
 from tests.support.trading_api import post_signal, settled
-from trading.execution import services
+from trading.execution import venue
 from trading.ledger import services as ledger
 from trading.models import Account, Position, RiskLimits
 from trading.risk import services as risk
@@ -163,9 +163,9 @@ def test_the_ledger_and_the_paper_exchange_agree_on_every_balance(api, market):
     assert closed["status"] == "filled"
 
     book = {asset: b.total for asset, b in ledger.balances(account).items()}
-    venue = {b.asset: b.total for b in services.exchange(account).balances()}
+    held = {b.asset: b.total for b in venue.exchange(account).balances()}
 
-    assert set(venue) == {"USDT", "BTC", "ETH", "SOL"}
-    assert {a: book.get(a, Decimal(0)) for a in venue} == venue
-    assert venue["SOL"] == 0 and venue["ETH"] == eth - half
-    assert all(b.locked == 0 for b in services.exchange(account).balances())
+    assert set(held) == {"USDT", "BTC", "ETH", "SOL"}
+    assert {a: book.get(a, Decimal(0)) for a in held} == held
+    assert held["SOL"] == 0 and held["ETH"] == eth - half
+    assert all(b.locked == 0 for b in venue.exchange(account).balances())
