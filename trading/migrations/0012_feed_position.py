@@ -4,24 +4,32 @@ from django.db import migrations, models
 
 
 class Migration(migrations.Migration):
-
     dependencies = [
-        ('trading', '0011_outbox'),
+        ("trading", "0011_outbox"),
     ]
 
     operations = [
         migrations.CreateModel(
-            name='FeedPosition',
+            name="FeedPosition",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('source', models.CharField(max_length=16)),
-                ('symbol', models.CharField(max_length=20)),
-                ('open_time', models.DateTimeField()),
-                ('close_time', models.DateTimeField()),
-                ('updated_at', models.DateTimeField(auto_now=True)),
+                (
+                    "id",
+                    models.BigAutoField(
+                        auto_created=True, primary_key=True, serialize=False, verbose_name="ID"
+                    ),
+                ),
+                ("source", models.CharField(max_length=16)),
+                ("symbol", models.CharField(max_length=20)),
+                ("open_time", models.DateTimeField()),
+                ("close_time", models.DateTimeField()),
+                ("updated_at", models.DateTimeField(auto_now=True)),
             ],
             options={
-                'constraints': [models.UniqueConstraint(fields=('source', 'symbol'), name='feed_position_unique')],
+                "constraints": [
+                    models.UniqueConstraint(
+                        fields=("source", "symbol"), name="feed_position_unique"
+                    )
+                ],
             },
         ),
     ]

@@ -6,47 +6,87 @@ from django.db import migrations, models
 
 
 class Migration(migrations.Migration):
-
     dependencies = [
-        ('trading', '0016_balance_transfers'),
+        ("trading", "0016_balance_transfers"),
     ]
 
     operations = [
         migrations.CreateModel(
-            name='BacktestRun',
+            name="BacktestRun",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('created_at', models.DateTimeField(auto_now_add=True)),
-                ('requested_by', models.CharField(blank=True, default='', max_length=150)),
-                ('status', models.CharField(choices=[('queued', 'Queued'), ('running', 'Running'), ('done', 'Done'), ('failed', 'Failed')], default='queued', max_length=8)),
-                ('strategy', models.CharField(max_length=64)),
-                ('strategy_kind', models.CharField(blank=True, default='', max_length=32)),
-                ('strategy_version', models.CharField(blank=True, default='', max_length=200)),
-                ('parameters', models.JSONField(blank=True, default=dict)),
-                ('settings', models.JSONField(blank=True, default=dict, help_text='fees, slippage, limits')),
-                ('code_version', models.CharField(blank=True, default='', max_length=64)),
-                ('symbols', models.JSONField(default=list)),
-                ('start', models.DateTimeField()),
-                ('end', models.DateTimeField()),
-                ('progress', models.FloatField(default=0.0)),
-                ('report', models.JSONField(blank=True, null=True)),
-                ('fills', models.JSONField(blank=True, default=list)),
-                ('error', models.CharField(blank=True, default='', max_length=300)),
+                (
+                    "id",
+                    models.BigAutoField(
+                        auto_created=True, primary_key=True, serialize=False, verbose_name="ID"
+                    ),
+                ),
+                ("created_at", models.DateTimeField(auto_now_add=True)),
+                ("requested_by", models.CharField(blank=True, default="", max_length=150)),
+                (
+                    "status",
+                    models.CharField(
+                        choices=[
+                            ("queued", "Queued"),
+                            ("running", "Running"),
+                            ("done", "Done"),
+                            ("failed", "Failed"),
+                        ],
+                        default="queued",
+                        max_length=8,
+                    ),
+                ),
+                ("strategy", models.CharField(max_length=64)),
+                ("strategy_kind", models.CharField(blank=True, default="", max_length=32)),
+                ("strategy_version", models.CharField(blank=True, default="", max_length=200)),
+                ("parameters", models.JSONField(blank=True, default=dict)),
+                (
+                    "settings",
+                    models.JSONField(blank=True, default=dict, help_text="fees, slippage, limits"),
+                ),
+                ("code_version", models.CharField(blank=True, default="", max_length=64)),
+                ("symbols", models.JSONField(default=list)),
+                ("start", models.DateTimeField()),
+                ("end", models.DateTimeField()),
+                ("progress", models.FloatField(default=0.0)),
+                ("report", models.JSONField(blank=True, null=True)),
+                ("fills", models.JSONField(blank=True, default=list)),
+                ("error", models.CharField(blank=True, default="", max_length=300)),
             ],
             options={
-                'ordering': ['-created_at', '-id'],
+                "ordering": ["-created_at", "-id"],
             },
         ),
         migrations.CreateModel(
-            name='StrategyConfig',
+            name="StrategyConfig",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('name', models.SlugField(unique=True)),
-                ('kind', models.CharField(max_length=32)),
-                ('parameters', models.JSONField(blank=True, default=dict)),
-                ('confidence', models.DecimalField(decimal_places=6, default=Decimal('0.8'), help_text='a stated conviction, not a probability; the backtest measures the hit rate', max_digits=7)),
-                ('updated_at', models.DateTimeField(auto_now=True)),
-                ('accounts', models.ManyToManyField(blank=True, help_text='the accounts that run it', related_name='strategies', to='trading.account')),
+                (
+                    "id",
+                    models.BigAutoField(
+                        auto_created=True, primary_key=True, serialize=False, verbose_name="ID"
+                    ),
+                ),
+                ("name", models.SlugField(unique=True)),
+                ("kind", models.CharField(max_length=32)),
+                ("parameters", models.JSONField(blank=True, default=dict)),
+                (
+                    "confidence",
+                    models.DecimalField(
+                        decimal_places=6,
+                        default=Decimal("0.8"),
+                        help_text="a stated conviction, not a probability; the backtest measures the hit rate",
+                        max_digits=7,
+                    ),
+                ),
+                ("updated_at", models.DateTimeField(auto_now=True)),
+                (
+                    "accounts",
+                    models.ManyToManyField(
+                        blank=True,
+                        help_text="the accounts that run it",
+                        related_name="strategies",
+                        to="trading.account",
+                    ),
+                ),
             ],
         ),
     ]

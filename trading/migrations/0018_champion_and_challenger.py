@@ -12,39 +12,58 @@ def promote_existing(apps, schema_editor):
 
 
 class Migration(migrations.Migration):
-
     dependencies = [
-        ('trading', '0017_strategies_and_backtests'),
+        ("trading", "0017_strategies_and_backtests"),
     ]
 
     operations = [
         migrations.CreateModel(
-            name='ModelDecision',
+            name="ModelDecision",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('version', models.CharField(db_index=True, max_length=80)),
-                ('action', models.CharField(choices=[('promoted', 'Promoted'), ('kept_out', 'Kept Out'), ('rolled_back', 'Rolled Back'), ('superseded', 'Superseded')], max_length=16)),
-                ('actor', models.CharField(help_text='a user name, or system', max_length=150)),
-                ('at', models.DateTimeField(auto_now_add=True, db_index=True)),
-                ('champion', models.CharField(blank=True, default='', max_length=80)),
-                ('challenger', models.CharField(blank=True, default='', max_length=80)),
-                ('figures', models.JSONField(blank=True, default=dict)),
-                ('test', models.JSONField(blank=True, default=dict)),
-                ('reason', models.TextField(blank=True, default='')),
+                (
+                    "id",
+                    models.BigAutoField(
+                        auto_created=True, primary_key=True, serialize=False, verbose_name="ID"
+                    ),
+                ),
+                ("version", models.CharField(db_index=True, max_length=80)),
+                (
+                    "action",
+                    models.CharField(
+                        choices=[
+                            ("promoted", "Promoted"),
+                            ("kept_out", "Kept Out"),
+                            ("rolled_back", "Rolled Back"),
+                            ("superseded", "Superseded"),
+                        ],
+                        max_length=16,
+                    ),
+                ),
+                ("actor", models.CharField(help_text="a user name, or system", max_length=150)),
+                ("at", models.DateTimeField(auto_now_add=True, db_index=True)),
+                ("champion", models.CharField(blank=True, default="", max_length=80)),
+                ("challenger", models.CharField(blank=True, default="", max_length=80)),
+                ("figures", models.JSONField(blank=True, default=dict)),
+                ("test", models.JSONField(blank=True, default=dict)),
+                ("reason", models.TextField(blank=True, default="")),
             ],
             options={
-                'ordering': ['-at', '-id'],
+                "ordering": ["-at", "-id"],
             },
         ),
         migrations.AddField(
-            model_name='modelversion',
-            name='promoted_at',
-            field=models.DateTimeField(blank=True, help_text='when it last became the champion', null=True),
+            model_name="modelversion",
+            name="promoted_at",
+            field=models.DateTimeField(
+                blank=True, help_text="when it last became the champion", null=True
+            ),
         ),
         migrations.AddField(
-            model_name='modelversion',
-            name='rejected_at',
-            field=models.DateTimeField(blank=True, help_text='when it was kept out or rolled back', null=True),
+            model_name="modelversion",
+            name="rejected_at",
+            field=models.DateTimeField(
+                blank=True, help_text="when it was kept out or rolled back", null=True
+            ),
         ),
         migrations.RunPython(promote_existing, migrations.RunPython.noop),
     ]
