@@ -82,6 +82,12 @@ class OrderRequest:
     price: Decimal | None = None
     client_order_id: str
     time_in_force: TimeInForce = "GTC"
+    # Futures only: the order may shrink the position, never open or grow it (Binance's
+    # reduceOnly). A spot venue ignores it: a spot sell cannot exceed what is held anyway.
+    reduce_only: bool = False
+    # Futures only: the symbol's leverage the order is placed at; the venue sets it first when
+    # it differs from what it last set. None leaves the venue's setting alone.
+    leverage: int | None = None
 
     def __post_init__(self) -> None:
         # Not [A-Z0-9]+: Binance lists symbols with non-ASCII letters.
@@ -100,6 +106,12 @@ class OrderRequest:
             _require_decimal("price", self.price, positive=True)
         elif self.price is not None:
             raise ValueError("a MARKET order takes no price")
+        if self.leverage is not None and (
+            isinstance(self.leverage, bool)
+            or not isinstance(self.leverage, int)
+            or self.leverage < 1
+        ):
+            raise ValueError(f"leverage must be an int of at least 1, got {self.leverage!r}")
         if not CLIENT_ORDER_ID_RE.match(self.client_order_id):
             raise ValueError(
                 f"client_order_id must match {CLIENT_ORDER_ID_RE.pattern}, "
@@ -241,3 +253,17 @@ class ExchangeAdapter(Protocol):
     def exchange_info(self, symbols: list[str]) -> dict[str, Any]:
         """The exchange's raw symbol rules for ``symbols``."""
         ...
+
+
+@runtime_checkable
+class FuturesExchange(Protocol):
+    """What a futures venue adds: the per-symbol leverage, the margin account, the positions and
+    the notional brackets it trades by. Values are the adapter's own (``binance_futures``)."""
+
+    def set_leverage(self, symbol: str, leverage: int) -> int: ...
+
+    def account(self) -> Any: ...
+
+    def positions(self, symbol: str | None = None) -> list[Any]: ...
+
+    def leverage_brackets(self, symbol: str | None = None) -> dict[str, Any]: ...

@@ -265,6 +265,14 @@ class BinanceAdapter:
     python-binance ``Client`` is built from ``config``."""
 
     name = "binance"
+    # The python-binance methods behind each call: the futures adapter names its own.
+    _create_order = "create_order"
+    _test_order = "create_test_order"
+    _get_order = "get_order"
+    _order_trades = "get_my_trades"
+    _cancel = "cancel_order"
+    _open_orders = "get_open_orders"
+    _server_time = "get_server_time"
 
     def __init__(
         self,
@@ -280,7 +288,22 @@ class BinanceAdapter:
         self._sleep = sleep
 
     def __repr__(self) -> str:
-        return f"BinanceAdapter(mode={self.mode!r})"
+        return f"{type(self).__name__}(mode={self.mode!r})"
+
+    def _method(self, name: str) -> Callable[..., Any]:
+        return getattr(self._client, name)
+
+    @staticmethod
+    def parse_order(payload: Mapping[str, Any]) -> OrderResult:
+        return parse_order(payload)
+
+    @staticmethod
+    def parse_trades(payload: Iterable[Mapping[str, Any]]) -> tuple[ExchangeFill, ...]:
+        return parse_trades(payload)
+
+    @staticmethod
+    def order_params(req: OrderRequest) -> dict[str, Any]:
+        return order_params(req)
 
     # -- calls --------------------------------------------------------------------------------
 
@@ -321,7 +344,7 @@ class BinanceAdapter:
         """Aligns signed requests' timestamps with Binance's clock (the cure for -1021). Best
         effort: a failure is logged and the previous offset kept."""
         try:
-            server_ms = self._client.get_server_time()["serverTime"]
+            server_ms = getattr(self._client, self._server_time)()["serverTime"]
         except (BinanceAPIException, BinanceRequestException, requests.RequestException, KeyError):
             logger.warning("binance clock sync failed", exc_info=True)
             return
@@ -333,7 +356,7 @@ class BinanceAdapter:
 
     def _parse_order(self, what: str, payload: Any, *, changes_orders: bool) -> OrderResult:
         try:
-            return parse_order(payload)
+            return self.parse_order(payload)
         except (KeyError, TypeError, ValueError, ArithmeticError) as exc:
             raise ExchangeError(
                 f"Binance {what}: unexpected answer {str(payload)[:300]}",
@@ -349,10 +372,11 @@ class BinanceAdapter:
     def place_order(self, req: OrderRequest) -> OrderResult:
         """Places the order and returns Binance's FULL answer, fills included. After an
         ambiguous failure, looks the order up and resends at most once (module docstring)."""
-        params = order_params(req)
+        params = self.order_params(req)
         what = f"new order {req.client_order_id} on {req.symbol}"
         try:
-            payload = self._call(what, self._client.create_order, changes_orders=True, **params)
+            payload = self._call(what, self._method(self._create_order), changes_orders=True,
+                                 **params)  # fmt: skip
         except ExchangeError as error:
             if not error.ambiguous:
                 raise
@@ -381,7 +405,8 @@ class BinanceAdapter:
         logger.warning("binance has no such order, sending it again", extra=log)
         what = f"new order {req.client_order_id} on {req.symbol} (resent)"
         try:
-            payload = self._call(what, self._client.create_order, changes_orders=True, **params)
+            payload = self._call(what, self._method(self._create_order), changes_orders=True,
+                                 **params)  # fmt: skip
         except ExchangeError as error:
             if error.code == NEW_ORDER_REJECTED and "Duplicate order" in error.message:
                 return self.query_order(req.symbol, req.client_order_id)
@@ -393,11 +418,11 @@ class BinanceAdapter:
     ) -> dict[str, Any]:
         """Sends the order to order/test, which checks it like a real one without placing it.
         Returns Binance's answer: ``{}``, or the commission rates when asked for them."""
-        params = order_params(req)
+        params = self.order_params(req)
         if compute_commission_rates:
             params["computeCommissionRates"] = "true"
         what = f"test order {req.client_order_id} on {req.symbol}"
-        return self._call(what, self._client.create_test_order, changes_orders=False, **params)
+        return self._call(what, self._method(self._test_order), changes_orders=False, **params)
 
     def query_order(self, symbol: str, client_order_id: str) -> OrderResult:
         """Binance's current view of the order, with its trades once any quantity executed.
@@ -410,7 +435,7 @@ class BinanceAdapter:
         what = f"query order {client_order_id} on {symbol}"
         payload = self._call(
             what,
-            self._client.get_order,
+            self._method(self._get_order),
             changes_orders=False,
             symbol=symbol,
             origClientOrderId=client_order_id,
@@ -443,14 +468,14 @@ class BinanceAdapter:
         what = f"trades of order {exchange_order_id} on {symbol}"
         payload = self._call(
             what,
-            self._client.get_my_trades,
+            self._method(self._order_trades),
             changes_orders=False,
             symbol=symbol,
             orderId=exchange_order_id,
             limit=1000,
         )
         try:
-            return parse_trades(payload)
+            return self.parse_trades(payload)
         except (KeyError, TypeError, ValueError, ArithmeticError) as exc:
             raise ExchangeError(
                 f"Binance {what}: unexpected answer {str(payload)[:300]}", retryable=False
@@ -461,7 +486,7 @@ class BinanceAdapter:
         what = f"cancel order {client_order_id} on {symbol}"
         payload = self._call(
             what,
-            self._client.cancel_order,
+            self._method(self._cancel),
             changes_orders=True,
             symbol=symbol,
             origClientOrderId=client_order_id,
@@ -471,7 +496,7 @@ class BinanceAdapter:
     def open_orders(self, symbol: str | None = None) -> list[OrderResult]:
         what = f"open orders on {symbol or 'all symbols'}"
         params = {"symbol": symbol} if symbol else {}
-        payload = self._call(what, self._client.get_open_orders, changes_orders=False, **params)
+        payload = self._call(what, self._method(self._open_orders), changes_orders=False, **params)
         return [self._parse_order(what, row, changes_orders=False) for row in payload]
 
     def balances(self) -> list[Balance]:

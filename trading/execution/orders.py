@@ -44,6 +44,8 @@ def submit_order(order: Order, attempt: int = 1) -> Order:
         order_type="MARKET",
         quantity=order.quantity,
         client_order_id=order.client_order_id,
+        reduce_only=order.reduce_only,
+        leverage=order.leverage if ledger.is_futures(order.account) else None,
     )
     venue = exchange(order.account)
     try:

@@ -13,7 +13,7 @@ from trading import bus
 from trading.events import outbox
 from trading.events.envelope import new_event
 from trading.execution import metrics
-from trading.execution.adapter import ExchangeError
+from trading.execution.adapter import ExchangeError, FuturesExchange
 from trading.execution.orders import reconcile_order
 from trading.execution.recording import SERVICE
 from trading.execution.venue import exchange
@@ -69,7 +69,10 @@ def reconcile_exchange(startup: bool = False) -> dict:
         record_exchange_status(venue.name, False, str(error))
         return {"exchange": "unreachable", "error": str(error), **checked}
     record_exchange_status(venue.name, True)
-    source = refresh_symbol_rules(venue, list(settings.SYMBOLS))
+    main = Account.objects.filter(name=risk.MAIN_ACCOUNT).first()
+    # A futures account trades by the futures symbol rules (GET /fapi/v1/exchangeInfo).
+    rules_venue = exchange(main) if main is not None and ledger.is_futures(main) else venue
+    source = refresh_symbol_rules(rules_venue, list(settings.SYMBOLS))
     settled = []
     for order in Order.objects.filter(status__in=Order.OPEN_STATUSES):
         try:
@@ -78,6 +81,7 @@ def reconcile_exchange(startup: bool = False) -> dict:
             logger.warning("could not reconcile %s: %s", order.client_order_id, error)
     strangers = []
     mismatched: dict = {}
+    futures_checked: dict = {}
     try:
         known = set(Order.objects.values_list("client_order_id", flat=True))
         strangers = [o for o in venue.open_orders() if o.client_order_id not in known]
@@ -86,6 +90,7 @@ def reconcile_exchange(startup: bool = False) -> dict:
         record_exchange_balances(held)
         if startup and account is not None:
             mismatched = reconcile_balances(account, held)
+            futures_checked = reconcile_futures(account)
     except ExchangeError as error:
         logger.warning("could not read open orders or balances: %s", error)
     for stranger in strangers:
@@ -102,6 +107,7 @@ def reconcile_exchange(startup: bool = False) -> dict:
         "orders_reconciled": len(settled),
         "unknown_exchange_orders": len(strangers),
         "balances_mismatched": sorted(mismatched),
+        **futures_checked,
         "signals_requeued": len(
             requeue_stale_signals(STARTUP_STALE_SIGNAL if startup else STALE_SIGNAL)
         ),
@@ -118,6 +124,20 @@ def reconcile_balances(account: Account, held: list) -> dict:
         logger.warning("balances of %s not reconciled: orders are still open", account)
         return {}
     return ledger.reconcile_balances(account, held, follow=exchange(account).name != "paper")
+
+
+def reconcile_futures(account: Account) -> dict:
+    """On a futures venue: takes the notional brackets the exchange trades by (they replace the
+    bundled ones), and compares its positions with the ledger's once no order is in doubt."""
+    venue = exchange(account)
+    if not ledger.is_futures(account) or not isinstance(venue, FuturesExchange):
+        return {}
+    brackets = ledger.store_brackets(venue.leverage_brackets())
+    if Order.objects.filter(account=account, status__in=Order.OPEN_STATUSES).exists():
+        logger.warning("positions of %s not reconciled: orders are still open", account)
+        return {"leverage_brackets": brackets}
+    wrong = ledger.reconcile_positions(account, venue.positions())
+    return {"leverage_brackets": brackets, "positions_mismatched": sorted(wrong)}
 
 
 def record_exchange_balances(balances) -> None:

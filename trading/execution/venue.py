@@ -18,6 +18,11 @@ def venue_adapter(kind: str) -> ExchangeAdapter:
         from trading.execution.binance import BinanceAdapter, BinanceConfig
 
         return BinanceAdapter(BinanceConfig.from_env())
+    if kind == "binance-futures":
+        from trading.execution.binance import BinanceConfig
+        from trading.execution.binance_futures import BinanceFuturesAdapter
+
+        return BinanceFuturesAdapter(BinanceConfig.from_env())
     from trading.execution.paper import PaperConfig
     from trading.execution.paper_exchange import PaperExchange
 
@@ -34,12 +39,16 @@ def venue_adapter(kind: str) -> ExchangeAdapter:
 def exchange(account: Account | None = None) -> ExchangeAdapter:
     """The configured exchange, one per process (built after the worker forks). A sandbox
     account (the system checks') always trades on the paper exchange, whatever is configured.
-    On the paper exchange each account trades from a balance book of its own."""
+    On the paper exchange each account trades from a balance book of its own; on Binance a
+    futures account trades through the futures adapter."""
     if account is not None and (account.is_sandbox or settings.EXCHANGE == "paper"):
         paper = venue_adapter("paper")
         return paper.for_account(  # type: ignore[attr-defined]
             paper_book(account), account.starting_cash, margin=ledger.is_futures(account)
         )
+    if account is not None and settings.EXCHANGE == "binance" and ledger.is_futures(account):
+        # A futures account trades USDⓈ-M perpetuals: the same keys, the /fapi endpoints.
+        return venue_adapter("binance-futures")
     return venue_adapter(settings.EXCHANGE)
 
 

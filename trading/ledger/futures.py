@@ -127,6 +127,24 @@ def parse_brackets(payload: object) -> dict[str, Brackets]:
     return result
 
 
+def brackets_payload(brackets: Brackets) -> dict:
+    """``brackets`` written back as one symbol's entry of a leverageBracket answer."""
+    return {
+        "symbol": brackets.symbol,
+        "brackets": [
+            {
+                "bracket": b.bracket,
+                "initialLeverage": b.initial_leverage,
+                "notionalFloor": str(b.notional_floor),
+                "notionalCap": str(b.notional_cap),
+                "maintMarginRatio": str(b.maint_margin_ratio),
+                "cum": str(b.cum),
+            }
+            for b in brackets.tiers
+        ],
+    }
+
+
 @functools.cache
 def bundled_brackets() -> Mapping[str, Brackets]:
     """The brackets shipped with the platform (``data/leverage_brackets.json``, whose ``source``

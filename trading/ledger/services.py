@@ -89,13 +89,50 @@ def set_leverage(account: Account, symbol: str, leverage: int) -> None:
     )
 
 
+BRACKETS_CACHE_SECONDS = 60.0
+_brackets_cache: dict[str, object] = {"at": float("-inf"), "brackets": {}}
+
+
+def store_brackets(brackets: dict[str, futures.Brackets]) -> int:
+    """Keeps the brackets the exchange reported (GET /fapi/v1/leverageBracket) for every
+    process: they replace the bundled ones symbol by symbol. Returns how many were stored."""
+    import json
+
+    from trading.store import redis_client, rkey
+
+    if brackets:
+        redis_client().hset(
+            rkey("futures", "brackets"),
+            mapping={s: json.dumps(futures.brackets_payload(b)) for s, b in brackets.items()},
+        )
+    _brackets_cache["at"] = float("-inf")
+    return len(brackets)
+
+
+def _exchange_brackets() -> dict[str, futures.Brackets]:
+    import json
+    import time
+
+    from trading.store import redis_client, rkey
+
+    if time.monotonic() - float(_brackets_cache["at"]) < BRACKETS_CACHE_SECONDS:  # type: ignore[arg-type]
+        return _brackets_cache["brackets"]  # type: ignore[return-value]
+    stored = redis_client().hgetall(rkey("futures", "brackets"))
+    parsed: dict[str, futures.Brackets] = {}
+    for raw in stored.values():
+        parsed.update(futures.parse_brackets(json.loads(raw)))
+    _brackets_cache.update(at=time.monotonic(), brackets=parsed)
+    return parsed
+
+
 def brackets_for(symbol: str) -> futures.Brackets:
-    """The symbol's leverage brackets (bundled); a symbol without any is refused as one the
-    futures account cannot trade."""
-    try:
-        return futures.bundled_brackets()[symbol]
-    except KeyError:
-        raise ValueError(f"no leverage brackets for {symbol}") from None
+    """The symbol's leverage brackets: the exchange's when they were read from it (live), else
+    the bundled ones; a symbol without any is refused as one the futures account cannot
+    trade."""
+    found = _exchange_brackets().get(symbol) or futures.bundled_brackets().get(symbol)
+    if found is None:
+        raise ValueError(f"no leverage brackets for {symbol}")
+    return found
 
 
 def holdings(
@@ -441,17 +478,22 @@ def reconcile_balances(
     the same fills: a difference is a defect, reported and not followed."""
     from trading.execution import metrics
 
+    assets = sorted(traded_assets())
     if is_futures(account):
-        # A futures wallet is read from futures_account_balance, not the spot balances.
-        logger.info("balances of futures account %s are not reconciled with spot's", account)
-        return {}
+        if not follow:
+            # The paper exchange books a futures fill's cash moves spot-style: its book is not a
+            # futures wallet, and the ledger is the book of record there.
+            logger.info("balances of paper futures account %s are the ledger's", account)
+            return {}
+        # A futures wallet is one quote balance (GET /fapi/v3/balance); no base asset moves.
+        assets = [QUOTE_ASSET]
     theirs: dict[str, Decimal] = {}
     for balance in venue_balances:
         theirs[balance.asset] = theirs.get(balance.asset, ZERO) + balance.free + balance.locked
     wrong: dict[str, dict[str, object]] = {}
     with transaction.atomic():
         ours = {asset: b.total for asset, b in balances(account).items()}
-        for asset in sorted(traded_assets()):
+        for asset in assets:
             held, reported = ours.get(asset, ZERO), theirs.get(asset, ZERO)
             if held == reported:
                 continue
@@ -480,6 +522,37 @@ def reconcile_balances(
         logger.error("%s balance of %s: ledger %s, exchange %s", asset, account, seen["ledger"],
                      seen["exchange"])  # fmt: skip
         metrics.RISK_ALERTS.inc(reason=AlertReason.BALANCE_MISMATCH)
+    return wrong
+
+
+def reconcile_positions(account: Account, venue_positions: Iterable[object]) -> dict[str, dict]:
+    """Compares a futures account's positions with the exchange's (``venue_positions``: objects
+    with ``symbol`` and a signed ``quantity``, as GET /fapi/v3/positionRisk reports them).
+    Returns the symbols that differ with both quantities; each raises a ``risk.alert``
+    (POSITION_MISMATCH). Never followed: the ledger cannot make up the cost of a position it did
+    not trade, so an operator settles it."""
+    from trading.execution import metrics
+
+    theirs: dict[str, Decimal] = {}
+    for held in venue_positions:
+        theirs[held.symbol] = theirs.get(held.symbol, ZERO) + held.quantity  # type: ignore[attr-defined]
+    ours = {p.symbol: p.quantity for p in open_positions(account, ordered=False) if p.quantity}
+    wrong = {
+        symbol: {
+            "ledger": _plain(ours.get(symbol, ZERO)),
+            "exchange": _plain(theirs.get(symbol, ZERO)),
+        }
+        for symbol in sorted({*ours, *theirs})
+        if ours.get(symbol, ZERO) != theirs.get(symbol, ZERO)
+    }
+    if wrong:
+        outbox.record([new_event("risk.alert", {"account": account.name,
+                       "reason": AlertReason.POSITION_MISMATCH, "positions": wrong},
+                       service="exec-risk")])  # fmt: skip
+        for symbol, seen in wrong.items():
+            logger.error("%s position of %s: ledger %s, exchange %s", symbol, account,
+                         seen["ledger"], seen["exchange"])  # fmt: skip
+            metrics.RISK_ALERTS.inc(reason=AlertReason.POSITION_MISMATCH)
     return wrong
 
 

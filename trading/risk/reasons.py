@@ -81,3 +81,4 @@ class AlertReason(StrEnum):
     CASH_MISMATCH = "CASH_MISMATCH"  # the running cash disagreed with the fills
     UNKNOWN_EXCHANGE_ORDER = "UNKNOWN_EXCHANGE_ORDER"  # an open order the platform did not place
     BALANCE_MISMATCH = "BALANCE_MISMATCH"  # the exchange holds other balances than the ledger
+    POSITION_MISMATCH = "POSITION_MISMATCH"  # the exchange holds other futures positions
