@@ -357,6 +357,21 @@ def predict(artifact: ModelArtifact, features_row: np.ndarray) -> tuple[Side, fl
         missing = [n for n, v in zip(artifact.feature_names, row[0], strict=True) if np.isnan(v)]
         raise ValueError(f"features not defined (too little history?): {', '.join(missing)}")
     p_up = float(artifact.estimator.predict_proba(row)[0, _up_column(artifact.estimator)])
+    return _decision(p_up)
+
+
+def predict_rows(artifact: ModelArtifact, rows: np.ndarray) -> list[tuple[Side, float, float]]:
+    """``predict()`` of each row of a feature matrix, in one call of the estimator (a backtest's
+    whole series); the same ValueErrors for rows of the wrong length or with a NaN."""
+    rows = np.asarray(rows, dtype=float).reshape(-1, len(artifact.feature_names))
+    if not np.isfinite(rows).all():
+        raise ValueError("features not defined in some rows (too little history?)")
+    if not len(rows):
+        return []
+    return [_decision(float(p)) for p in predict_up_probability(artifact.estimator, rows)]
+
+
+def _decision(p_up: float) -> tuple[Side, float, float]:
     side: Side = "BUY" if p_up >= 0.5 else "SELL"
     return side, max(p_up, 1.0 - p_up), p_up
 

@@ -6,7 +6,8 @@ the ai service meet them live:
 1. the bar is the symbol's quote; open orders fill further on it (the paper exchange's
    ``on_bar``), and stop-loss / take-profit levels fire (``ledger.book.exit_trigger``);
 2. the strategy sees the symbol's closed bars up to this one (its ``warmup`` of them) and
-   returns signals;
+   returns signals (a strategy with ``on_series`` works them out for a chunk of steps at once,
+   the same signals as ``on_bar`` on each window);
 3. each signal is sized (``execution.decisions``), checked (``risk.checks.evaluate``, on a
    ``BookState`` of the backtest's book), held against the ledger's free balance, placed on the
    paper exchange (``MemoryPaperExchange``: ``execution.paper``'s fill model) and filled on the
@@ -17,7 +18,7 @@ Time is the bars' own: an order's minute for the order rate, the UTC day of the 
 the fills' times are the closing time of the bar. Nothing here reads a clock, a database or
 Redis; the account kind passes through to the risk checks and the book.
 
-Memory: the windows the strategy sees, the open orders, the fills and an equity curve sampled
+Memory: the windows the strategy sees (and a chunk of steps ahead), the open orders, the fills and an equity curve sampled
 once per ``sample_every`` (an hour by default) are kept; bars are read as they come.
 """
 
@@ -62,6 +63,9 @@ from trading.strategies.base import SignalIntent, Strategy
 ZERO = Decimal(0)
 _EXACT = Context(prec=50)
 Progress = Callable[[int], None]
+# Steps whose signals a strategy's ``on_series`` works out at once: long enough that a model
+# predicts a batch of rows, short enough that what is held does not grow with the run.
+SERIES_CHUNK_STEPS = 1024
 
 
 @dataclass(frozen=True)
@@ -200,16 +204,35 @@ class Backtest:
         self._next_sample: datetime | None = None
         self._peak_curve = ZERO
         self.result = Result(settings, strategy.kind, strategy.version)
+        # Signals worked out ahead by the strategy's ``on_series``, one entry per coming bar.
+        self._ahead: dict[str, deque[list[SignalIntent]]] = {}
 
     # --- running --------------------------------------------------------------------------
 
     def run(self, steps: Iterable[list[Bar]], progress: Progress | None = None) -> Result:
-        for step in steps:
-            self.step(step)
-            if progress is not None:
-                progress(self.result.bars)
+        on_series = getattr(self.strategy, "on_series", None)
+        for chunk in _chunks(steps, SERIES_CHUNK_STEPS):
+            if on_series is not None:
+                self._signals_ahead(chunk, on_series)
+            for step in chunk:
+                self.step(step)
+                if progress is not None:
+                    progress(self.result.bars)
         self._finish()
         return self.result
+
+    def _signals_ahead(self, chunk: tuple[list[Bar], ...], on_series) -> None:
+        """The strategy's signals for each bar of the next steps, from its ``on_series`` over
+        each symbol's window so far and the chunk's bars: what ``on_bar`` gives each window
+        (``strategies.base``), worked out a chunk at a time so memory stays flat."""
+        fresh: dict[str, list[Bar]] = {}
+        for step in chunk:
+            for bar in step:
+                fresh.setdefault(bar.symbol, []).append(bar)
+        for symbol, bars in fresh.items():
+            window = self.windows.get(symbol, ())
+            history = list(window)[max(0, len(window) - self.strategy.warmup + 1) :]
+            self._ahead[symbol] = deque(on_series(history + bars, len(history)))
 
     def step(self, bars: list[Bar]) -> None:
         now = bars[0].close_time
@@ -231,11 +254,15 @@ class Backtest:
             if window is None:
                 window = self.windows[bar.symbol] = deque(maxlen=max(1, self.strategy.warmup))
             window.append(bar)
+            ahead = self._ahead.get(bar.symbol)
+            intents = ahead.popleft() if ahead else None
             if not trading:
                 continue
             result.first_close.setdefault(bar.symbol, bar.close)
             result.last_close[bar.symbol] = bar.close
-            for intent in self.strategy.on_bar(list(window)):
+            if intents is None:
+                intents = self.strategy.on_bar(list(window))
+            for intent in intents:
                 self._decide(intent, bar, now)
         if trading:
             self._record_equity(now)
@@ -564,6 +591,12 @@ class Backtest:
                 max(ts, self.result.end or ts),
                 self.result.final_equity,
             )
+
+
+def _chunks(steps: Iterable[list[Bar]], size: int) -> Iterator[tuple[list[Bar], ...]]:
+    iterator = iter(steps)
+    while chunk := tuple(itertools.islice(iterator, size)):
+        yield chunk
 
 
 def _sign(value: Decimal) -> int:

@@ -6,6 +6,12 @@ that just closed, the last ``warmup`` of them, oldest first, and it returns the 
 (usually none). It keeps no state between calls, so the same window always gives the same
 signals, live or in a backtest, and no bar after the window can reach it.
 
+``on_bar`` is the contract, and what live trading calls. A strategy may also offer
+``on_series(bars, start)``: for one symbol's consecutive bars, the signals ``on_bar`` returns for
+each window ending at ``bars[start:]``, worked out for the whole series at once (what a backtest
+asks for); ``windowed_signals`` below is its definition, and the strategies' tests hold every
+shipped ``on_series`` to it.
+
 A rule strategy's confidence is a stated conviction set in its configuration, not a probability:
 the risk checks' minimum confidence applies to it as to any signal, and a backtest report puts
 the strategy's measured hit rate beside it. The ai model's confidence is its calibrated
@@ -48,6 +54,15 @@ class Strategy(Protocol):
         ...
 
     def on_bar(self, window: Sequence[Bar]) -> list[SignalIntent]: ...
+
+
+def windowed_signals(
+    strategy: Strategy, bars: Sequence[Bar], start: int
+) -> list[list[SignalIntent]]:
+    """What ``on_series(bars, start)`` must return: for each ``i`` from ``start``, ``on_bar`` of
+    the window ending at ``bars[i]`` (its last ``warmup`` bars)."""
+    span = max(1, strategy.warmup)
+    return [strategy.on_bar(bars[max(0, i + 1 - span) : i + 1]) for i in range(start, len(bars))]
 
 
 class InvalidParameters(ValueError):

@@ -67,10 +67,35 @@ class SmaCrossover:
         if len(window) < self.warmup:
             return []
         closes = [float(bar.close) for bar in window[-self.warmup :]]
-        fast, slow = self.fast, self.slow
-        before = sum(closes[-fast - 1 : -1]) / fast - sum(closes[:-1]) / slow
-        now = sum(closes[-fast:]) / fast - sum(closes[1:]) / slow
-        symbol = window[-1].symbol
+        end = len(closes)
+        return self._cross(
+            window[-1].symbol, self._spread(closes, end - 1), self._spread(closes, end)
+        )
+
+    def on_series(self, bars: Sequence[Bar], start: int) -> list[list[SignalIntent]]:
+        # The spread after bar i is the one the window ending at bar i + 1 sees "before": the
+        # same sums of the same closes, so each is worked out once.
+        closes = [float(bar.close) for bar in bars]
+        out: list[list[SignalIntent]] = []
+        before = self._spread(closes, start) if start >= self.slow else None
+        for i in range(start, len(bars)):
+            now = self._spread(closes, i + 1) if i + 1 >= self.slow else None
+            out.append(
+                self._cross(bars[i].symbol, before, now)
+                if before is not None and now is not None
+                else []
+            )
+            before = now
+        return out
+
+    def _spread(self, closes: list[float], end: int) -> float:
+        """Fast SMA less slow SMA of the closes before index ``end``."""
+        return (
+            sum(closes[end - self.fast : end]) / self.fast
+            - sum(closes[end - self.slow : end]) / self.slow
+        )
+
+    def _cross(self, symbol: str, before: float, now: float) -> list[SignalIntent]:
         if before <= 0 < now:
             return [SignalIntent(symbol, BUY, self.confidence, notional=self.notional)]
         if before >= 0 > now:
@@ -117,8 +142,24 @@ class RsiMeanReversion:
         if len(window) < self.warmup:
             return []
         closes = [float(bar.close) for bar in window[-self.warmup :]]
-        before, now = rsi(closes[:-1]), rsi(closes[1:])
-        symbol = window[-1].symbol
+        return self._cross(window[-1].symbol, rsi(closes[:-1]), rsi(closes[1:]))
+
+    def on_series(self, bars: Sequence[Bar], start: int) -> list[list[SignalIntent]]:
+        closes = [float(bar.close) for bar in bars]
+        span = self.period + 1
+        out: list[list[SignalIntent]] = []
+        before = rsi(closes[start - span : start]) if start >= span else None
+        for i in range(start, len(bars)):
+            now = rsi(closes[i + 1 - span : i + 1]) if i + 1 >= span else None
+            out.append(
+                self._cross(bars[i].symbol, before, now)
+                if before is not None and now is not None
+                else []
+            )
+            before = now
+        return out
+
+    def _cross(self, symbol: str, before: Decimal, now: Decimal) -> list[SignalIntent]:
         if before >= self.oversold > now:
             return [SignalIntent(symbol, BUY, self.confidence, notional=self.notional)]
         if before <= self.overbought < now:
