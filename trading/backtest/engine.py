@@ -18,8 +18,9 @@ Time is the bars' own: an order's minute for the order rate, the UTC day of the 
 the fills' times are the closing time of the bar. Nothing here reads a clock, a database or
 Redis; the account kind passes through to the risk checks and the book.
 
-Memory: the windows the strategy sees (and a chunk of steps ahead), the open orders, the fills and an equity curve sampled
-once per ``sample_every`` (an hour by default) are kept; bars are read as they come.
+Memory: the windows the strategy sees (and a chunk of steps ahead), the open orders, the fills
+and an equity curve sampled once per ``sample_every`` (an hour by default) are kept; bars are
+read as they come.
 """
 
 from __future__ import annotations
@@ -52,6 +53,9 @@ from trading.ledger.book import (
     fill_from_trade,
     unrealized_at_open,
     value_account,
+)
+from trading.ledger.book import (
+    equity as account_equity,
 )
 from trading.marketdata.bars import Bar
 from trading.marketdata.symbols import SymbolRules
@@ -555,7 +559,11 @@ class Backtest:
         result = self.result
         if open_positions:
             cash = self.totals.get(self.quote, ZERO)
-            equity = value_account(cash, open_positions, self.marks).equity
+            if all(p.symbol in self.marks for p in open_positions):
+                # The ledger's equity alone: the rest of a valuation is not needed each step.
+                equity = account_equity(cash, open_positions, self.marks)
+            else:  # an opening position before its first bar: valued at its entry price
+                equity = value_account(cash, open_positions, self.marks).equity
             result.steps_in_market += 1
         else:  # a flat book is worth its cash: no valuation to make
             equity = self.totals.get(self.quote, ZERO)
