@@ -87,9 +87,15 @@ def _iso_now() -> str:
 
 
 def positions() -> list[dict]:
+    """The open positions; a futures account's also carry their leverage, initial and
+    maintenance margin and liquidation price, as the portfolio API values them."""
+    account = risk.get_account()
     marks = _marks()
+    margins = (
+        ledger.futures_summary(account, marks)["positions"] if ledger.is_futures(account) else {}
+    )
     rows = []
-    for p in ledger.open_positions(risk.get_account()):
+    for p in ledger.open_positions(account):
         mark = marks.get(p.symbol)
         rows.append(
             {
@@ -102,6 +108,7 @@ def positions() -> list[dict]:
                 "opened_at": _iso(p.opened_at),
                 "stop_loss_price": _str(p.stop_loss_price),
                 "take_profit_price": _str(p.take_profit_price),
+                **margins.get(p.symbol, {}),
             }
         )
     return rows
@@ -217,6 +224,9 @@ def summarize_event(event: dict) -> str:
         return f"{p.get('side')} {_amount(p)} {p.get('symbol')} denied: {p.get('reason')}"
     if kind.startswith("order."):
         return f"{p.get('side')} {_amount(p)} {p.get('symbol')} {p.get('status', '')}".strip()
+    if kind == "position.liquidated":
+        quantity = p.get("liquidated_quantity") or p.get("quantity")
+        return f"LIQUIDATED {p.get('symbol')} {quantity} at {_grouped(p.get('mark_price'))}"
     if kind.startswith("position."):
         return f"{p.get('symbol')} {p.get('quantity')} @ {p.get('average_entry_price')}"
     if kind == "signal.generated":
@@ -225,6 +235,15 @@ def summarize_event(event: dict) -> str:
     if kind == "risk.state_changed":
         return f"{p.get('from')} -> {p.get('to')} by {p.get('actor')}: {p.get('reason')}"
     return ", ".join(f"{k}={v}" for k, v in list(p.items())[:4])
+
+
+def _grouped(value) -> str:
+    """A price with thousands separators ("60,000.5"), as it reads in a sentence."""
+    try:
+        number = Decimal(str(value))
+    except ArithmeticError:
+        return str(value)
+    return f"{number.normalize():,f}" if number.is_finite() else str(value)
 
 
 def _amount(payload: dict) -> str:
@@ -415,6 +434,7 @@ AFFECTS: dict[str, tuple[str, ...]] = {
     "position.opened": ("positions", "pnl"),
     "position.changed": ("positions", "pnl"),
     "position.closed": ("positions", "pnl", "equity_curve"),
+    "position.liquidated": ("positions", "pnl", "equity_curve"),
     "risk.state_changed": ("trading",),
     "model.trained": ("model",),
     "model.promoted": ("model",),

@@ -113,6 +113,7 @@ def liquidate_account(account: Account, marks: dict[str, Decimal], state) -> lis
                 position.account = account
                 outbox.record([new_event("position.liquidated", {
                     **position_payload(position), "mark_price": str(mark),
+                    "liquidated_quantity": str(quantity), "liquidation_side": side,
                     "margin_balance": str(state.margin_balance),
                     "maintenance_margin": str(state.maintenance_margin),
                     "order_id": order.pk}, service=SERVICE,

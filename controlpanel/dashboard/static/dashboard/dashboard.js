@@ -278,7 +278,23 @@ function renderPnl(pnl) {
   setText(byTestId("pnl-exposure"), formatMoney(p.total_exposure));
 }
 
+/** A futures position's leverage, margins and liquidation price (a spot position has none). */
+function futuresCells(p, shown) {
+  const cells = [
+    cell(p.leverage ? `${p.leverage}x` : null, { className: "num", data: { field: "leverage" } }),
+    cell(p.initial_margin === undefined ? null : `${formatMoney(p.initial_margin)} / ${formatMoney(p.maintenance_margin)}`,
+      { className: "num", data: { field: "margin" }, title: "initial / maintenance margin, USDT" }),
+    cell(formatPrice(p.liquidation_price), { className: "num", data: { field: "liquidation" } }),
+  ];
+  for (const td of cells) td.hidden = !shown;
+  return cells;
+}
+
 function renderPositions(positions) {
+  // The futures columns show only while the account's positions carry margins.
+  const futures = Array.isArray(positions) && positions.some((p) => p.leverage !== undefined);
+  const table = byTestId("positions");
+  if (table) for (const th of table.querySelectorAll("th[data-futures]")) th.hidden = !futures;
   renderTable("positions", positions, "no open positions", (p) =>
     row([
       cell(p.symbol, { className: "symbol" }),
@@ -287,6 +303,7 @@ function renderPositions(positions) {
       cell(formatPrice(p.mark_price), { className: "num" }),
       cell(formatMoney(p.unrealized_pnl, true), { className: "num", data: { sign: signOf(p.unrealized_pnl), field: "unrealized" } }),
       cell(formatMoney(p.realized_pnl, true), { className: "num", data: { sign: signOf(p.realized_pnl) } }),
+      ...futuresCells(p, futures),
       cell(formatPrice(p.stop_loss_price), { className: "num" }),
       cell(formatPrice(p.take_profit_price), { className: "num" }),
       cell(timeElement(p.opened_at)),
