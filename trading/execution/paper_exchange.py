@@ -193,8 +193,10 @@ class PaperExchange:
 
     def reset_balances(self) -> None:
         """Forgets this book's balances: the next order starts it from its starting cash again
-        (the system checks' sandbox, whose ledger starts over)."""
+        (the system checks' sandbox, whose ledger starts over), and whether it traded on
+        margin: the sandbox may start over as the other kind of account."""
         self.client.delete(self._balances_key(self.book), self._locked_key(self.book))
+        self.client.srem(self._margin_books_key(), self.book)
 
     def _rules(self, symbol: str) -> SymbolRules:
         try:

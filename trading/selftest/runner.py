@@ -21,6 +21,7 @@ from django.utils import timezone
 
 from trading.events import outbox
 from trading.events.envelope import new_event
+from trading.ledger.book import AccountKind
 from trading.models import (
     Account,
     Fill,
@@ -30,6 +31,7 @@ from trading.models import (
     SelfTestResult,
     SelfTestRun,
     Signal,
+    SymbolLeverage,
     TradingStateChange,
     TradingStateRecord,
 )
@@ -48,6 +50,19 @@ def sandbox_account() -> Account:
     if not account.is_sandbox:
         Account.objects.filter(pk=account.pk).update(is_sandbox=True)
         account.is_sandbox = True
+    return account
+
+
+def sandbox_of_kind(account: Account, kind: AccountKind | str) -> Account:
+    """The sandbox made a ``kind`` account (spot or USDⓈ-M futures), from an empty book: the
+    checks run on either. Called once the sandbox is flat and cleared, so nothing it holds is
+    valued under the other kind's rules."""
+    kind = AccountKind(kind)
+    if account.kind != kind:
+        Account.objects.filter(pk=account.pk).update(kind=kind)
+        account.kind = kind
+        # Its ledger and paper exchange book start over under the new kind's rules.
+        reset_sandbox(account)
     return account
 
 
@@ -73,17 +88,21 @@ def start_run(suite: str, *, trigger: str, actor: str = "") -> SelfTestRun:
         return SelfTestRun.objects.create(suite=suite, trigger=trigger, actor=actor)
 
 
-def run_suite(run: SelfTestRun, report: Report | None = None) -> SelfTestRun:
-    """Runs every scenario of the run's suite in order; returns the finished run."""
+def run_suite(
+    run: SelfTestRun, report: Report | None = None, *, account_kind: str = AccountKind.SPOT
+) -> SelfTestRun:
+    """Runs every scenario of the run's suite in order on a sandbox account of
+    ``account_kind``; returns the finished run."""
     account = sandbox_account()
     reset_sandbox(account)
+    account = sandbox_of_kind(account, account_kind)
     context = Context(settings.SELFTEST_BASE_URL, account)
     catalogue = SUITES[run.suite]
     outbox.record([
         new_event(
             "selftest.started",
             {"run_id": run.pk, "suite": run.suite, "scenarios": [s.name for s in catalogue],
-             "trigger": run.trigger},
+             "trigger": run.trigger, "account_kind": account.kind},
             service="analytics",
         )])  # fmt: skip
     try:
@@ -173,6 +192,7 @@ def reset_sandbox(account: Account, settle_seconds: float = 10.0) -> None:
         Order.objects.filter(account=account).delete()
         Position.objects.filter(account=account).delete()
         Signal.objects.filter(account=account).delete()
+        SymbolLeverage.objects.filter(account=account).delete()
         account.equity.all().delete()
         TradingStateChange.objects.filter(account=account).delete()
         TradingStateRecord.objects.filter(account=account).update(

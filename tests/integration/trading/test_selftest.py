@@ -79,3 +79,23 @@ def test_a_second_run_is_refused_while_one_is_running(platform, olivia):
     response = api.post("/api/v1/selftest/runs", {"suite": "e2e"}, format="json")
     assert response.status_code == 409
     assert "still running" in response.json()["detail"]
+
+
+def test_the_integration_suite_passes_on_a_futures_sandbox(platform):
+    from trading.risk.services import get_account
+
+    main = get_account()
+    out = StringIO()
+    call_command("selftest", "--suite", "integration", "--account-kind", "futures", stdout=out)
+    assert "on a futures sandbox account" in out.getvalue()
+    run = SelfTestRun.objects.get()
+    assert run.status == "passed", out.getvalue()
+    assert [r.name for r in run.results.order_by("position")] == [
+        s.name for s in SUITES["integration"]
+    ]
+    sandbox = Account.objects.get(name="selftest")
+    assert sandbox.kind == "futures"
+    # Cleared again: the futures wallet is back at the starting cash.
+    assert not Order.objects.filter(account=sandbox).exists()
+    assert ledger.account_cash(sandbox) == sandbox.starting_cash
+    assert not Signal.objects.filter(account=main).exists()

@@ -6,6 +6,7 @@ import getpass
 
 from django.core.management.base import BaseCommand, CommandError
 
+from trading.ledger.book import AccountKind
 from trading.selftest.base import SUITES
 
 
@@ -14,13 +15,21 @@ class Command(BaseCommand):
 
     def add_arguments(self, parser) -> None:
         parser.add_argument("--suite", choices=[*SUITES, "all"], default="all")
+        parser.add_argument(
+            "--account-kind",
+            choices=list(AccountKind),
+            default=AccountKind.SPOT,
+            help="the kind of the sandbox account the checks trade on (default spot)",
+        )
 
-    def handle(self, *args, suite: str, **options) -> None:
+    def handle(self, *args, suite: str, account_kind: str, **options) -> None:
         from trading.selftest.runner import RunInProgress, run_suite, start_run
 
         failed = 0
         for name in SUITES if suite == "all" else [suite]:
-            self.stdout.write(f"{name}: {len(SUITES[name])} scenarios")
+            self.stdout.write(
+                f"{name}: {len(SUITES[name])} scenarios on a {account_kind} sandbox account"
+            )
 
             def show(result) -> None:
                 line = f"{result.status:<4}  {result.name:<24} {result.duration_seconds:7.2f}s  "
@@ -32,7 +41,7 @@ class Command(BaseCommand):
                 run = start_run(name, trigger="cli", actor=getpass.getuser())
             except RunInProgress as busy:
                 raise CommandError(str(busy)) from busy
-            run = run_suite(run, show)
+            run = run_suite(run, show, account_kind=account_kind)
             failed += run.failed
             self.stdout.write(
                 f"{name}: {run.passed} passed, {run.failed} failed, {run.skipped} skipped"

@@ -15,6 +15,7 @@ from pathlib import Path
 from django.conf import settings
 
 from trading import bus
+from trading.ledger.book import AccountKind
 from trading.observability.services import SERVICES
 from trading.selftest.base import Context, HttpAnswer, Outcome, scenario
 from trading.selftest.scenarios.common import (
@@ -403,9 +404,10 @@ def event_replay(ctx: Context) -> Outcome:
 def concurrent_signals(ctx: Context) -> Outcome:
     """20 sandbox signals sent together over BTCUSDT, ETHUSDT and SOLUSDT (about 50 USDT each,
     alternately BUY and SELL so the book stays small) are all decided within 30 s, none denied
-    for want of balance, and every service is still ready afterwards. The sandbox is a spot
-    account: it sells only what it holds, so it first buys, and waits for, what its SELLs will
-    sell, whichever of the 20 exec-risk decides first."""
+    for want of balance, and every service is still ready afterwards. A spot sandbox sells only
+    what it holds, so it first buys, and waits for, what its SELLs will sell, whichever of the 20
+    exec-risk decides first; a futures sandbox's SELLs open shorts, and none may be denied for
+    want of margin."""
     quantities = {}
     for symbol in SYMBOLS:
         quantities[symbol], why = _small_quantity(symbol)
@@ -421,7 +423,8 @@ def concurrent_signals(ctx: Context) -> Outcome:
         }
         for i in range(20)
     ]
-    sells = Counter(order["symbol"] for order in orders if order["side"] == "SELL")
+    futures = ctx.account.kind == AccountKind.FUTURES
+    sells = Counter(order["symbol"] for order in orders if order["side"] == "SELL" and not futures)
     stock = [
         ctx.sandbox_signal(symbol, "BUY", confidence=TRADE_CONFIDENCE,
                            quantity=_qty(quantities[symbol] * count), notional=None)
@@ -450,7 +453,9 @@ def concurrent_signals(ctx: Context) -> Outcome:
         problems.insert(0, f"{len(undecided)} of 20 not decided within 30 s: {undecided}")
     if statuses.get(SignalStatus.FAILED):
         problems.append(f"{statuses[SignalStatus.FAILED]} signals failed")
-    short = [_fate(s) for s in signals if s.reason == "INSUFFICIENT_BALANCE"]
+    short = [
+        _fate(s) for s in signals if s.reason in ("INSUFFICIENT_BALANCE", "INSUFFICIENT_MARGIN")
+    ]
     if short:
         problems.append(f"denied for want of a balance the sandbox holds: {short}")
     problems += _not_ready(ctx)
