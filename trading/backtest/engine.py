@@ -25,7 +25,6 @@ read as they come.
 
 from __future__ import annotations
 
-import heapq
 import itertools
 import math
 from collections import deque
@@ -164,10 +163,35 @@ class Result:
 
 def steps_of(series: Iterable[Iterable[Bar]]) -> Iterator[list[Bar]]:
     """The bars of several symbols merged into steps (the bars closing at one moment), in time
-    order, each symbol's series read as it goes."""
-    merged = heapq.merge(*series, key=lambda bar: (bar.close_time, bar.symbol))
-    for _, group in itertools.groupby(merged, key=lambda bar: bar.close_time):
-        yield list(group)
+    order and by symbol within a step, each symbol's series read as it goes."""
+    # Each series' next bar is held; a step takes every series' bars at the earliest closing
+    # time. Symbols' bars mostly line up, so this is a few comparisons a step where a merge
+    # would sift a heap for every bar.
+    heads: list[tuple[Bar, Iterator[Bar]]] = []
+    for bars in series:
+        iterator = iter(bars)
+        first = next(iterator, None)
+        if first is not None:
+            heads.append((first, iterator))
+    while heads:
+        now = min(bar.close_time for bar, _ in heads)
+        step: list[Bar] = []
+        rest: list[tuple[Bar, Iterator[Bar]]] = []
+        for bar, iterator in heads:
+            head: Bar | None = bar
+            while head is not None and head.close_time == now:
+                step.append(head)
+                head = next(iterator, None)
+            if head is not None:
+                rest.append((head, iterator))
+        heads = rest
+        if len(step) > 1:
+            step.sort(key=_symbol_of)  # stable: a symbol's bars keep their order
+        yield step
+
+
+def _symbol_of(bar: Bar) -> str:
+    return bar.symbol
 
 
 class Backtest:
@@ -187,6 +211,8 @@ class Backtest:
         self.ledger_locked: dict[str, Decimal] = {}
         self._order_holds: dict[str, tuple[int, str, Decimal]] = {}
         self.positions: dict[str, PositionState] = dict(settings.opening_positions)
+        # The positions that are not flat, kept as fills book them: read each step.
+        self._open_positions = [p for p in self.positions.values() if not p.is_flat]
         self.stops: dict[str, tuple[Decimal | None, Decimal | None]] = {}
         self.marks: dict[str, Decimal] = {}
         self.windows: dict[str, deque[Bar]] = {}
@@ -247,12 +273,18 @@ class Backtest:
         trading = self.settings.trade_from is None or now >= self.settings.trade_from
         if trading and result.start is None:
             result.start = now
+        marks, stops, counts = self.marks, self.stops, self._bar_count
         for bar in bars:
-            self.marks[bar.symbol] = bar.close
-            self._score(bar)
+            symbol = bar.symbol
+            marks[symbol] = bar.close
+            count = counts[symbol] = counts.get(symbol, 0) + 1
+            pending = self._pending_scores.get(symbol)
+            if pending and pending[0][0] <= count:
+                self._score(bar, count, pending)
             for answer in self.exchange.on_bar(bar):
                 self._apply_result(answer, now)
-            self._exits(bar, now)
+            if symbol in stops:  # only a position with levels can exit on the bar
+                self._exits(bar, now)
         for bar in bars:
             window = self.windows.get(bar.symbol)
             if window is None:
@@ -492,6 +524,7 @@ class Backtest:
                         _net_before=new_state.net_realized_pnl - (fill.fee - closing_fee),
                     )
         self.positions[symbol] = new_state
+        self._open_positions = [p for p in self.positions.values() if not p.is_flat]
         if new_state.is_flat:
             self.stops.pop(symbol, None)
         return effect.realized_pnl
@@ -513,8 +546,7 @@ class Backtest:
     # --- the book over time ---------------------------------------------------------------
 
     def _valuation(self):
-        open_positions = [p for p in self.positions.values() if not p.is_flat]
-        return value_account(self.totals.get(self.quote, ZERO), open_positions, self.marks)
+        return value_account(self.totals.get(self.quote, ZERO), self._open_positions, self.marks)
 
     def _new_day(self, now: datetime) -> None:
         day = now.date()
@@ -555,7 +587,7 @@ class Backtest:
         return self._day_open
 
     def _record_equity(self, now: datetime) -> None:
-        open_positions = [p for p in self.positions.values() if not p.is_flat]
+        open_positions = self._open_positions
         result = self.result
         if open_positions:
             cash = self.totals.get(self.quote, ZERO)
@@ -581,10 +613,8 @@ class Backtest:
         else:
             result.equity_curve[-1] = (result.equity_curve[-1][0], equity)
 
-    def _score(self, bar: Bar) -> None:
-        count = self._bar_count.get(bar.symbol, 0) + 1
-        self._bar_count[bar.symbol] = count
-        pending = self._pending_scores.get(bar.symbol)
+    def _score(self, bar: Bar, count: int, pending: deque[tuple[int, str, Decimal]]) -> None:
+        """Scores the signals due at the symbol's ``count``-th bar."""
         while pending and pending[0][0] <= count:
             _, side, entry = pending.popleft()
             self.result.scored += 1

@@ -125,6 +125,8 @@ class MemoryPaperExchange:
 
     def on_bar(self, bar: Bar) -> list[OrderResult]:
         self.quotes[bar.symbol] = bar
+        if not self._open:  # market orders mostly fill on the bar they are placed on
+            return []
         changed = []
         for entry in [e for e in self._open.values() if e.order.symbol == bar.symbol]:
             before = entry.order

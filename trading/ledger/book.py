@@ -395,7 +395,9 @@ def equity(
             continue
         if position.symbol not in marks:
             raise ValueError(f"no mark price for the open position in {position.symbol}")
-        mark = _decimal(f"mark of {position.symbol}", marks[position.symbol])
+        mark = marks[position.symbol]
+        if type(mark) is not Decimal or not mark.is_finite():  # the name spelled out only then
+            _decimal(f"mark of {position.symbol}", mark)
         total = _ARITHMETIC.add(total, _ARITHMETIC.multiply(position.quantity, mark))
     return total
 

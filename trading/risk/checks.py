@@ -174,12 +174,12 @@ class BookState:
     def __post_init__(self) -> None:
         object.__setattr__(self, "trading_state", TradingState(self.trading_state))
         object.__setattr__(self, "kind", AccountKind(self.kind))
-        balances = {a: _decimal(f"balances[{a!r}]", v) for a, v in self.balances.items()}
+        balances = _decimals("balances", self.balances)
         object.__setattr__(self, "balances", MappingProxyType(balances))
         if _decimal_field(self, "fee_rate") < 0:
             raise ValueError(f"fee_rate must not be negative, got {self.fee_rate}")
-        positions = {s: _decimal(f"positions[{s!r}]", q) for s, q in self.positions.items()}
-        marks = {s: _decimal(f"marks[{s!r}]", p) for s, p in self.marks.items()}
+        positions = _decimals("positions", self.positions)
+        marks = _decimals("marks", self.marks)
         unpriced = sorted(s for s, q in positions.items() if q and s not in marks)
         if unpriced:
             raise ValueError(f"no mark for open positions: {', '.join(unpriced)}")
@@ -603,6 +603,18 @@ def _decimal(name: str, value: object) -> Decimal:
     if not result.is_finite():
         raise ValueError(f"{name} must be finite, got {value}")
     return result
+
+
+def _decimals(label: str, values: Mapping[str, object]) -> dict[str, Decimal]:
+    """A copy of ``values`` checked as ``_decimal`` checks each; the name of a bad value is
+    only spelled out when there is one, as this runs for every order."""
+    checked: dict[str, Decimal] = {}
+    for key, value in values.items():
+        if type(value) is Decimal and value.is_finite():
+            checked[key] = value
+        else:
+            checked[key] = _decimal(f"{label}[{key!r}]", value)
+    return checked
 
 
 def _decimal_field(obj: object, name: str) -> Decimal:
