@@ -23,7 +23,12 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from trading import bus
-from trading.api.serializers import StrictDecimalField, StrictIntegerField, SymbolField
+from trading.api.serializers import (
+    MAX_EXCHANGE_LEVERAGE,
+    StrictDecimalField,
+    StrictIntegerField,
+    SymbolField,
+)
 from trading.backtest.report import trades_csv_rows
 from trading.backtest.services import (
     bar_count,
@@ -76,6 +81,14 @@ class BacktestRequestSerializer(serializers.Serializer):
     slippage_bps = _rate("0", "1000")
     volume_share = _rate("0.000001", "1", help_text="the most of a bar's volume one order fills")
     starting_cash = _rate("1", "1000000000000")
+    account_kind = serializers.ChoiceField(
+        choices=["spot", "futures"], required=False, default="spot",
+        help_text="futures: a USDⓈ-M perpetual account (margin, shorts, liquidation)",
+    )  # fmt: skip
+    leverage = StrictIntegerField(
+        required=False, default=1, min_value=1, max_value=MAX_EXCHANGE_LEVERAGE,
+        help_text="futures only: the leverage of every symbol",
+    )  # fmt: skip
     model_version = serializers.CharField(
         max_length=80, required=False, allow_blank=True, default="",
         help_text="ai_model only: the version to run (default: the serving one)",
@@ -97,6 +110,10 @@ class BacktestRequestSerializer(serializers.Serializer):
     def validate(self, attrs: dict) -> dict:
         if attrs["end"] <= attrs["start"]:
             raise serializers.ValidationError({"end": ["must be after start"]})
+        if attrs.get("leverage", 1) != 1 and attrs.get("account_kind") != "futures":
+            raise serializers.ValidationError(
+                {"leverage": ["a spot account trades at 1: set account_kind futures"]}
+            )
         version = attrs.get("model_version", "")
         if strategy_kind(attrs["strategy"]) == AI_MODEL:
             if version and not ModelVersion.objects.filter(version=version).exists():
@@ -127,6 +144,9 @@ class BacktestRequestSerializer(serializers.Serializer):
         }
         if data.get("model_version"):
             options["model_version"] = data["model_version"]
+        if data.get("account_kind") == "futures":
+            options["account_kind"] = "futures"
+            options["leverage"] = str(data["leverage"])
         return options
 
 

@@ -18,6 +18,13 @@ Time is the bars' own: an order's minute for the order rate, the UTC day of the 
 the fills' times are the closing time of the bar. Nothing here reads a clock, a database or
 Redis; the account kind passes through to the risk checks and the book.
 
+A futures account (``Settings.kind``) runs through the ledger's futures arithmetic
+(``trading.ledger.futures``), as exec-risk does live: each signal's order holds its initial
+margin and taker fee, checked against the available balance; the wallet moves by each fill's
+realized PnL less its fee; a SELL with no position opens a short; equity is the margin balance;
+and after each step's bars, an account whose margin balance has fallen below its maintenance
+margin has every position closed at its mark with the taker fee (purpose ``liquidation``).
+
 Memory: the windows the strategy sees (and a chunk of steps ahead), the open orders, the fills
 and an equity curve sampled once per ``sample_every`` (an hour by default) are kept; bars are
 read as they come.
@@ -29,7 +36,7 @@ import itertools
 import math
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from decimal import Context, Decimal
 
@@ -45,6 +52,7 @@ from trading.execution.paper import PaperConfig
 from trading.ledger.book import (
     AccountKind,
     PositionState,
+    Valuation,
     apply_fill,
     cash_flow,
     daily_pnl,
@@ -55,6 +63,16 @@ from trading.ledger.book import (
 )
 from trading.ledger.book import (
     equity as account_equity,
+)
+from trading.ledger.futures import (
+    Brackets,
+    Holding,
+    MarginState,
+    bundled_brackets,
+    grows_position,
+    initial_margin,
+    margin_state,
+    wallet_move,
 )
 from trading.marketdata.bars import Bar
 from trading.marketdata.symbols import SymbolRules
@@ -82,6 +100,9 @@ class Settings:
     rules: Mapping[str, SymbolRules]
     starting_cash: Decimal
     kind: AccountKind = AccountKind.SPOT
+    # Futures: the leverage of every symbol, and the brackets (None: the bundled ones).
+    leverage: int = 1
+    brackets: Mapping[str, Brackets] | None = None
     quote_asset: str = "USDT"
     trade_from: datetime | None = None
     sample_every: timedelta = timedelta(hours=1)
@@ -159,6 +180,7 @@ class Result:
     final_equity: Decimal = ZERO
     hits: int = 0
     scored: int = 0
+    liquidations: int = 0
 
 
 def steps_of(series: Iterable[Iterable[Bar]]) -> Iterator[list[Bar]]:
@@ -204,12 +226,20 @@ class Backtest:
             if settings.opening_balances is not None
             else {self.quote: settings.starting_cash}
         )
+        self.futures = settings.kind == AccountKind.FUTURES
+        self.brackets = settings.brackets if settings.brackets is not None else bundled_brackets()
+        # A futures book on the exchange is its own: the wallet is the ledger's.
         self.exchange = MemoryPaperExchange(
-            settings.paper, dict(settings.rules), self.totals, quote_asset=self.quote
+            settings.paper,
+            dict(settings.rules),
+            dict(self.totals) if self.futures else self.totals,
+            quote_asset=self.quote,
+            margin=self.futures,
         )
         # What open orders hold on the ledger's side (``ledger.services.order_lock``).
         self.ledger_locked: dict[str, Decimal] = {}
         self._order_holds: dict[str, tuple[int, str, Decimal]] = {}
+        self._reducing: set[int] = set()  # futures orders (by index) that open nothing
         self.positions: dict[str, PositionState] = dict(settings.opening_positions)
         # The positions that are not flat, kept as fills book them: read each step.
         self._open_positions = [p for p in self.positions.values() if not p.is_flat]
@@ -285,6 +315,8 @@ class Backtest:
                 self._apply_result(answer, now)
             if symbol in stops:  # only a position with levels can exit on the bar
                 self._exits(bar, now)
+        if self.futures:
+            self._liquidations(now)
         for bar in bars:
             window = self.windows.get(bar.symbol)
             if window is None:
@@ -339,6 +371,7 @@ class Backtest:
                 quantity=quantity,
                 price=price,
                 confidence=intent.confidence,
+                leverage=self.settings.leverage,
             ),
             self.settings.limits,
             self._book_state(now),
@@ -346,8 +379,14 @@ class Backtest:
         )
         if not decision.approved:
             return self._deny(intent, now, str(decision.reason))
-        if not self._lock(intent.symbol, intent.side, quantity, price):
-            return self._deny(intent, now, Reason.INSUFFICIENT_BALANCE)
+        # A futures order that only shrinks the position opens nothing: it holds its fee alone,
+        # as the risk check's margin does (``futures.margin_shortfall``).
+        reducing = self.futures and not grows_position(intent.side, quantity, position.quantity)
+        if reducing:
+            self._reducing.add(len(result.orders))
+        if not self._lock(intent.symbol, intent.side, quantity, price, reducing):
+            short = Reason.INSUFFICIENT_MARGIN if self.futures else Reason.INSUFFICIENT_BALANCE
+            return self._deny(intent, now, short)
         result.signals.append(
             SignalRecord(now, intent.symbol, intent.side, intent.confidence, "submitted")
         )
@@ -371,6 +410,11 @@ class Backtest:
             marks=self.marks,
             daily_pnl=self._daily_pnl(),
             orders_last_minute=len(self._recent_orders),
+            **(
+                {"available_balance": self._margin().available_balance, "brackets": self.brackets}
+                if self.futures
+                else {}
+            ),
         )
 
     def _ledger_free(self) -> dict[str, Decimal]:
@@ -380,17 +424,26 @@ class Backtest:
         }
 
     def _hold(
-        self, symbol: str, side: str, remaining: Decimal, price: Decimal
+        self, symbol: str, side: str, remaining: Decimal, price: Decimal, reducing: bool = False
     ) -> tuple[str, Decimal]:
         rules = self.settings.rules[symbol]
+        if self.futures:
+            # As ``ledger.services.order_lock``: the initial margin of what the order opens (an
+            # exit opens nothing) and the taker fee.
+            notional = remaining * price
+            opening = ZERO if reducing else initial_margin(notional, self.settings.leverage)
+            return rules.quote_asset, opening + notional * self.settings.paper.taker_fee_rate
         if side == "SELL":
             return rules.base_asset, remaining
         notional = remaining * price
         return rules.quote_asset, notional + notional * self.settings.paper.taker_fee_rate
 
-    def _lock(self, symbol: str, side: str, quantity: Decimal, price: Decimal) -> bool:
-        asset, amount = self._hold(symbol, side, quantity, price)
-        if amount > self._ledger_free().get(asset, ZERO):
+    def _lock(
+        self, symbol: str, side: str, quantity: Decimal, price: Decimal, reducing: bool = False
+    ) -> bool:
+        asset, amount = self._hold(symbol, side, quantity, price, reducing)
+        free = self._margin().available_balance if self.futures else self._ledger_free().get(asset)
+        if amount > (free or ZERO) and not (self.futures and reducing):
             return False
         self.ledger_locked[asset] = self.ledger_locked.get(asset, ZERO) + amount
         return True
@@ -439,8 +492,11 @@ class Backtest:
     def _release(self, client_id: str, before_remaining: Decimal, after_remaining: Decimal):
         order_index, symbol, price = self._order_holds[client_id]
         side = self.result.orders[order_index].side
-        asset, before = self._hold(symbol, side, before_remaining, price)
-        _, after = self._hold(symbol, side, after_remaining, price)
+        reducing = (
+            self.result.orders[order_index].purpose != "signal" or order_index in self._reducing
+        )
+        asset, before = self._hold(symbol, side, before_remaining, price, reducing)
+        _, after = self._hold(symbol, side, after_remaining, price, reducing)
         self.ledger_locked[asset] = max(ZERO, self.ledger_locked.get(asset, ZERO) - before + after)
 
     def _apply_result(self, answer: OrderResult, now: datetime) -> None:
@@ -500,6 +556,9 @@ class Backtest:
             self._flows, cash_flow(fill.side, fill.quantity, fill.price, fill.fee)
         )
         self._held[symbol] = _EXACT.add(self._held.get(symbol, ZERO), fill.signed_quantity)
+        if self.futures:  # no base asset moves: the contract settles in the quote asset
+            wallet = self.totals.get(self.quote, ZERO)
+            self.totals[self.quote] = _EXACT.add(wallet, wallet_move(effect.realized_pnl, fill.fee))
         before_net = state.net_realized_pnl
         if state.is_flat and not new_state.is_flat:
             self._open_trades[symbol] = Trade(symbol, fill.ts, _net_before=before_net)
@@ -540,12 +599,58 @@ class Backtest:
         rules = self.settings.rules[bar.symbol]
         quantity = rules.round_quantity(abs(state.quantity), market=True)
         side = "SELL" if state.quantity > 0 else "BUY"
-        if quantity > 0 and self._lock(bar.symbol, side, quantity, bar.close):
+        if quantity > 0 and self._lock(bar.symbol, side, quantity, bar.close, reducing=True):
             self._place(-1, bar.symbol, side, quantity, bar.close, str(trigger).lower(), now)
 
     # --- the book over time ---------------------------------------------------------------
 
-    def _valuation(self):
+    def _valuation(self) -> Valuation:
+        """The book at its marks; a futures account's as the ledger values it (the wallet plus
+        the positions' unrealized PnL: the margin balance)."""
+        valued = self._book_valuation()
+        if not self.futures:
+            return valued
+        return replace(valued, market_value=valued.unrealized_pnl)
+
+    def _margin(self) -> MarginState:
+        """A futures account's margin at the marks, with what its open orders hold."""
+        holdings = [
+            Holding(p, self.settings.leverage, self.brackets[p.symbol],
+                    self.marks.get(p.symbol, p.avg_entry_price))
+            for p in self.positions.values()
+            if not p.is_flat
+        ]  # fmt: skip
+        wallet = self.totals.get(self.quote, ZERO)
+        return margin_state(wallet, holdings, self.ledger_locked.get(self.quote, ZERO))
+
+    def _liquidations(self, now: datetime) -> None:
+        """Closes every position at its mark with the taker fee when the margin balance has
+        fallen below the maintenance margin, as ``execution.exits.liquidate_account`` does."""
+        if not any(not p.is_flat for p in self.positions.values()):
+            return
+        if not self._margin().liquidating:
+            return
+        result = self.result
+        for position in [p for p in self.positions.values() if not p.is_flat]:
+            symbol = position.symbol
+            rules = self.settings.rules[symbol]
+            mark = self.marks.get(symbol, position.avg_entry_price)
+            quantity = position.quantity.copy_abs()
+            side = "SELL" if position.quantity > 0 else "BUY"
+            order_index = len(result.orders)
+            result.orders.append(OrderRecord(-1, now, symbol, side, quantity, mark,
+                                             "liquidation", status="FILLED"))  # fmt: skip
+            fee = quantity * mark * self.settings.paper.taker_fee_rate
+            booked = fill_from_trade(side, quantity, mark, fee, self.quote,
+                                     base_asset=rules.base_asset, quote_asset=rules.quote_asset,
+                                     ts=now)  # fmt: skip
+            realized = self._book(symbol, booked, rules)
+            result.fills.append(FillRecord(order_index, now, symbol, side, booked.quantity,
+                                           booked.price, booked.fee, realized))  # fmt: skip
+        result.liquidations += 1
+        self._automatic_state()
+
+    def _book_valuation(self):
         return value_account(self.totals.get(self.quote, ZERO), self._open_positions, self.marks)
 
     def _new_day(self, now: datetime) -> None:
@@ -591,7 +696,9 @@ class Backtest:
         result = self.result
         if open_positions:
             cash = self.totals.get(self.quote, ZERO)
-            if all(p.symbol in self.marks for p in open_positions):
+            if self.futures:  # the margin balance
+                equity = self._valuation().equity
+            elif all(p.symbol in self.marks for p in open_positions):
                 # The ledger's equity alone: the rest of a valuation is not needed each step.
                 equity = account_equity(cash, open_positions, self.marks)
             else:  # an opening position before its first bar: valued at its entry price

@@ -7,6 +7,11 @@ needs free (``placement_hold``), what a bar fills (``simulate_market_fill``), wh
 pays for and moves (``book_trade``). Only where the book lives differs: dictionaries here, Redis
 there. The volume a bar has filled is counted per symbol and bar, as the paper exchange counts
 it for every order on the symbol.
+
+A futures account's book (``margin=True``) is the paper exchange's margin book: its margin is
+held and checked by the backtest's ledger, so nothing is held here, no order is refused for want
+of a balance, and a SELL with no position fills as a short; its totals are its own, moved
+spot-style as the live margin book's are, not the futures wallet.
 """
 
 from __future__ import annotations
@@ -49,7 +54,9 @@ class MemoryPaperExchange:
         totals: dict[str, Decimal],
         *,
         quote_asset: str = "USDT",
+        margin: bool = False,
     ) -> None:
+        self.margin = margin
         self.config = config
         self.rules = rules
         # The book's totals per asset; the backtest's ledger reads the same dictionary, as the
@@ -72,6 +79,8 @@ class MemoryPaperExchange:
 
     def _hold_asset(self, order: OrderResult) -> str:
         rules = self._rules(order.symbol)
+        if self.margin:
+            return rules.quote_asset
         return rules.base_asset if order.side == "SELL" else rules.quote_asset
 
     def _free(self, asset: str) -> Decimal:
@@ -98,7 +107,9 @@ class MemoryPaperExchange:
         need = placement_hold(
             req.side, req.quantity, bar.close, self.config, tick_size=rules.tick_size
         )
-        if need > self._free(asset):
+        if self.margin:
+            need, asset = ZERO, rules.quote_asset
+        elif need > self._free(asset):
             raise ExchangeError(
                 INSUFFICIENT_BALANCE_MESSAGE,
                 code=INSUFFICIENT_BALANCE,
@@ -190,7 +201,8 @@ class MemoryPaperExchange:
             sim.price,
             self.config,
             held=entry.held,
-            free_quote=self._free(rules.quote_asset),
+            # A futures fill is paid for by the margin the ledger holds, not the book's cash.
+            free_quote=Decimal("Infinity") if self.margin else self._free(rules.quote_asset),
             step_size=step,
         )
         if trade is None:

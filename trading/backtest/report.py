@@ -72,6 +72,7 @@ def build_report(result: Result) -> dict[str, Any]:
         "max_drawdown": str(result.max_drawdown),
         "exposure": result.steps_in_market / result.steps if result.steps else None,
         "hit_rate": result.hits / result.scored if result.scored else None,
+        "liquidations": result.liquidations,
         "hit_horizon_bars": settings.hit_horizon,
         "stated_confidence": _stated_confidence(result),
         "buy_and_hold": {

@@ -20,6 +20,7 @@ from django.db.models import Max, Min
 from trading.backtest.engine import Backtest, Result, Settings, steps_of
 from trading.backtest.report import build_report
 from trading.execution.paper import PaperConfig
+from trading.ledger.book import AccountKind
 from trading.marketdata.bars import Bar
 from trading.marketdata.barstore import bar_of
 from trading.marketdata.klines import UnknownSymbolError, load_bundled_bars
@@ -134,7 +135,8 @@ def run_settings(options: dict[str, Any], symbols: list[str]) -> Settings:
     )  # fmt: skip
     cash = Decimal(str(options.get("starting_cash", django_settings.STARTING_CASH)))
     return Settings(paper=paper, limits=limits_for(symbols[0]), rules=symbol_rules(),
-                    starting_cash=cash)  # fmt: skip
+                    starting_cash=cash, kind=AccountKind(options.get("account_kind", "spot")),
+                    leverage=int(options.get("leverage", 1)))  # fmt: skip
 
 
 def settings_json(settings: Settings) -> dict[str, Any]:
@@ -146,6 +148,7 @@ def settings_json(settings: Settings) -> dict[str, Any]:
         "max_volume_share": str(settings.paper.max_volume_share),
         "starting_cash": str(settings.starting_cash),
         "account_kind": str(settings.kind),
+        "leverage": settings.leverage,
         "limits": {k: str(v) if isinstance(v, Decimal) else v for k, v in limits.items()},
     }
 

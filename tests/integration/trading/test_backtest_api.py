@@ -168,6 +168,9 @@ def test_a_viewer_cannot_start_a_backtest(viewer_api, fast_sma):
         ({"model_version": "v1"}, "model_version", "only the ai_model strategy"),
         ({"strategy": "ai_model"}, "model_version", "no model serves"),
         ({"strategy": "ai_model", "model_version": "v404"}, "model_version", "unknown model"),
+        ({"leverage": 5}, "leverage", "a spot account trades at 1"),
+        ({"account_kind": "futures", "leverage": 126}, "leverage", "less than or equal to 125"),
+        ({"account_kind": "margin"}, "account_kind", "not a valid choice"),
     ],
 )
 def test_bad_input_is_a_400_naming_the_field(api, fast_sma, changes, field, says):
@@ -191,3 +194,24 @@ def test_symbols_may_be_a_comma_separated_text(api, fast_sma, monkeypatch):
     assert run.symbols == ["ETHUSDT", "BTCUSDT"] and run.status == "queued"
     assert run.settings == {"fee": "0.0005", "slippage_bps": "2", "volume_share": "0.5"}
     assert [(s.task, s.args) for s in sent] == [(bus.RUN_BACKTEST, (run.pk,))]
+
+
+def test_a_futures_backtest_runs_on_margin_at_the_leverage_asked(api, fast_sma, monkeypatch):
+    from tests.support.bus import record_sends
+    from trading import bus
+
+    from trading.models import RiskLimits
+
+    record_sends(monkeypatch, bus.RUN_BACKTEST)
+    # The live risk limits apply: they must allow the leverage, as for a live futures account.
+    RiskLimits.objects.update_or_create(symbol="", defaults={"max_leverage": 20})
+    body = request_body(account_kind="futures", leverage=10, starting_cash="1000")
+    response = api.post("/api/v1/backtests", body, format="json")
+    assert response.status_code == 202, response.content
+    run = BacktestRun.objects.get()
+    assert run.settings["account_kind"] == "futures" and run.settings["leverage"] == "10"
+    run_backtest(run.pk)
+    run.refresh_from_db()
+    assert run.status == "done"
+    assert (run.settings["account_kind"], run.settings["leverage"]) == ("futures", 10)
+    assert run.report["liquidations"] >= 0 and run.report["trades"] > 0, run.report

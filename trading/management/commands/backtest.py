@@ -10,6 +10,7 @@ from datetime import datetime
 from django.core.management.base import BaseCommand, CommandError
 
 from trading.backtest.services import create_run, run_backtest
+from trading.execution.intake import MAX_LEVERAGE
 from trading.primitives import InvalidInput, read_decimal, read_symbol_list
 
 SHOWN = ("final_equity", "total_return", "trades", "fees", "win_rate", "profit_factor",
@@ -37,6 +38,13 @@ class Command(BaseCommand):
         parser.add_argument("--volume-share", help="the most of a bar's volume filled, 0-1")
         parser.add_argument("--starting-cash")
         parser.add_argument("--model-version", default="")
+        parser.add_argument(
+            "--account-kind",
+            choices=["spot", "futures"],
+            default="spot",
+            help="futures: a USDⓈ-M perpetual account (margin, shorts, liquidation)",
+        )
+        parser.add_argument("--leverage", type=int, default=1, help="futures only, 1-125")
 
     def handle(self, *args, strategy, symbols, start, end, **options) -> None:
         try:
@@ -50,6 +58,13 @@ class Command(BaseCommand):
             raise CommandError(str(error)) from None
         if options["model_version"]:
             run_options["model_version"] = options["model_version"]
+        if options["leverage"] != 1 and options["account_kind"] != "futures":
+            raise CommandError("--leverage needs --account-kind futures: spot trades at 1")
+        if not 1 <= options["leverage"] <= MAX_LEVERAGE:
+            raise CommandError(f"--leverage must be 1 to {MAX_LEVERAGE}")
+        if options["account_kind"] == "futures":
+            run_options["account_kind"] = "futures"
+            run_options["leverage"] = str(options["leverage"])
         run = create_run(strategy, names, start, end, options=run_options,
                          requested_by="command line")  # fmt: skip
         width = 30
