@@ -187,7 +187,10 @@ class BacktestsView(APIView):
         body = {"id": run.pk, "status": run.status, **_urls(run.pk)}
         return Response(body, status=status.HTTP_202_ACCEPTED)
 
-    @extend_schema(parameters=[BacktestListQuerySerializer], responses={200: dict})
+    @extend_schema(
+        operation_id="backtests_list", parameters=[BacktestListQuerySerializer],
+        responses={200: dict},
+    )  # fmt: skip
     def get(self, request: Request) -> Response:
         """Stored runs, newest first: what each ran (strategy, model and code versions,
         settings, symbols, range), its status and progress."""

@@ -6,6 +6,8 @@ import hmac
 
 from django.conf import settings
 from django.db import transaction
+from drf_spectacular.extensions import OpenApiAuthenticationExtension
+from drf_spectacular.plumbing import build_bearer_security_scheme_object
 from drf_spectacular.utils import extend_schema
 from rest_framework import status
 from rest_framework.authentication import BaseAuthentication, get_authorization_header
@@ -43,6 +45,19 @@ class AlertmanagerToken(BaseAuthentication):
 
     def authenticate_header(self, request: Request) -> str:
         return 'Bearer realm="alertmanager"'
+
+
+class AlertmanagerTokenScheme(OpenApiAuthenticationExtension):
+    """How the schema names the webhook's authentication: a bearer token."""
+
+    target_class = AlertmanagerToken
+    name = "alertmanagerToken"
+
+    def get_security_definition(self, auto_schema):
+        return build_bearer_security_scheme_object(
+            header_name="Authorization",
+            token_prefix="Bearer",  # noqa: S106 - a scheme name
+        )
 
 
 class AlertmanagerWebhookView(APIView):
