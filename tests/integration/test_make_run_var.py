@@ -233,8 +233,9 @@ def test_every_manage_py_command_the_readme_shows_works_from_a_new_shell(platfor
     study = manage("feature_study", "--symbols", "BTCUSDT", "--folds", "2", "--only", "base")
     assert "base" in study, study
     # Two commands reach servers no test may: Binance (download_klines, tested at its HTTP
-    # seam in tests/integration/marketdata/test_download_klines.py) and Telegram (run_telegram_bot, run as this same command against
-    # a local Bot API in tests/integration/notifications/test_telegram_bot.py).
+    # seam in tests/integration/marketdata/test_download_klines.py) and Telegram
+    # (run_telegram_bot, run as this same command against a local Bot API in
+    # tests/integration/notifications/test_telegram_bot.py).
     ran |= {"download_klines", "run_telegram_bot"}
 
     missing = readme_commands() - ran
