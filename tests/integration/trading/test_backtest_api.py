@@ -199,7 +199,6 @@ def test_symbols_may_be_a_comma_separated_text(api, fast_sma, monkeypatch):
 def test_a_futures_backtest_runs_on_margin_at_the_leverage_asked(api, fast_sma, monkeypatch):
     from tests.support.bus import record_sends
     from trading import bus
-
     from trading.models import RiskLimits
 
     record_sends(monkeypatch, bus.RUN_BACKTEST)
