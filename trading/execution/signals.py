@@ -95,7 +95,7 @@ def process_signal(signal_id: uuid.UUID | str) -> Signal:
         price=sizing.price,
         confidence=signal.confidence,
         leverage=leverage,
-        reduce_only=signal.reduce_only,
+        reduce_only=reduces_only(signal),
     )
     decision = evaluate(
         intent,
@@ -117,6 +117,13 @@ def process_signal(signal_id: uuid.UUID | str) -> Signal:
     submit_order(order)
     metrics.ORDER_LATENCY.observe(time.perf_counter() - started)
     return Signal.objects.get(pk=signal.pk)
+
+
+def reduces_only(signal: Signal) -> bool:
+    """Whether the signal's order may only shrink the position: asked for, or a close (which
+    trades what the position holds, never more), so a close holds no initial margin and is never
+    refused for want of it."""
+    return signal.reduce_only or signal.close_position
 
 
 def order_leverage(signal: Signal) -> int:
@@ -172,7 +179,7 @@ def open_order(
                 quantity=quantity,
                 reference_price=price,
                 leverage=leverage,
-                reduce_only=signal.reduce_only,
+                reduce_only=reduces_only(signal),
             )
             if ledger.is_futures(signal.account):
                 # The symbol's leverage is the one the order's margin is held at.

@@ -102,6 +102,21 @@ def test_an_order_beyond_the_available_margin_is_denied_insufficient_margin(api,
     assert fate(api, quantity=str(quantity), leverage=2)["status"] == "filled"
 
 
+def test_a_position_closes_when_its_margin_has_left_no_room_for_another(api, market):
+    futures_account("1000")
+    price = market["BTCUSDT"].close
+    # Nearly all the wallet is the long's margin at 2x: a second such order would not fit.
+    quantity = (Decimal("1900") / price).quantize(Decimal("0.001"))
+    assert fate(api, quantity=str(quantity), leverage=2)["status"] == "filled"
+    assert fate(api, quantity=str(quantity), leverage=2)["reason"] == "INSUFFICIENT_MARGIN"
+
+    # Closing opens nothing: it holds no initial margin, so it is never refused for want of it.
+    closed = fate(api, side="SELL", close_position=True)
+    assert closed["status"] == "filled", closed
+    assert Order.objects.get(signal_id=closed["id"]).reduce_only
+    assert not Position.objects.filter(status="open").exists()
+
+
 def test_a_reduce_only_order_with_no_position_is_denied(api, market):
     futures_account("1000")
     assert fate(api, side="SELL", quantity="0.001", reduce_only=True)["reason"] == "REDUCE_ONLY"
