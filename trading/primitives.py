@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import re
 import unicodedata
+from datetime import datetime
 from decimal import Decimal
 from enum import StrEnum
 
@@ -113,6 +114,18 @@ def read_symbol(value: object) -> str:
             why += f": {stray!r} ({unicodedata.name(stray, 'a control character')}) is not allowed"
         raise InvalidInput(f"{why}; use the ASCII letters A-Z and digits 0-9, such as BTCUSDT")
     return value.upper()
+
+
+def read_moment(text: str) -> datetime:
+    """An ISO 8601 time with its zone (``2025-09-10T00:00Z``, ``...+00:00``); ``InvalidInput``
+    otherwise."""
+    try:
+        moment = datetime.fromisoformat(text)
+    except (TypeError, ValueError):
+        raise InvalidInput(f"{text!r} is not an ISO 8601 time such as 2025-09-10T00:00Z") from None
+    if moment.utcoffset() is None:
+        raise InvalidInput(f"{text!r} has no time zone: add Z or an offset such as +00:00")
+    return moment
 
 
 def read_symbol_list(value: str) -> list[str]:

@@ -98,3 +98,16 @@ def test_json_numbers_far_out_of_range_are_refused_before_any_arithmetic():
         with pytest.raises(InvalidInput, match="out of range"):
             read_decimal(extreme)
     assert read_decimal(Decimal("0E-999999999")) == 0
+
+
+def test_a_moment_is_an_iso_time_with_its_zone():
+    from datetime import UTC, datetime
+
+    from trading.primitives import read_moment
+
+    assert read_moment("2025-09-10T00:00Z") == datetime(2025, 9, 10, tzinfo=UTC)
+    assert read_moment("2025-09-10T02:00:00+02:00") == datetime(2025, 9, 10, tzinfo=UTC)
+    with pytest.raises(InvalidInput, match="no time zone"):
+        read_moment("2025-09-10T00:00")
+    with pytest.raises(InvalidInput, match="not an ISO 8601 time"):
+        read_moment("yesterday")

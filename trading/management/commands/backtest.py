@@ -5,24 +5,17 @@ from __future__ import annotations
 
 import json
 import sys
-from datetime import datetime
 
 from django.core.management.base import BaseCommand, CommandError
 
 from trading.backtest.services import create_run, run_backtest
 from trading.execution.intake import MAX_LEVERAGE
+from trading.management.options import moment
 from trading.primitives import InvalidInput, read_decimal, read_symbol_list
 
 SHOWN = ("final_equity", "total_return", "trades", "fees", "win_rate", "profit_factor",
          "expectancy", "sharpe", "sortino", "calmar", "max_drawdown", "exposure",
          "stated_confidence", "hit_rate", "buy_and_hold")  # fmt: skip
-
-
-def moment(text: str) -> datetime:
-    value = datetime.fromisoformat(text)
-    if value.utcoffset() is None:
-        raise CommandError(f"{text!r}: give a time zone (e.g. 2025-08-21T00:00:00+00:00)")
-    return value
 
 
 class Command(BaseCommand):

@@ -2,22 +2,11 @@
 
 from __future__ import annotations
 
-from datetime import datetime
-
 from django.core.management.base import BaseCommand, CommandError
 
+from trading.management.options import moment
 from trading.marketdata.barstore import stored_bars
 from trading.primitives import InvalidInput, read_symbol
-
-
-def _moment(text: str) -> datetime:
-    try:
-        moment = datetime.fromisoformat(text)
-    except ValueError:
-        raise CommandError(f"{text!r} is not an ISO 8601 time such as 2025-09-10T00:00Z") from None
-    if moment.utcoffset() is None:
-        raise CommandError(f"{text!r} has no time zone: add Z or an offset such as +00:00")
-    return moment
 
 
 class Command(BaseCommand):
@@ -25,8 +14,8 @@ class Command(BaseCommand):
 
     def add_arguments(self, parser) -> None:
         parser.add_argument("--symbol", required=True)
-        parser.add_argument("--start", type=_moment, help="bars opening at or after this time")
-        parser.add_argument("--end", type=_moment, help="bars closing at or before this time")
+        parser.add_argument("--start", type=moment, help="bars opening at or after this time")
+        parser.add_argument("--end", type=moment, help="bars closing at or before this time")
         parser.add_argument(
             "--limit", type=int, default=500, help="at most this many: the first after --start, "
             "else the last",

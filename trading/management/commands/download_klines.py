@@ -3,25 +3,14 @@ and interval) and idempotent (bars held already are skipped)."""
 
 from __future__ import annotations
 
-from datetime import datetime
-
 from django.core.management.base import BaseCommand, CommandError
 from django.utils import timezone
 
+from trading.management.options import moment
 from trading.marketdata.bars import interval_length
 from trading.marketdata.binance_feed import MarketDataError, build_client
 from trading.marketdata.download import download_klines
 from trading.primitives import InvalidInput, read_symbol
-
-
-def _moment(text: str) -> datetime:
-    try:
-        moment = datetime.fromisoformat(text)
-    except ValueError:
-        raise CommandError(f"{text!r} is not an ISO 8601 time such as 2025-09-10T00:00Z") from None
-    if moment.utcoffset() is None:
-        raise CommandError(f"{text!r} has no time zone: add Z or an offset such as +00:00")
-    return moment
 
 
 class Command(BaseCommand):
@@ -30,8 +19,8 @@ class Command(BaseCommand):
     def add_arguments(self, parser) -> None:
         parser.add_argument("--symbol", required=True)
         parser.add_argument("--interval", default="5m", help="a Binance interval: 1m, 5m, 1h...")
-        parser.add_argument("--start", required=True, type=_moment, help="ISO 8601 with offset")
-        parser.add_argument("--end", type=_moment, help="ISO 8601 with offset (default: now)")
+        parser.add_argument("--start", required=True, type=moment, help="ISO 8601 with offset")
+        parser.add_argument("--end", type=moment, help="ISO 8601 with offset (default: now)")
 
     def handle(self, *args, symbol: str, interval: str, start, end, **options) -> None:
         try:
