@@ -5,16 +5,14 @@ feed, as make run starts them), so that killing it leaves the session's Redis al
 
 from __future__ import annotations
 
-import json
 import sys
-import urllib.error
-import urllib.request
 
 import pytest
 from playwright.sync_api import Page, expect
 
 from deploy.redis_server import LocalRedis, free_port
 from tests.conftest import LOG_DIR
+from tests.support.browser import api
 from tests.support.processes import Process, http_status, socket_server, wait_for, web_server
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -62,23 +60,6 @@ def platform(tmp_path, settings, process_env):
         for process in reversed(processes):
             process.stop()
         server.stop()
-
-
-def api(url: str, user, path: str, body: dict | None = None) -> tuple[int, dict]:
-    from rest_framework.authtoken.models import Token
-
-    token = Token.objects.get_or_create(user=user)[0].key
-    request = urllib.request.Request(
-        f"{url}{path}",
-        data=None if body is None else json.dumps(body).encode(),
-        headers={"Authorization": f"Token {token}", "Content-Type": "application/json"},
-        method="GET" if body is None else "POST",
-    )
-    try:
-        with urllib.request.urlopen(request, timeout=10) as response:
-            return response.status, json.loads(response.read())
-    except urllib.error.HTTPError as error:
-        return error.code, json.loads(error.read())
 
 
 def toggle(page: Page, url: str, user, action: str, expected: str) -> None:

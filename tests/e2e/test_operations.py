@@ -4,49 +4,19 @@ the test thread, where Playwright's event loop runs)."""
 
 from __future__ import annotations
 
-import json
 import re
 import signal
 import sys
-import urllib.error
-import urllib.request
 
 import pytest
 from playwright.sync_api import Page, expect
 
 from tests.conftest import LOG_DIR, start_workers
+from tests.support.browser import api, log_in
 from tests.support.processes import Process
+from trading.selftest.base import SUITES
 
 pytestmark = pytest.mark.django_db(transaction=True)
-
-
-def token_for(user) -> str:
-    from rest_framework.authtoken.models import Token
-
-    return Token.objects.get_or_create(user=user)[0].key
-
-
-def api(web_url: str, user, path: str, body: dict | None = None) -> tuple[int, dict]:
-    request = urllib.request.Request(
-        f"{web_url}{path}",
-        data=None if body is None else json.dumps(body).encode(),
-        headers={"Authorization": f"Token {token_for(user)}", "Content-Type": "application/json"},
-        method="GET" if body is None else "POST",
-    )
-    try:
-        with urllib.request.urlopen(request, timeout=10) as response:
-            return response.status, json.loads(response.read())
-    except urllib.error.HTTPError as error:
-        return error.code, json.loads(error.read())
-
-
-def log_in(page: Page, web_url: str, username: str, password: str) -> None:
-    page.goto(f"{web_url}/accounts/login/?next=/")
-    page.get_by_label("Username").fill(username)
-    page.get_by_label("Password").fill(password)
-    page.get_by_role("button", name="Log in").click()
-    expect(page).to_have_url(f"{web_url}/")
-    expect(page.get_by_test_id("connection")).to_have_attribute("data-status", "live")
 
 
 @pytest.fixture
@@ -176,7 +146,8 @@ def test_system_checks_run_from_the_dashboard_stream_their_results(
     # results arrive one by one while the run is in progress
     expect(page.get_by_test_id("checks-status")).to_have_attribute("data-status", "running")
     expect(rows.first).to_be_visible(timeout=30_000)
-    expect(rows).to_have_count(10, timeout=90_000)
+    # every scenario of the suite: the original spec's ten and backtest parity
+    expect(rows).to_have_count(len(SUITES["integration"]), timeout=90_000)
     status = page.get_by_test_id("checks-status")
     expect(status).not_to_have_attribute("data-status", "running", timeout=30_000)
     run = SelfTestRun.objects.get()

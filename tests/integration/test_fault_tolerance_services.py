@@ -14,7 +14,7 @@ from decimal import Decimal
 import pytest
 
 from tests.conftest import SYMBOLS, start_workers
-from tests.integration.test_fault_tolerance import WriteLock, check_the_book
+from tests.support.faults import WriteLock, check_the_book
 from tests.support.processes import Process, wait_for
 from tests.support.signals import saved_signal
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from prometheus_client.parser import text_string_to_metric_families
+
 from tests.support.processes import wait_for
 
 
@@ -23,3 +25,13 @@ def settled(api, signal_id, *statuses, timeout: float = 20) -> dict:
         return body if body["status"] in statuses else None
 
     return wait_for(fate, timeout, f"signal {signal_id} to become {'/'.join(statuses)}")
+
+
+def metric(client, service, name, **labels) -> float:
+    """A sample's value on a service's metrics page (0 when it is not there)."""
+    text = client.get(f"/services/{service}/metrics").content.decode()
+    for family in text_string_to_metric_families(text):
+        for sample in family.samples:
+            if sample.name == name and sample.labels == labels:
+                return sample.value
+    return 0.0

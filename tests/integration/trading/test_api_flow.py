@@ -5,10 +5,10 @@ from __future__ import annotations
 from decimal import Decimal
 
 import pytest
-from prometheus_client.parser import text_string_to_metric_families
 
 from tests.integration.trading.conftest import SYMBOLS
 from tests.support.processes import wait_for
+from tests.support.trading_api import metric, post_signal, settled
 from trading.models import Order
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -17,30 +17,6 @@ pytestmark = pytest.mark.django_db(transaction=True)
 @pytest.fixture(autouse=True)
 def _workers(service_workers):
     return service_workers
-
-
-def post_signal(api, **fields):
-    body = {"symbol": "BTCUSDT", "side": "BUY", "confidence": 0.9, "notional": "1000", **fields}
-    response = api.post("/api/v1/signals", body, format="json")
-    assert response.status_code == 202, response.content
-    return response.json()
-
-
-def settled(api, signal_id, *statuses) -> dict:
-    def fate():
-        body = api.get(f"/api/v1/signals/{signal_id}").json()
-        return body if body["status"] in statuses else None
-
-    return wait_for(fate, 20, f"signal {signal_id} to become {'/'.join(statuses)}")
-
-
-def metric(client, service, name, **labels) -> float:
-    text = client.get(f"/services/{service}/metrics").content.decode()
-    for family in text_string_to_metric_families(text):
-        for sample in family.samples:
-            if sample.name == name and sample.labels == labels:
-                return sample.value
-    return 0.0
 
 
 def test_signals_open_and_close_positions_on_three_symbols_at_once(api, market):

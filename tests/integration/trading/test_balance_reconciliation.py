@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 import responses
 
-from tests.integration.trading.exchange_answers import new_order, report, trade
+from tests.support.exchange_answers import new_order, report, trade
 from tests.support.signals import saved_signal
 from trading.events.replay import read_window
 from trading.execution import recovery, signals, venue

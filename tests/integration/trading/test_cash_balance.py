@@ -15,7 +15,7 @@ import pytest
 from django.core.management import call_command
 from django.db import connection, transaction
 
-from tests.integration.trading.exchange_answers import new_order, report, trade
+from tests.support.exchange_answers import new_order, report, trade
 from trading.events.replay import read_window
 from trading.execution.adapter import OrderStatus
 from trading.ledger import services as ledger

@@ -14,7 +14,7 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from controlpanel.dashboard import sections
 from tests.integration.trading.conftest import bars_at
-from tests.integration.trading.exchange_answers import new_order, report, trade
+from tests.support.exchange_answers import new_order, report, trade
 from trading.ledger import services as ledger
 from trading.marketdata.prices import latest_prices, record_bars
 from trading.models import DayOpen, RiskLimits

@@ -10,7 +10,7 @@ import pytest
 from django.utils import timezone
 
 from tests.integration.trading.conftest import bars_at
-from tests.integration.trading.exchange_answers import hold_on_paper, new_order, report, trade
+from tests.support.exchange_answers import hold_on_paper, new_order, report, trade
 from tests.support.signals import saved_signal
 from trading.events.replay import read_window
 from trading.execution import exits, orders, recovery, signals, venue

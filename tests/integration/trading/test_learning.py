@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from tests.integration.trading.test_api_flow import post_signal, settled
 from tests.support.processes import wait_for
+from tests.support.trading_api import post_signal, settled
 from trading.analytics.consumers import drain_events
 from trading.events.replay import read_window, republish
 from trading.models import LearningRecord, Position
@@ -47,7 +47,7 @@ def test_a_closed_position_produces_exactly_one_learning_event(api, market, serv
 
 
 def test_the_analytics_group_counts_the_events_it_reads(api, client, market, service_workers):
-    from tests.integration.trading.test_api_flow import metric
+    from tests.support.trading_api import metric
 
     before = metric(client, "analytics", "analytics_os_service_events_received_total",
                     type="order.filled")  # fmt: skip
