@@ -9,29 +9,11 @@ import pytest
 from channels.testing.websocket import WebsocketCommunicator
 from django.conf import settings
 
-from controlpanel.asgi import application
 from tests import environment
+from tests.support.dashboard_socket import communicator, login
 from trading.events.broadcast import DASHBOARD_GROUP
 
 pytestmark = pytest.mark.django_db(transaction=True)
-
-# The page's own origin: the web server's scheme, host and port.
-ORIGIN = (b"origin", f"http://localhost:{environment.WEB_PORT}".encode())
-
-
-def communicator(session_key: str | None = None) -> WebsocketCommunicator:
-    headers = [ORIGIN, (b"host", b"localhost")]
-    if session_key:
-        headers.append((b"cookie", f"{settings.SESSION_COOKIE_NAME}={session_key}".encode()))
-    return WebsocketCommunicator(application, "/ws/dashboard/", headers=headers)
-
-
-def login(user) -> str:
-    from django.test import Client
-
-    client = Client()
-    client.force_login(user)
-    return client.session.session_key
 
 
 def run(coroutine):
