@@ -6,11 +6,10 @@ import asyncio
 import json
 
 import pytest
-from channels.testing.websocket import WebsocketCommunicator
 from django.conf import settings
 
 from tests import environment
-from tests.support.dashboard_socket import communicator, login
+from tests.support.dashboard_socket import communicator, login, next_of_type
 from trading.events.broadcast import DASHBOARD_GROUP
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -117,16 +116,6 @@ def test_a_malformed_frame_is_answered_with_an_error_and_the_socket_stays_usable
         await socket.disconnect()
 
     run(scenario())
-
-
-async def next_of_type(socket: WebsocketCommunicator, kind: str) -> dict:
-    """The next message of a kind, past the deltas that service tiles send on their own and
-    the heartbeats."""
-    while True:
-        message = await socket.receive_json_from(timeout=10)
-        if message["type"] == kind:
-            return message
-        assert message["type"] in ("delta", "heartbeat"), message
 
 
 def group_members(redis_client) -> int:
