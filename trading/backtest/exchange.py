@@ -116,18 +116,7 @@ class MemoryPaperExchange:
                 retryable=False,
                 http_status=400,
             )
-        order = OrderResult(
-            client_order_id=req.client_order_id,
-            exchange_order_id=f"paper-{req.client_order_id}",
-            symbol=req.symbol,
-            side=req.side,
-            status=OrderStatus.NEW,
-            orig_quantity=req.quantity,
-            executed_quantity=ZERO,
-            cumulative_quote=ZERO,
-            fills=(),
-            transact_time=bar.close_time,
-        )
+        order = OrderResult.accepted(req, f"paper-{req.client_order_id}", bar.close_time)
         entry = _Held(order, need)
         self._orders[req.client_order_id] = entry
         self._open[req.client_order_id] = entry

@@ -154,6 +154,22 @@ class OrderResult:
     transact_time: datetime | None
     fills_error: str | None = None
 
+    @classmethod
+    def accepted(cls, request: OrderRequest, exchange_order_id: str, at: datetime) -> OrderResult:
+        """An order just placed: NEW, nothing executed yet."""
+        return cls(
+            client_order_id=request.client_order_id,
+            exchange_order_id=exchange_order_id,
+            symbol=request.symbol,
+            side=request.side,
+            status=OrderStatus.NEW,
+            orig_quantity=request.quantity,
+            executed_quantity=Decimal(0),
+            cumulative_quote=Decimal(0),
+            fills=(),
+            transact_time=at,
+        )
+
     @property
     def is_open(self) -> bool:
         return self.status in OPEN_STATUSES

@@ -229,18 +229,7 @@ class PaperExchange:
             raise ExchangeError(f"no market data for {req.symbol} yet", retryable=True)
         rules = self._rules(req.symbol)
         now = self.clock()
-        result = OrderResult(
-            client_order_id=req.client_order_id,
-            exchange_order_id=f"paper-{req.client_order_id}",
-            symbol=req.symbol,
-            side=req.side,
-            status=OrderStatus.NEW,
-            orig_quantity=req.quantity,
-            executed_quantity=ZERO,
-            cumulative_quote=ZERO,
-            fills=(),
-            transact_time=now,
-        )
+        result = OrderResult.accepted(req, f"paper-{req.client_order_id}", now)
         asset = rules.base_asset if req.side == "SELL" else rules.quote_asset
         need = placement_hold(
             req.side, req.quantity, quote.bar.close, self.config, tick_size=rules.tick_size
