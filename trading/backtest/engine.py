@@ -37,7 +37,7 @@ import math
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field, replace
-from datetime import datetime, timedelta
+from datetime import datetime, time, timedelta
 from decimal import Context, Decimal
 
 from trading.backtest.exchange import MemoryPaperExchange
@@ -58,6 +58,8 @@ from trading.ledger.book import (
     daily_pnl,
     exit_trigger,
     fill_from_trade,
+    open_value,
+    order_hold,
     unrealized_at_open,
     value_account,
 )
@@ -70,7 +72,6 @@ from trading.ledger.futures import (
     MarginState,
     bundled_brackets,
     grows_position,
-    initial_margin,
     margin_state,
     wallet_move,
 )
@@ -87,6 +88,7 @@ Progress = Callable[[int], None]
 # Steps whose signals a strategy's ``on_series`` works out at once: long enough that a model
 # predicts a batch of rows, short enough that what is held does not grow with the run.
 SERIES_CHUNK_STEPS = 1024
+_MINUTE = timedelta(minutes=1)
 
 
 @dataclass(frozen=True)
@@ -243,6 +245,7 @@ class Backtest:
         self.positions: dict[str, PositionState] = dict(settings.opening_positions)
         # The positions that are not flat, kept as fills book them: read each step.
         self._open_positions = [p for p in self.positions.values() if not p.is_flat]
+        self._marked = False  # whether every open position has a mark
         self.stops: dict[str, tuple[Decimal | None, Decimal | None]] = {}
         self.marks: dict[str, Decimal] = {}
         self.windows: dict[str, deque[Bar]] = {}
@@ -252,6 +255,8 @@ class Backtest:
         # Daily PnL as the ledger works it out: the day's realized PnL, and the unrealized PnL
         # at its open from what the fills before it add up to.
         self._day: object = None
+        self._next_day: datetime | None = None
+        self._series = False  # the strategy's signals are worked out ahead (``run``)
         self._day_open: Decimal | None = None
         self._before_day: tuple[dict[str, Decimal], Decimal, Decimal] = ({}, ZERO, ZERO)
         self._flows = ZERO
@@ -263,6 +268,7 @@ class Backtest:
         self._bar_count: dict[str, int] = {}
         self._next_sample: datetime | None = None
         self._peak_curve = ZERO
+        self._trough_curve = ZERO  # the lowest equity since the peak
         self.result = Result(settings, strategy.kind, strategy.version)
         # Signals worked out ahead by the strategy's ``on_series``, one entry per coming bar.
         self._ahead: dict[str, deque[list[SignalIntent]]] = {}
@@ -271,6 +277,7 @@ class Backtest:
 
     def run(self, steps: Iterable[list[Bar]], progress: Progress | None = None) -> Result:
         on_series = getattr(self.strategy, "on_series", None)
+        self._series = on_series is not None
         for chunk in _chunks(steps, SERIES_CHUNK_STEPS):
             if on_series is not None:
                 self._signals_ahead(chunk, on_series)
@@ -289,14 +296,19 @@ class Backtest:
         for step in chunk:
             for bar in step:
                 fresh.setdefault(bar.symbol, []).append(bar)
+        span = max(1, self.strategy.warmup)
         for symbol, bars in fresh.items():
             window = self.windows.get(symbol, ())
             history = list(window)[max(0, len(window) - self.strategy.warmup + 1) :]
             self._ahead[symbol] = deque(on_series(history + bars, len(history)))
+            # The window as it will be after the chunk's last bar: the steps read the signals
+            # worked out here, not the window, so it is moved once a chunk, not once a bar.
+            self.windows[symbol] = deque(itertools.chain(window, bars), maxlen=span)
 
     def step(self, bars: list[Bar]) -> None:
         now = bars[0].close_time
-        self._new_day(now)
+        if self._next_day is None or now >= self._next_day:
+            self._new_day(now)
         result = self.result
         result.bars += len(bars)
         result.steps += 1
@@ -304,30 +316,44 @@ class Backtest:
         if trading and result.start is None:
             result.start = now
         marks, stops, counts = self.marks, self.stops, self._bar_count
+        pending_scores = self._pending_scores
+        exchange = self.exchange
+        quotes, open_orders = exchange.quotes, exchange.open_by_id
         for bar in bars:
             symbol = bar.symbol
             marks[symbol] = bar.close
             count = counts[symbol] = counts.get(symbol, 0) + 1
-            pending = self._pending_scores.get(symbol)
+            pending = pending_scores.get(symbol)
             if pending and pending[0][0] <= count:
                 self._score(bar, count, pending)
-            for answer in self.exchange.on_bar(bar):
-                self._apply_result(answer, now)
+            if open_orders:
+                for answer in exchange.on_bar(bar):
+                    self._apply_result(answer, now)
+            else:  # what ``on_bar`` does with no order open
+                quotes[symbol] = bar
             if symbol in stops:  # only a position with levels can exit on the bar
                 self._exits(bar, now)
         if self.futures:
             self._liquidations(now)
+        ahead, windows, series = self._ahead, self.windows, self._series
+        first_close, last_close = result.first_close, result.last_close
         for bar in bars:
-            window = self.windows.get(bar.symbol)
-            if window is None:
-                window = self.windows[bar.symbol] = deque(maxlen=max(1, self.strategy.warmup))
-            window.append(bar)
-            ahead = self._ahead.get(bar.symbol)
-            intents = ahead.popleft() if ahead else None
+            symbol = bar.symbol
+            intents = None
+            if series:  # the windows move a chunk at a time (``_signals_ahead``)
+                queue = ahead.get(symbol)
+                if queue:
+                    intents = queue.popleft()
+            if intents is None:
+                window = windows.get(symbol)
+                if window is None:
+                    window = windows[symbol] = deque(maxlen=max(1, self.strategy.warmup))
+                window.append(bar)
             if not trading:
                 continue
-            result.first_close.setdefault(bar.symbol, bar.close)
-            result.last_close[bar.symbol] = bar.close
+            if symbol not in first_close:
+                first_close[symbol] = bar.close
+            last_close[symbol] = bar.close
             if intents is None:
                 intents = self.strategy.on_bar(list(window))
             for intent in intents:
@@ -340,17 +366,22 @@ class Backtest:
     def _decide(self, intent: SignalIntent, bar: Bar, now: datetime) -> None:
         result = self.result
         index = len(result.signals)
-        rules = self.settings.rules.get(intent.symbol)
-        position = self.positions.get(intent.symbol, PositionState(intent.symbol))
-        price = self.marks.get(intent.symbol)
-        self._pending_scores.setdefault(intent.symbol, deque()).append(
-            (self._bar_count[intent.symbol] + self.settings.hit_horizon, intent.side, bar.close)
+        symbol = intent.symbol
+        rules = self.settings.rules.get(symbol)
+        position = self.positions.get(symbol)
+        held = ZERO if position is None else position.quantity
+        price = self.marks.get(symbol)
+        pending = self._pending_scores.get(symbol)
+        if pending is None:
+            pending = self._pending_scores[symbol] = deque()
+        pending.append(
+            (self._bar_count[symbol] + self.settings.hit_horizon, intent.side, bar.close)
         )
         quantity = order_quantity(
             close_position=intent.close_position,
             quantity=None,
             notional=intent.notional,
-            held=position.quantity,
+            held=held,
             price=price,
             rules=rules,
         )
@@ -381,7 +412,7 @@ class Backtest:
             return self._deny(intent, now, str(decision.reason))
         # A futures order that only shrinks the position opens nothing: it holds its fee alone,
         # as the risk check's margin does (``futures.margin_shortfall``).
-        reducing = self.futures and not grows_position(intent.side, quantity, position.quantity)
+        reducing = self.futures and not grows_position(intent.side, quantity, held)
         if reducing:
             self._reducing.add(len(result.orders))
         if not self._lock(intent.symbol, intent.side, quantity, price, reducing):
@@ -398,23 +429,35 @@ class Backtest:
         )
 
     def _book_state(self, now: datetime) -> BookState:
-        while self._recent_orders and self._recent_orders[0] < now - timedelta(minutes=1):
-            self._recent_orders.popleft()
-        held = {s: p.quantity for s, p in self.positions.items() if p.quantity}
+        recent = self._recent_orders
+        if recent:
+            since = now - _MINUTE
+            while recent and recent[0] < since:
+                recent.popleft()
+        settings = self.settings
+        held = {p.symbol: p.quantity for p in self._open_positions}
+        if self.futures:
+            return BookState(
+                trading_state=self.state,
+                kind=settings.kind,
+                positions=held,
+                balances=self._ledger_free(),
+                fee_rate=settings.paper.taker_fee_rate,
+                marks=self.marks,
+                daily_pnl=self._daily_pnl(),
+                orders_last_minute=len(recent),
+                available_balance=self._margin().available_balance,
+                brackets=self.brackets,
+            )
         return BookState(
             trading_state=self.state,
-            kind=self.settings.kind,
+            kind=settings.kind,
             positions=held,
             balances=self._ledger_free(),
-            fee_rate=self.settings.paper.taker_fee_rate,
+            fee_rate=settings.paper.taker_fee_rate,
             marks=self.marks,
             daily_pnl=self._daily_pnl(),
-            orders_last_minute=len(self._recent_orders),
-            **(
-                {"available_balance": self._margin().available_balance, "brackets": self.brackets}
-                if self.futures
-                else {}
-            ),
+            orders_last_minute=len(recent),
         )
 
     def _ledger_free(self) -> dict[str, Decimal]:
@@ -426,24 +469,27 @@ class Backtest:
     def _hold(
         self, symbol: str, side: str, remaining: Decimal, price: Decimal, reducing: bool = False
     ) -> tuple[str, Decimal]:
+        # What live holds for an open order (``ledger.services.order_lock``); an exit opens
+        # nothing, as a reduce-only order.
         rules = self.settings.rules[symbol]
-        if self.futures:
-            # As ``ledger.services.order_lock``: the initial margin of what the order opens (an
-            # exit opens nothing) and the taker fee.
-            notional = remaining * price
-            opening = ZERO if reducing else initial_margin(notional, self.settings.leverage)
-            return rules.quote_asset, opening + notional * self.settings.paper.taker_fee_rate
-        if side == "SELL":
-            return rules.base_asset, remaining
-        notional = remaining * price
-        return rules.quote_asset, notional + notional * self.settings.paper.taker_fee_rate
+        settings = self.settings
+        return order_hold(
+            settings.kind, side, remaining, price, settings.paper.taker_fee_rate,
+            base=rules.base_asset, quote=rules.quote_asset, leverage=settings.leverage,
+            reduce_only=reducing,
+        )  # fmt: skip
 
     def _lock(
         self, symbol: str, side: str, quantity: Decimal, price: Decimal, reducing: bool = False
     ) -> bool:
         asset, amount = self._hold(symbol, side, quantity, price, reducing)
-        free = self._margin().available_balance if self.futures else self._ledger_free().get(asset)
-        if amount > (free or ZERO) and not (self.futures and reducing):
+        if self.futures:
+            free = self._margin().available_balance
+        elif asset in self.totals:  # as the ledger's free balances have it
+            free = _EXACT.subtract(self.totals[asset], self.ledger_locked.get(asset, ZERO))
+        else:
+            free = ZERO
+        if amount > free and not (self.futures and reducing):
             return False
         self.ledger_locked[asset] = self.ledger_locked.get(asset, ZERO) + amount
         return True
@@ -484,10 +530,13 @@ class Backtest:
             return
         self._apply_result(answer, now)
 
-    def _set_order(self, index: int, **changes) -> None:
-        from dataclasses import replace
-
-        self.result.orders[index] = replace(self.result.orders[index], **changes)
+    def _set_order(self, index: int, status: str, reason: str | None = None) -> None:
+        orders = self.result.orders
+        o = orders[index]
+        reason = o.reason if reason is None else reason
+        if o.status != status or o.reason != reason:
+            orders[index] = OrderRecord(o.signal_index, o.ts, o.symbol, o.side, o.quantity,
+                                        o.reference_price, o.purpose, status, reason)  # fmt: skip
 
     def _release(self, client_id: str, before_remaining: Decimal, after_remaining: Decimal):
         order_index, symbol, price = self._order_holds[client_id]
@@ -584,6 +633,7 @@ class Backtest:
                     )
         self.positions[symbol] = new_state
         self._open_positions = [p for p in self.positions.values() if not p.is_flat]
+        self._marked = False
         if new_state.is_flat:
             self.stops.pop(symbol, None)
         return effect.realized_pnl
@@ -655,6 +705,9 @@ class Backtest:
 
     def _new_day(self, now: datetime) -> None:
         day = now.date()
+        # The next UTC midnight, in the bars' own zone: until then the day is the same.
+        midnight = datetime.combine(day, time(0), tzinfo=now.tzinfo)
+        self._next_day = midnight + timedelta(days=1)
         if day != self._day:
             self._day = day
             self._day_open = None
@@ -666,20 +719,26 @@ class Backtest:
             quantities, flows, net = self._before_day
             marks = {s: self.marks[s] for s, q in quantities.items() if q}
             self._day_open = unrealized_at_open(quantities, marks, flows, net)
-        return daily_pnl(self._realized_today, self._valuation().unrealized_pnl, self._day_open)
+        _, unrealized = open_value(self._open_positions, self.marks)
+        return daily_pnl(self._realized_today, unrealized, self._day_open)
 
     def _automatic_state(self) -> None:
-        valued = self._valuation()
-        self.peak_equity = max(self.peak_equity, valued.equity)
+        # The two sums of a valuation (``_valuation``), without its per-symbol maps: a futures
+        # account's equity is its margin balance, the wallet plus the unrealized PnL.
+        market_value, unrealized = open_value(self._open_positions, self.marks)
+        equity = _EXACT.add(
+            self.totals.get(self.quote, ZERO), unrealized if self.futures else market_value
+        )
+        self.peak_equity = max(self.peak_equity, equity)
         target, why = automatic_state(
             self.state,
             daily_pnl=daily_pnl(
                 self._realized_today,
-                valued.unrealized_pnl,
+                unrealized,
                 self._day_open if self._day_open is not None else self._open_unrealized(),
             ),
             daily_loss_limit=self.settings.limits.daily_loss_limit,
-            equity=valued.equity,
+            equity=equity,
             peak_equity=self.peak_equity,
             max_drawdown=self.settings.limits.max_drawdown,
         )
@@ -698,7 +757,8 @@ class Backtest:
             cash = self.totals.get(self.quote, ZERO)
             if self.futures:  # the margin balance
                 equity = self._valuation().equity
-            elif all(p.symbol in self.marks for p in open_positions):
+            elif self._marked or all(p.symbol in self.marks for p in open_positions):
+                self._marked = True  # marks are never taken away: until the positions change
                 # The ledger's equity alone: the rest of a valuation is not needed each step.
                 equity = account_equity(cash, open_positions, self.marks)
             else:  # an opening position before its first bar: valued at its entry price
@@ -709,8 +769,11 @@ class Backtest:
         result.final_equity = equity
         result.end = now
         if equity > self._peak_curve:
-            self._peak_curve = equity
-        elif self._peak_curve > 0:
+            self._peak_curve = self._trough_curve = equity
+        elif self._peak_curve > 0 and equity < self._trough_curve:
+            # Below the same peak, only a new low can deepen the drawdown (the rounded
+            # division is monotonic), so the division is done for those alone.
+            self._trough_curve = equity
             drawdown = (self._peak_curve - equity) / self._peak_curve
             if drawdown > result.max_drawdown:
                 result.max_drawdown = drawdown

@@ -32,6 +32,7 @@ from trading.marketdata.bars import Bar
 from trading.marketdata.symbols import SymbolRules
 
 ZERO = Decimal(0)
+INFINITY = Decimal("Infinity")
 _EXACT = Context(prec=50)
 INSUFFICIENT_BALANCE = -2010
 INSUFFICIENT_BALANCE_MESSAGE = "Account has insufficient balance for requested action."
@@ -66,7 +67,8 @@ class MemoryPaperExchange:
         self.quote_asset = quote_asset
         self.quotes: dict[str, Bar] = {}
         self._orders: dict[str, _Held] = {}
-        self._open: dict[str, _Held] = {}
+        # The orders still open, by client order id.
+        self.open_by_id: dict[str, _Held] = {}
         self._used: dict[str, tuple[object, Decimal]] = {}
 
     def _rules(self, symbol: str) -> SymbolRules:
@@ -119,16 +121,16 @@ class MemoryPaperExchange:
         order = OrderResult.accepted(req, f"paper-{req.client_order_id}", bar.close_time)
         entry = _Held(order, need)
         self._orders[req.client_order_id] = entry
-        self._open[req.client_order_id] = entry
+        self.open_by_id[req.client_order_id] = entry
         self.locked[asset] = _EXACT.add(self.locked.get(asset, ZERO), need)
         return self._fill_on_bar(entry, bar)
 
     def on_bar(self, bar: Bar) -> list[OrderResult]:
         self.quotes[bar.symbol] = bar
-        if not self._open:  # market orders mostly fill on the bar they are placed on
+        if not self.open_by_id:  # market orders mostly fill on the bar they are placed on
             return []
         changed = []
-        for entry in [e for e in self._open.values() if e.order.symbol == bar.symbol]:
+        for entry in [e for e in self.open_by_id.values() if e.order.symbol == bar.symbol]:
             before = entry.order
             updated = self._fill_on_bar(entry, bar)
             if updated.fills or updated.status != before.status:
@@ -136,7 +138,7 @@ class MemoryPaperExchange:
         return changed
 
     def open_orders(self, symbol: str | None = None) -> list[OrderResult]:
-        return [e.order for e in self._open.values() if symbol in (None, e.order.symbol)]
+        return [e.order for e in self.open_by_id.values() if symbol in (None, e.order.symbol)]
 
     def query_order(self, symbol: str, client_order_id: str) -> OrderResult:
         entry = self._orders.get(client_order_id)
@@ -145,7 +147,7 @@ class MemoryPaperExchange:
         return entry.order
 
     def cancel_order(self, symbol: str, client_order_id: str) -> OrderResult:
-        entry = self._open.get(client_order_id)
+        entry = self.open_by_id.get(client_order_id)
         if entry is None:
             raise ExchangeError("Unknown order sent.", code=-2011, retryable=False)
         return self._end(entry, OrderStatus.CANCELED)
@@ -163,7 +165,7 @@ class MemoryPaperExchange:
         self.locked[asset] = max(ZERO, _EXACT.subtract(self.locked.get(asset, ZERO), entry.held))
         entry.held = ZERO
         entry.order = replace(entry.order, status=status, fills=())
-        self._open.pop(entry.order.client_order_id, None)
+        self.open_by_id.pop(entry.order.client_order_id, None)
         return entry.order
 
     def _fill_on_bar(self, entry: _Held, bar: Bar) -> OrderResult:
@@ -181,7 +183,8 @@ class MemoryPaperExchange:
             step_size=step,
         )
         if sim is None or sim.quantity <= 0:
-            entry.order = replace(order, fills=())
+            if order.fills:  # an answer reports the trades of its own call only
+                entry.order = replace(order, fills=())
             return entry.order
         hold_asset = self._hold_asset(order)
         trade = book_trade(
@@ -191,7 +194,7 @@ class MemoryPaperExchange:
             self.config,
             held=entry.held,
             # A futures fill is paid for by the margin the ledger holds, not the book's cash.
-            free_quote=Decimal("Infinity") if self.margin else self._free(rules.quote_asset),
+            free_quote=INFINITY if self.margin else self._free(rules.quote_asset),
             step_size=step,
         )
         if trade is None:
@@ -199,14 +202,18 @@ class MemoryPaperExchange:
         executed = order.executed_quantity + trade.quantity
         notional = _EXACT.multiply(trade.quantity, trade.price)
         entry.trades += 1
-        updated = replace(
-            order,
+        # Built whole rather than through ``dataclasses.replace``: this runs for every fill.
+        updated = OrderResult(
+            client_order_id=order.client_order_id,
+            exchange_order_id=order.exchange_order_id,
+            symbol=order.symbol,
+            side=order.side,
             status=OrderStatus.FILLED
             if executed >= order.orig_quantity
             else OrderStatus.PARTIALLY_FILLED,
+            orig_quantity=order.orig_quantity,
             executed_quantity=executed,
             cumulative_quote=order.cumulative_quote + notional,
-            transact_time=bar.close_time,
             fills=(
                 ExchangeFill(
                     price=trade.price,
@@ -216,6 +223,8 @@ class MemoryPaperExchange:
                     trade_id=f"{order.exchange_order_id}-{entry.trades}",
                 ),
             ),
+            transact_time=bar.close_time,
+            fills_error=order.fills_error,
         )
         self._used[bar.symbol] = (bar.close_time, _EXACT.add(self._used_of(bar), trade.quantity))
         for asset, move in (
@@ -230,5 +239,5 @@ class MemoryPaperExchange:
         )
         entry.order = updated
         if not updated.is_open:
-            self._open.pop(order.client_order_id, None)
+            self.open_by_id.pop(order.client_order_id, None)
         return updated

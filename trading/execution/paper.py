@@ -284,7 +284,13 @@ def _to_grid(value: Decimal, step: Decimal, rounding: str) -> Decimal:
     return _ARITHMETIC.multiply(steps, step)
 
 
+_SIDES = {side.value: side for side in Side}
+
+
 def _side(side: object) -> Side:
+    # The enum's own lookup by value, without its call: this runs several times per fill.
+    if isinstance(side, str) and (found := _SIDES.get(side)) is not None:
+        return found
     try:
         return Side(side)
     except ValueError:

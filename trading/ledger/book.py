@@ -539,6 +539,57 @@ def value_account(
     )
 
 
+def open_value(
+    positions: Iterable[PositionState], marks: Mapping[str, Decimal]
+) -> tuple[Decimal, Decimal]:
+    """The open positions' market value and unrealized PnL, the two sums of ``value_account``
+    without its per-symbol maps: what a check of the book needs, worked out per order."""
+    value = ZERO
+    unrealized = ZERO
+    for position in positions:
+        if position.is_flat:
+            continue
+        mark = marks.get(position.symbol, position.avg_entry_price)
+        value = _ARITHMETIC.add(value, _ARITHMETIC.multiply(position.quantity, mark))
+        # Added as ``value_account``'s sum adds them: in the caller's context, from zero.
+        unrealized = unrealized + unrealized_pnl(position, mark)
+    return value, unrealized
+
+
+def initial_margin(notional: Decimal, leverage: int) -> Decimal:
+    """``|notional| / leverage``, the margin a futures position or order holds. Raises
+    ValueError for a leverage below 1."""
+    if leverage < 1:
+        raise ValueError(f"leverage must be at least 1, got {leverage}")
+    return _ARITHMETIC.divide(notional.copy_abs(), Decimal(leverage))
+
+
+def order_hold(
+    kind: AccountKind,
+    side: Side | str,
+    remaining: Decimal,
+    price: Decimal,
+    fee_rate: Decimal,
+    *,
+    base: str,
+    quote: str,
+    leverage: int = 1,
+    reduce_only: bool = False,
+) -> tuple[str, Decimal]:
+    """The asset and amount an open order holds for its unfilled ``remaining`` quantity at its
+    reference ``price``: on a spot account a SELL the quantity of the base asset, a BUY its cost
+    with the fee at ``fee_rate`` in the quote asset; on a futures account the initial margin of
+    what it opens (a reduce-only order opens nothing) and the fee, in the quote asset."""
+    if kind == AccountKind.FUTURES:
+        notional = remaining * price
+        opening = ZERO if reduce_only else initial_margin(notional, leverage)
+        return quote, opening + notional * fee_rate
+    if side == Side.SELL:
+        return base, remaining
+    notional = remaining * price
+    return quote, notional + notional * fee_rate
+
+
 def unrealized_at_open(
     quantities: Mapping[str, Decimal],
     marks: Mapping[str, Decimal],

@@ -35,7 +35,7 @@ from decimal import Context, Decimal
 from pathlib import Path
 from types import MappingProxyType
 
-from trading.ledger.book import PositionState, Side, unrealized_pnl
+from trading.ledger.book import PositionState, Side, initial_margin, unrealized_pnl
 
 ZERO = Decimal(0)
 ONE = Decimal(1)
@@ -151,13 +151,6 @@ def bundled_brackets() -> Mapping[str, Brackets]:
     says where each symbol's figures come from)."""
     data = json.loads(BUNDLED_BRACKETS.read_text())
     return MappingProxyType(parse_brackets(data["brackets"]))
-
-
-def initial_margin(notional: Decimal, leverage: int) -> Decimal:
-    """``|notional| / leverage``. Raises ValueError for a leverage below 1."""
-    if leverage < 1:
-        raise ValueError(f"leverage must be at least 1, got {leverage}")
-    return _ARITHMETIC.divide(notional.copy_abs(), Decimal(leverage))
 
 
 def order_margin(quantity: Decimal, price: Decimal, leverage: int, fee_rate: Decimal) -> Decimal:

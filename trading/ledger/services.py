@@ -280,22 +280,15 @@ def order_lock(order: Order) -> tuple[str, Decimal]:
     """What an order holds while it is open: a BUY the cost of its unfilled quantity at its
     reference price with fees, in the quote asset; a SELL its unfilled quantity of the base."""
     base, quote = assets_of(order.symbol)
-    if order.account.kind == AccountKind.FUTURES:
-        # The margin: the initial margin of what it opens (a reduce-only order opens nothing)
-        # and the taker fee, in the quote asset.
-        if not order.is_open:
-            return quote, ZERO
-        remaining = max(order.remaining_quantity, ZERO)
-        notional = remaining * order.reference_price
-        opening = ZERO if order.reduce_only else futures.initial_margin(notional, order.leverage)
-        return quote, opening + notional * fee_rate()
+    kind = order.account.kind
     if not order.is_open:
-        return (quote if order.side == "BUY" else base), ZERO
-    remaining = max(order.remaining_quantity, ZERO)
-    if order.side == "SELL":
-        return base, remaining
-    notional = remaining * order.reference_price
-    return quote, notional + notional * fee_rate()
+        futures_or_buy = kind == AccountKind.FUTURES or order.side == "BUY"
+        return (quote if futures_or_buy else base), ZERO
+    return book.order_hold(
+        kind, order.side, max(order.remaining_quantity, ZERO), order.reference_price,
+        fee_rate(), base=base, quote=quote, leverage=order.leverage,
+        reduce_only=order.reduce_only,
+    )  # fmt: skip
 
 
 def _row(account_id: int, asset: str) -> BalanceRow:

@@ -41,7 +41,7 @@ Conventions:
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from decimal import Decimal
 from enum import StrEnum
@@ -127,7 +127,7 @@ class OrderIntent:
     reduce_only: bool = False
 
     def __post_init__(self) -> None:
-        object.__setattr__(self, "side", Side(self.side))
+        object.__setattr__(self, "side", _side(self.side))
         for name in ("quantity", "price"):
             if _decimal_field(self, name) <= 0:
                 raise ValueError(f"{name} must be positive, got {getattr(self, name)}")
@@ -172,19 +172,23 @@ class BookState:
     brackets: Mapping[str, Brackets] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
-        object.__setattr__(self, "trading_state", TradingState(self.trading_state))
-        object.__setattr__(self, "kind", AccountKind(self.kind))
+        if type(self.trading_state) is not TradingState:
+            object.__setattr__(self, "trading_state", TradingState(self.trading_state))
+        if type(self.kind) is not AccountKind:
+            object.__setattr__(self, "kind", AccountKind(self.kind))
         balances = _decimals("balances", self.balances)
         object.__setattr__(self, "balances", MappingProxyType(balances))
         if _decimal_field(self, "fee_rate") < 0:
             raise ValueError(f"fee_rate must not be negative, got {self.fee_rate}")
         positions = _decimals("positions", self.positions)
         marks = _decimals("marks", self.marks)
-        unpriced = sorted(s for s, q in positions.items() if q and s not in marks)
-        if unpriced:
-            raise ValueError(f"no mark for open positions: {', '.join(unpriced)}")
-        if any(p <= 0 for p in marks.values()):
-            raise ValueError(f"marks must be positive: {marks}")
+        for symbol, quantity in positions.items():
+            if quantity and symbol not in marks:
+                unpriced = sorted(s for s, q in positions.items() if q and s not in marks)
+                raise ValueError(f"no mark for open positions: {', '.join(unpriced)}")
+        for price in marks.values():
+            if price <= 0:
+                raise ValueError(f"marks must be positive: {marks}")
         object.__setattr__(self, "positions", MappingProxyType(positions))
         object.__setattr__(self, "marks", MappingProxyType(marks))
         _decimal_field(self, "daily_pnl")
@@ -222,11 +226,15 @@ class Decision:
 
     @classmethod
     def approve(cls) -> Decision:
-        return cls(approved=True)
+        return _APPROVED
 
     @classmethod
     def deny(cls, denial: Denial) -> Decision:
         return cls(approved=False, reason=denial.reason, detail=denial.detail)
+
+
+# Frozen, so the one approval is shared.
+_APPROVED = Decision(approved=True)
 
 
 def evaluate(
@@ -240,38 +248,44 @@ def evaluate(
     ``rules`` are the exchange's symbol rules keyed by symbol (``load_bundled_rules()`` or the live
     ones); a symbol missing from them is denied as SYMBOL_NOT_TRADING.
     """
-    denial = next((d for d in _denials(intent, limits, book, rules) if d is not None), None)
-    return Decision.approve() if denial is None else Decision.deny(denial)
+    denial = _first_denial(intent, limits, book, rules)
+    return _APPROVED if denial is None else Decision.deny(denial)
 
 
-def _denials(
+def _first_denial(
     intent: OrderIntent,
     limits: Limits,
     book: BookState,
     rules: Mapping[str, SymbolRules],
-) -> Iterator[Denial | None]:
-    # A generator, so the checks after the first denial never run.
-    yield check_trading_state(intent, book)
-    yield check_daily_loss(limits, book)
-    yield check_symbol_allowed(intent, limits)
+) -> Denial | None:
+    # Each check in turn, so the checks after the first denial never run.
+    denial = (
+        check_trading_state(intent, book)
+        or check_daily_loss(limits, book)
+        or check_symbol_allowed(intent, limits)
+    )
+    if denial is not None:
+        return denial
     symbol_rules = rules.get(intent.symbol)
-    yield check_symbol_trading(intent, symbol_rules)
-    if symbol_rules is None:
-        return
-    yield check_confidence(intent, limits)
-    yield check_leverage(intent, limits)
-    yield check_spot_leverage(intent, book)
-    yield check_futures_leverage(intent, book)
-    yield check_reduce_only(intent, book)
-    yield check_notional(intent, symbol_rules)
-    yield check_lot_size(intent, symbol_rules)
-    yield check_market_lot_size(intent, symbol_rules)
-    yield check_balance(intent, book, symbol_rules)
-    yield check_margin(intent, book)
-    yield check_position_notional(intent, limits, book)
-    yield check_total_exposure(intent, limits, book)
-    yield check_open_positions(intent, limits, book)
-    yield check_order_rate(limits, book)
+    denial = check_symbol_trading(intent, symbol_rules)
+    if denial is not None or symbol_rules is None:
+        return denial
+    return (
+        check_confidence(intent, limits)
+        or check_leverage(intent, limits)
+        or check_spot_leverage(intent, book)
+        or check_futures_leverage(intent, book)
+        or check_reduce_only(intent, book)
+        or check_notional(intent, symbol_rules)
+        or check_lot_size(intent, symbol_rules)
+        or check_market_lot_size(intent, symbol_rules)
+        or check_balance(intent, book, symbol_rules)
+        or check_margin(intent, book)
+        or check_position_notional(intent, limits, book)
+        or check_total_exposure(intent, limits, book)
+        or check_open_positions(intent, limits, book)
+        or check_order_rate(limits, book)
+    )
 
 
 def is_reduce_only(intent: OrderIntent, book: BookState) -> bool:
@@ -595,6 +609,16 @@ def _qty(value: Decimal) -> str:
     return f"{value.normalize():f}"
 
 
+_SIDES = {side.value: side for side in Side}
+
+
+def _side(value: object) -> Side:
+    # The enum's own lookup by value, without its call: this runs for every order.
+    if isinstance(value, str) and (found := _SIDES.get(value)) is not None:
+        return found
+    return Side(value)
+
+
 def _decimal(name: str, value: object) -> Decimal:
     # ints are exact and welcome; floats are not (0.1 is not 0.1), nor bools posing as ints.
     if isinstance(value, bool) or not isinstance(value, Decimal | int):
@@ -618,7 +642,10 @@ def _decimals(label: str, values: Mapping[str, object]) -> dict[str, Decimal]:
 
 
 def _decimal_field(obj: object, name: str) -> Decimal:
-    value = _decimal(name, getattr(obj, name))
+    value = getattr(obj, name)
+    if type(value) is Decimal and value.is_finite():  # already what it would be made
+        return value
+    value = _decimal(name, value)
     object.__setattr__(obj, name, value)
     return value
 
