@@ -94,6 +94,8 @@ class Handoff:
     args: tuple = ()
     expires: float | None = None
     task_id: str | None = None
+    # A nudge nobody waits for: sent without its result, so the sender does not subscribe to it.
+    ignore_result: bool = False
 
     def as_json(self) -> dict[str, Any]:
         return {
@@ -101,16 +103,17 @@ class Handoff:
             "args": list(self.args),
             "expires": self.expires,
             "task_id": self.task_id,
+            "ignore_result": self.ignore_result,
         }
 
     @classmethod
     def from_json(cls, data: dict[str, Any]) -> Handoff:
         return cls(data["task"], tuple(data.get("args") or ()), data.get("expires"),
-                   data.get("task_id"))  # fmt: skip
+                   data.get("task_id"), bool(data.get("ignore_result")))  # fmt: skip
 
 
 # analytics learns from what exec-risk did: told to read the log once those events are in it.
-ANALYTICS_NUDGE = Handoff(bus.ANALYTICS_DRAIN_EVENTS, expires=30)
+ANALYTICS_NUDGE = Handoff(bus.ANALYTICS_DRAIN_EVENTS, expires=30, ignore_result=True)
 
 
 class _Row(NamedTuple):
@@ -121,21 +124,31 @@ class _Row(NamedTuple):
     handoff: dict[str, Any] | None
 
 
-def record(events: Iterable[Event], *, then: Handoff | None = None) -> list[OutboxEvent]:
+def record(
+    events: Iterable[Event], *, then: Handoff | None = None, with_next: bool = False
+) -> list[OutboxEvent]:
     """Writes the events to the outbox, in order, in the current transaction (or in one of their
     own when there is none), ``then`` riding on the last of them; they are relayed once it
-    commits. Rows this process published since its last transaction are marked in it."""
+    commits. Rows this process published since its last transaction are marked in it.
+
+    ``with_next`` is for a step whose story this process goes on with at once (an order placed
+    right after it is saved): its rows are relayed by the relay of the next commit of the same
+    correlation id, saving a round of the fast path on the way, or after
+    ``MARK_DELAY_SECONDS`` when none comes."""
     events = list(events)
     if not events:
         return []
     now = timezone.now()
     rows = outbox_rows(events, then=then, now=now)
-    with transaction.atomic():
+    # Inside the caller's transaction, without a savepoint: the rows stand or fall with it.
+    with transaction.atomic(savepoint=False):
         OutboxEvent.objects.bulk_create(rows)
         _marks.mark_in_transaction(now)
-        _relay_on_commit(
-            [_Row(row.pk, event, row.handoff) for row, event in zip(rows, events, strict=True)]
-        )
+        recorded = [_Row(r.pk, event, r.handoff) for r, event in zip(rows, events, strict=True)]
+        if with_next:
+            transaction.on_commit(functools.partial(_marks.hold, recorded))
+        else:
+            _relay_on_commit(recorded)
     return rows
 
 
@@ -267,6 +280,9 @@ def _relay_fast(client: redis.Redis, recorded: Sequence[_Row]) -> None:
     ``_marks``."""
     if not recorded:
         return
+    held = _marks.take_held({row.event.correlation_id for row in recorded})
+    if held:
+        recorded = sorted([*held, *recorded], key=lambda row: row.pk)
     mine = {row.pk: row for row in recorded}
     waiting = _waiting(max(mine), {row.event.correlation_id for row in recorded})
     if not waiting or len(waiting) > FAST_PATH_ROWS:
@@ -520,6 +536,8 @@ def _send_handoffs(rows: Sequence[_Row]) -> None:
             options["expires"] = handoff.expires
         if handoff.task_id is not None:
             options["task_id"] = handoff.task_id
+        if handoff.ignore_result:
+            options["ignore_result"] = True
         bus.send(handoff.task, *handoff.args, **options)
 
 
@@ -538,6 +556,9 @@ class _Marks:
     def __init__(self) -> None:
         self._lock = threading.Lock()
         self._ids: set[int] = set()
+        # Rows committed with ``with_next``, waiting for their correlation id's next relay, each
+        # with the time it began to wait.
+        self._held: list[tuple[float, _Row]] = []
         self._wake = threading.Event()
         self._pid: int | None = None
 
@@ -546,13 +567,48 @@ class _Marks:
         if not ids:
             return
         with self._lock:
-            if self._pid != os.getpid():  # a forked child starts its own thread
-                self._ids = set()
-                self._wake = threading.Event()
-                self._pid = os.getpid()
-                threading.Thread(target=self._run, name="outbox-marks", daemon=True).start()
+            self._start()
             self._ids |= ids
             self._wake.set()
+
+    def hold(self, rows: Sequence[_Row]) -> None:
+        with self._lock:
+            self._start()
+            since = time.monotonic()
+            self._held.extend((since, row) for row in rows)
+            self._wake.set()
+
+    def take_held(
+        self, correlation_ids: set[str] | None = None, *, older_than: float = 0.0
+    ) -> list[_Row]:
+        """The held rows of these correlation ids (of all with None) that have waited at least
+        ``older_than`` seconds; no longer held."""
+        with self._lock:
+            if self._pid != os.getpid() or not self._held:
+                return []
+            cutoff = time.monotonic() - older_than
+            kept, taken = [], []
+            for since, row in self._held:
+                if since <= cutoff and (
+                    correlation_ids is None or row.event.correlation_id in correlation_ids
+                ):
+                    taken.append(row)
+                else:
+                    kept.append((since, row))
+            self._held = kept
+            return taken
+
+    def _has_held(self) -> bool:
+        with self._lock:
+            return bool(self._held)
+
+    def _start(self) -> None:
+        if self._pid != os.getpid():  # a forked child starts its own thread
+            self._ids = set()
+            self._held = []
+            self._wake = threading.Event()
+            self._pid = os.getpid()
+            threading.Thread(target=self._run, name="outbox-marks", daemon=True).start()
 
     def pending(self) -> list[int]:
         with self._lock:
@@ -594,6 +650,11 @@ class _Marks:
             time.sleep(MARK_DELAY_SECONDS * 2**failures)
             try:
                 close_old_connections()
+                held = self.take_held(older_than=MARK_DELAY_SECONDS)
+                if held:
+                    relay_now(held)  # marks what it appends in a round of its own
+                if self._has_held():
+                    wake.set()  # held since this round began: its turn is the next round
                 self.flush(due)
                 failures = 0
             except Exception as error:

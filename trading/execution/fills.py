@@ -3,6 +3,7 @@ events that say so."""
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from decimal import Decimal
 
 from django.utils import timezone
@@ -17,18 +18,14 @@ from trading.marketdata.services import symbol_rules
 from trading.models import Fill, Order, Position
 
 
-def record_fill(
-    order: Order, fill: ExchangeFill, events: OutboxEvents, counters: list
-) -> Fill | None:
-    """Stores one exchange fill and moves the position; returns the stored fill, or None if it
-    was already recorded.
+def record_fill(order: Order, fill: ExchangeFill, events: OutboxEvents, counters: list) -> Fill:
+    """Stores one exchange fill and moves the position; returns the stored fill. The caller
+    holds the order's lock and passes only fills not recorded yet (``unrecorded``).
 
     The stored fill is the trade as the book counts it (``trading.ledger.book.fill_from_trade``):
     its quantity is the base the trade moved, less a buy's commission paid in the base asset (more
     for a sell's), and its fee the commission in the quote asset, so that the position holds what
     the exchange holds and the fill's cash flow is the quote that moved."""
-    if Fill.objects.filter(order=order, trade_id=fill.trade_id).exists():
-        return None
     base, quote = ledger.assets_of(order.symbol)
     booked = fill_from_trade(
         order.side,
@@ -63,6 +60,24 @@ def record_fill(
     row.realized_pnl = move_position(order, row, events, counters)
     row.save(force_insert=True)
     return row
+
+
+def unrecorded(order: Order, fills: Sequence[ExchangeFill]) -> list[ExchangeFill]:
+    """The fills of the answer the order has not stored yet (one query), in the answer's order,
+    each trade once."""
+    if not fills:
+        return []
+    known = set(
+        Fill.objects.filter(order=order, trade_id__in=[f.trade_id for f in fills]).values_list(
+            "trade_id", flat=True
+        )
+    )
+    fresh = []
+    for fill in fills:
+        if fill.trade_id not in known:
+            known.add(fill.trade_id)
+            fresh.append(fill)
+    return fresh
 
 
 def _lot_step(symbol: str) -> Decimal:

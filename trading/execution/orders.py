@@ -17,7 +17,7 @@ from django.utils import timezone
 from trading import bus
 from trading.execution import metrics
 from trading.execution.adapter import ExchangeError, ExchangeFill, OrderRequest, OrderResult
-from trading.execution.fills import record_fill
+from trading.execution.fills import record_fill, unrecorded
 from trading.execution.recording import ZERO, OutboxEvents, order_payload
 from trading.execution.venue import exchange
 from trading.ledger import services as ledger
@@ -163,10 +163,6 @@ def _quote_filled(order: Order) -> Decimal:
     return order.filled_quantity * order.average_price
 
 
-def _recorded(order: Order, fill: ExchangeFill) -> bool:
-    return Fill.objects.filter(order=order, trade_id=fill.trade_id).exists()
-
-
 def apply_order_result(order_id: int, result: OrderResult) -> Order:
     """Records an exchange answer: new fills and the cash they moved, the order's status, the
     signal's fate, positions."""
@@ -187,7 +183,7 @@ def apply_order_result(order_id: int, result: OrderResult) -> Order:
             # The exchange has the order: said before any of its fills, as it happened.
             events.add("order.submitted", order_payload(order, status="submitted"),
                        order.correlation_id)  # fmt: skip
-        fresh = [f for f in result.fills if not _recorded(order, f)]
+        fresh = unrecorded(order, result.fills)
         # The order's totals are the exchange's trades, whatever their commissions did to the
         # quantities booked: kept up fill by fill, under the order's lock. Its status after
         # them is known before they are stored, so that each order.filled event says it.
@@ -200,7 +196,7 @@ def apply_order_result(order_id: int, result: OrderResult) -> Order:
             status = Order.Status.FILLED
         previous = order.status
         order.status = status
-        traded = [f for f in fresh if record_fill(order, f, events, counters)]
+        traded = [record_fill(order, f, events, counters) for f in fresh]
         if traded:
             # The balances the new fills moved, as the database stored them.
             new = Fill.objects.filter(order=order, trade_id__in=[f.trade_id for f in traded])

@@ -243,13 +243,18 @@ class PaperExchange:
 
         # Under WATCH: the duplicate check, the free balance and the hold are one decision.
         def place(pipe: redis.client.Pipeline) -> None:
-            if pipe.hexists(orders_key, req.client_order_id):
+            reads = self._reads()
+            reads.hexists(orders_key, req.client_order_id)
+            reads.exists(balances_key)
+            reads.hget(balances_key, asset)
+            reads.hget(locked_key, asset)
+            duplicate, seeded, total_text, locked_text = reads.execute()
+            if duplicate:
                 raise ExchangeError("Duplicate order sent.", code=-2010, retryable=False)
-            seeded = pipe.exists(balances_key)
-            total = Decimal(pipe.hget(balances_key, asset) or "0")
+            total = Decimal(total_text or "0")
             if not seeded and asset == rules.quote_asset:
                 total = self.starting_cash
-            locked = Decimal(pipe.hget(locked_key, asset) or "0")
+            locked = Decimal(locked_text or "0")
             if not self.margin and need > _EXACT.subtract(total, locked):
                 raise insufficient_balance()
             pipe.multi()
@@ -377,6 +382,12 @@ class PaperExchange:
 
         self.client.transaction(end, orders_key)
 
+    def _reads(self) -> redis.client.Pipeline:
+        """Reads for a transaction's decision, in one round trip. Made after its WATCH, they see
+        what the EXEC is checked against: a watched key changed after them fails the EXEC, on
+        whichever connection they were read."""
+        return self.client.pipeline(transaction=False)
+
     def _hold_asset(self, order: OrderResult) -> str:
         rules = self._rules(order.symbol)
         return rules.base_asset if order.side == "SELL" else rules.quote_asset
@@ -402,13 +413,17 @@ class PaperExchange:
         def book(pipe: redis.client.Pipeline) -> None:
             current, book_id, held = _stored_from_json(pipe.hget(orders_key, order.client_order_id))
             balances_key, locked_key = self._balances_key(book_id), self._locked_key(book_id)
-            totals = {a: Decimal(pipe.hget(balances_key, a) or "0") for a in
-                      (rules.base_asset, rules.quote_asset)}  # fmt: skip
+            assets = (rules.base_asset, rules.quote_asset)
+            reads = self._reads()
+            reads.hmget(balances_key, assets)
+            reads.sismember(self._margin_books_key(), book_id)
+            reads.hmget(locked_key, assets)
+            totals_text, margin, locked_texts = reads.execute()
+            totals = {a: Decimal(text or "0") for a, text in zip(assets, totals_text, strict=True)}
             hold_asset = self._hold_asset(order)
-            margin = pipe.sismember(self._margin_books_key(), book_id)
             if margin:
                 hold_asset = rules.quote_asset
-            locked = Decimal(pipe.hget(locked_key, hold_asset) or "0")
+            locked = Decimal(dict(zip(assets, locked_texts, strict=True))[hold_asset] or "0")
             free_quote = _EXACT.subtract(totals[rules.quote_asset], locked)
             # The arithmetic is the backtest's too (``trading.execution.paper.book_trade``).
             trade = book_trade(

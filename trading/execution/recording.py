@@ -27,12 +27,17 @@ class OutboxEvents:
             new_event(type_, payload, service=SERVICE, correlation_id=str(correlation_id))
         )
 
-    def record(self, *, notify: bool = True) -> None:
+    def record(self, *, goes_on: bool = False) -> None:
         """Writes the events to the outbox in the current transaction; once they are in the log
-        analytics is told there is something to read. ``notify=False`` where the signal's story
-        goes on at once and analytics is told at its next step, which reads everything before
-        it too: the message costs about a millisecond, on the signal's way to its fill."""
-        outbox.record(self.events, then=outbox.ANALYTICS_NUDGE if notify else None)
+        analytics is told there is something to read. ``goes_on=True`` where the signal's story
+        goes on at once in this process: its events are relayed with its next step's, which
+        tells analytics, who reads everything before them too (a relay and a message cost about
+        a millisecond on the signal's way to its fill)."""
+        outbox.record(
+            self.events,
+            then=None if goes_on else outbox.ANALYTICS_NUDGE,
+            with_next=goes_on,
+        )
 
 
 def order_payload(order: Order, **extra) -> dict:

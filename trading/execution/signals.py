@@ -187,8 +187,8 @@ def open_order(
             ledger.lock_order(order)
             events = OutboxEvents()
             events.add("order.requested", order_payload(order), order.correlation_id)
-            # The order goes to the exchange now; analytics is told with its answer.
-            events.record(notify=False)
+            # The order goes to the exchange now: its event is relayed with the answer's.
+            events.record(goes_on=True)
     except IntegrityError:
         return None
     return order

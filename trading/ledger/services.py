@@ -216,7 +216,11 @@ def position_state(position: Position | None, symbol: str) -> PositionState:
 
 def balances(account: Account) -> dict[str, AssetBalance]:
     """Every asset the account holds or has held, free and locked; the quote asset always."""
-    rows = {row.asset: row for row in BalanceRow.objects.filter(account=account)}
+    return _balances_of(account, BalanceRow.objects.filter(account=account))
+
+
+def _balances_of(account: Account, found: Iterable[BalanceRow]) -> dict[str, AssetBalance]:
+    rows = {row.asset: row for row in found}
     result = {}
     for asset in sorted({*rows, QUOTE_ASSET}):
         row = rows.get(asset)
@@ -225,10 +229,6 @@ def balances(account: Account) -> dict[str, AssetBalance]:
         start = account.starting_cash if asset == QUOTE_ASSET else ZERO
         result[asset] = AssetBalance(asset, start + net - locked, locked)
     return result
-
-
-def free_balances(account: Account) -> dict[str, Decimal]:
-    return {asset: balance.free for asset, balance in balances(account).items()}
 
 
 def account_cash(account: Account) -> Decimal:
@@ -359,11 +359,17 @@ def record_fills(order: Order, fills: list[Fill], held_before: Decimal) -> None:
             moves[asset] = book.exact_sum(moves[asset], moved)
     lock_asset, held_now = order_lock(order)
     nets: dict[str, Decimal] | None = None
-    for asset, moved in moves.items():
-        row, created = BalanceRow.objects.select_for_update().get_or_create(
-            account_id=order.account_id, asset=asset
+    rows = {
+        row.asset: row
+        for row in BalanceRow.objects.select_for_update().filter(
+            account_id=order.account_id, asset__in=list(moves)
         )
+    }
+    for asset, moved in moves.items():
+        row = rows.get(asset)
+        created = row is None
         if created:
+            row = _row(order.account_id, asset)
             # The account's first fill in the asset, or a total lost: start it from the fills,
             # these among them.
             nets = ledger_nets(order.account_id) if nets is None else nets
@@ -568,6 +574,27 @@ def utc_day_start(now: datetime) -> datetime:
 def valuation(account: Account, marks: dict[str, Decimal]) -> Valuation:
     positions = [position_state(p, p.symbol) for p in open_positions(account, ordered=False)]
     return _value(account, account_cash(account), positions, marks)
+
+
+@dataclass(frozen=True)
+class Snapshot:
+    """An account's open positions, balances and valuation, from one read of each: what the
+    pre-trade checks look at on every order's way."""
+
+    positions: list[Position]
+    balances: dict[str, AssetBalance]
+    valuation: Valuation
+
+
+def snapshot(account: Account, marks: dict[str, Decimal]) -> Snapshot:
+    positions = open_positions(account, ordered=False)
+    rows = list(BalanceRow.objects.filter(account=account))
+    quote = next((row for row in rows if row.asset == QUOTE_ASSET), None)
+    cash = account.starting_cash + (
+        ZERO if quote is None else book.exact_sum(quote.net, quote.transferred)
+    )
+    states = [position_state(p, p.symbol) for p in positions]
+    return Snapshot(positions, _balances_of(account, rows), _value(account, cash, states, marks))
 
 
 def _value(

@@ -97,7 +97,8 @@ def book_state(
     """What the pre-trade checks need, from the ledger: state, account kind, open positions,
     free balances, marks, today's PnL, order rate."""
     now = now or timezone.now()
-    held = [p for p in ledger.open_positions(account, ordered=False) if p.quantity]
+    book = ledger.snapshot(account, marks)
+    held = [p for p in book.positions if p.quantity]
     # Without a quote, a position is valued at its entry price rather than not at all.
     unpriced = {p.symbol: p.average_entry_price for p in held if p.symbol not in marks}
     recent = Order.objects.filter(account=account, created_at__gte=now - timedelta(minutes=1))
@@ -111,10 +112,10 @@ def book_state(
         trading_state=current_state(account),
         kind=AccountKind(account.kind),
         positions={p.symbol: p.quantity for p in held},
-        balances=ledger.free_balances(account),
+        balances={asset: balance.free for asset, balance in book.balances.items()},
         fee_rate=fee_rate,
         marks={**unpriced, **marks},
-        daily_pnl=ledger.daily_pnl(account, marks, now),
+        daily_pnl=ledger.daily_pnl(account, marks, now, current=book.valuation),
         orders_last_minute=recent.count(),
         **futures,
     )

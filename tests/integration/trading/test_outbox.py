@@ -91,6 +91,21 @@ def test_an_event_after_one_published_but_not_marked_is_appended_once_after_it(
     assert log_of("c-9") == [first.event_id, second.event_id]
 
 
+def test_a_step_that_goes_on_is_relayed_with_its_next_step_or_shortly_after(redis_client):
+    requested = new_event("order.requested", {"n": 1}, service="exec-risk", correlation_id="c-10")
+    outbox.record([requested], with_next=True)
+    assert log_of("c-10") == []  # held for the answer's relay
+    filled = new_event("order.filled", {"n": 2}, service="exec-risk", correlation_id="c-10")
+    outbox.record([filled])
+    assert log_of("c-10") == [requested.event_id, filled.event_id]
+
+    # A step whose story stops there (an order left for a retry) is relayed by itself.
+    alone = new_event("order.requested", {"n": 3}, service="exec-risk", correlation_id="c-11")
+    outbox.record([alone], with_next=True)
+    wait_for(lambda: log_of("c-11") == [alone.event_id], 5, "the held step relayed alone")
+    wait_for(lambda: outbox.backlog().rows == 0, 5, "every row marked published")
+
+
 def test_the_loop_leaves_young_rows_and_republishes_an_unmarked_one_once(redis_client, monkeypatch):
     event = new_event("risk.alert", {"n": 1}, service="exec-risk", correlation_id="c-8")
     # The fast path appends, then its process dies before marking the row.
