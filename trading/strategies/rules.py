@@ -23,6 +23,8 @@ from decimal import Decimal
 from itertools import pairwise
 from typing import Any
 
+import numpy as np
+
 from trading.marketdata.bars import Bar
 from trading.strategies.base import (
     InvalidParameters,
@@ -74,25 +76,31 @@ class SmaCrossover:
 
     def on_series(self, bars: Sequence[Bar], start: int) -> list[list[SignalIntent]]:
         # The spread after bar i is the one the window ending at bar i + 1 sees "before": the
-        # same sums of the same closes, so each is worked out once.
-        closes = [float(bar.close) for bar in bars]
-        out: list[list[SignalIntent]] = []
-        before = self._spread(closes, start) if start >= self.slow else None
-        for i in range(start, len(bars)):
-            now = self._spread(closes, i + 1) if i + 1 >= self.slow else None
-            out.append(
-                self._cross(bars[i].symbol, before, now)
-                if before is not None and now is not None
-                else []
-            )
-            before = now
+        # same sums of the same closes, so each is worked out once, for every window at once.
+        out: list[list[SignalIntent]] = [[] for _ in range(start, len(bars))]
+        slow, fast = self.slow, self.fast
+        # The first bar with a spread before it and after it: bar i sees spreads[i - slow]
+        # before and spreads[i + 1 - slow] now, the spread of the closes before index ``end``
+        # being spreads[end - slow], as ``_spread`` works it out.
+        first = max(start, slow)
+        if len(bars) <= first:
+            return out
+        closes = np.array([float(bar.close) for bar in bars])
+        fast_means = _window_sums(closes[slow - fast :], fast) / fast
+        spreads = fast_means - _window_sums(closes, slow) / slow
+        before, now = spreads[first - slow : -1], spreads[first + 1 - slow :]
+        # ``_cross`` acts only where the spread's sign changes (to or from zero included):
+        # everywhere else it returns nothing.
+        for k in np.flatnonzero(np.sign(before) != np.sign(now)).tolist():
+            i = first + k
+            out[i - start] = self._cross(bars[i].symbol, float(before[k]), float(now[k]))
         return out
 
     def _spread(self, closes: list[float], end: int) -> float:
         """Fast SMA less slow SMA of the closes before index ``end``."""
         return (
-            sum(closes[end - self.fast : end]) / self.fast
-            - sum(closes[end - self.slow : end]) / self.slow
+            _total(closes[end - self.fast : end]) / self.fast
+            - _total(closes[end - self.slow : end]) / self.slow
         )
 
     def _cross(self, symbol: str, before: float, now: float) -> list[SignalIntent]:
@@ -165,6 +173,26 @@ class RsiMeanReversion:
         if before <= self.overbought < now:
             return [SignalIntent(symbol, SELL, self.confidence, close_position=True)]
         return []
+
+
+def _total(values: Sequence[float]) -> float:
+    """The floats added one by one from the first: the order ``_window_sums`` adds them in, so
+    a window's mean is the same float whichever works it out."""
+    total = 0.0
+    for value in values:
+        total += value
+    return total
+
+
+def _window_sums(values: np.ndarray, size: int) -> np.ndarray:
+    """``_total`` of every ``size`` consecutive values, all windows at once: one elementwise
+    addition per position in the window (never a reduction, whose pairwise sums would round
+    differently)."""
+    count = len(values) - size + 1
+    sums = values[:count].copy()
+    for offset in range(1, size):
+        sums += values[offset : offset + count]
+    return sums
 
 
 def rsi(closes: Sequence[float]) -> Decimal:

@@ -62,3 +62,15 @@ def test_the_ai_models_series_gives_each_windows_decisions(model_artifact):
                     b.details["probability_up"], rel=0, abs=1e-12
                 )
     assert sum(1 for signals in expected if signals) > 200
+
+
+def test_an_sma_series_that_rests_on_a_zero_spread_crosses_as_its_windows_do():
+    # Flat closes give a spread of exactly zero: the crossings from and to zero must come out
+    # of the series as they do window by window.
+    from dataclasses import replace
+
+    levels = [100] * 40 + [101] * 5 + [100] * 40 + [99] * 5 + [99] * 40 + [100] * 10
+    bars = [replace(bar, close=Decimal(level)) for bar, level in zip(BARS, levels, strict=False)]
+    strategy = SmaCrossover(3, 6, Decimal(1000), Decimal("0.8"))
+    expected = assert_series_matches_windows(strategy, bars, (0, 5, 6, 50))
+    assert sum(1 for signals in expected if signals) == 2  # from 50: both leave a zero spread
