@@ -198,18 +198,23 @@ def steps_of(series: Iterable[Iterable[Bar]]) -> Iterator[list[Bar]]:
         if first is not None:
             heads.append((first, iterator))
     while heads:
-        now = min(bar.close_time for bar, _ in heads)
+        now = min([bar.close_time for bar, _ in heads])
         step: list[Bar] = []
         rest: list[tuple[Bar, Iterator[Bar]]] = []
+        # Series given in symbol order (as the runs give them) make steps that need no sort.
+        ordered, last = True, ""
         for bar, iterator in heads:
             head: Bar | None = bar
             while head is not None and head.close_time == now:
+                if head.symbol < last:
+                    ordered = False
+                last = head.symbol
                 step.append(head)
                 head = next(iterator, None)
             if head is not None:
                 rest.append((head, iterator))
         heads = rest
-        if len(step) > 1:
+        if not ordered:
             step.sort(key=_symbol_of)  # stable: a symbol's bars keep their order
         yield step
 
@@ -540,10 +545,9 @@ class Backtest:
 
     def _release(self, client_id: str, before_remaining: Decimal, after_remaining: Decimal):
         order_index, symbol, price = self._order_holds[client_id]
-        side = self.result.orders[order_index].side
-        reducing = (
-            self.result.orders[order_index].purpose != "signal" or order_index in self._reducing
-        )
+        order = self.result.orders[order_index]
+        side = order.side
+        reducing = order.purpose != "signal" or order_index in self._reducing
         asset, before = self._hold(symbol, side, before_remaining, price, reducing)
         _, after = self._hold(symbol, side, after_remaining, price, reducing)
         self.ledger_locked[asset] = max(ZERO, self.ledger_locked.get(asset, ZERO) - before + after)
@@ -557,7 +561,10 @@ class Backtest:
             if order.status == "PARTIALLY_FILLED"
             else ZERO
         )
-        executed = filled_before + sum((f.quantity for f in answer.fills), ZERO)
+        filled_now = ZERO
+        for fill in answer.fills:  # as ``sum`` from zero adds them
+            filled_now += fill.quantity
+        executed = filled_before + filled_now
         rules = self.settings.rules[symbol]
         for fill in answer.fills:
             booked = fill_from_trade(
@@ -594,9 +601,12 @@ class Backtest:
             self._automatic_state()
 
     def _book(self, symbol: str, fill, rules: SymbolRules) -> Decimal:
-        state = self.positions.get(symbol, PositionState(symbol))
-        lot_step = max(rules.step_size, rules.market_step_size)
-        new_state, effect = apply_fill(state, fill, lot_step=lot_step)
+        state = self.positions.get(symbol)
+        if state is None:
+            state = PositionState(symbol)
+        new_state, effect = apply_fill(
+            state, fill, lot_step=max(rules.step_size, rules.market_step_size)
+        )
         # Totals moved on the exchange's side (the same moves: ``fill_moves``).
         net = _EXACT.subtract(effect.realized_pnl, fill.fee)
         self._net_realized = _EXACT.add(self._net_realized, net)

@@ -123,7 +123,7 @@ class MemoryPaperExchange:
         self._orders[req.client_order_id] = entry
         self.open_by_id[req.client_order_id] = entry
         self.locked[asset] = _EXACT.add(self.locked.get(asset, ZERO), need)
-        return self._fill_on_bar(entry, bar)
+        return self._fill_on_bar(entry, bar, rules)
 
     def on_bar(self, bar: Bar) -> list[OrderResult]:
         self.quotes[bar.symbol] = bar
@@ -168,17 +168,19 @@ class MemoryPaperExchange:
         self.open_by_id.pop(entry.order.client_order_id, None)
         return entry.order
 
-    def _fill_on_bar(self, entry: _Held, bar: Bar) -> OrderResult:
+    def _fill_on_bar(self, entry: _Held, bar: Bar, rules: SymbolRules | None = None) -> OrderResult:
         order = entry.order
-        rules = self._rules(order.symbol)
+        if rules is None:
+            rules = self._rules(order.symbol)
         step = rules.market_step_size or rules.step_size
+        used = self._used_of(bar)
         sim = simulate_market_fill(
             order.side,
             order.orig_quantity - order.executed_quantity,
             bar.close,
             bar.volume,
             self.config,
-            self._used_of(bar),
+            used,
             tick_size=rules.tick_size,
             step_size=step,
         )
@@ -186,7 +188,6 @@ class MemoryPaperExchange:
             if order.fills:  # an answer reports the trades of its own call only
                 entry.order = replace(order, fills=())
             return entry.order
-        hold_asset = self._hold_asset(order)
         trade = book_trade(
             order.side,
             sim.quantity,
@@ -202,15 +203,14 @@ class MemoryPaperExchange:
         executed = order.executed_quantity + trade.quantity
         notional = _EXACT.multiply(trade.quantity, trade.price)
         entry.trades += 1
+        done = executed >= order.orig_quantity
         # Built whole rather than through ``dataclasses.replace``: this runs for every fill.
         updated = OrderResult(
             client_order_id=order.client_order_id,
             exchange_order_id=order.exchange_order_id,
             symbol=order.symbol,
             side=order.side,
-            status=OrderStatus.FILLED
-            if executed >= order.orig_quantity
-            else OrderStatus.PARTIALLY_FILLED,
+            status=OrderStatus.FILLED if done else OrderStatus.PARTIALLY_FILLED,
             orig_quantity=order.orig_quantity,
             executed_quantity=executed,
             cumulative_quote=order.cumulative_quote + notional,
@@ -226,18 +226,20 @@ class MemoryPaperExchange:
             transact_time=bar.close_time,
             fills_error=order.fills_error,
         )
-        self._used[bar.symbol] = (bar.close_time, _EXACT.add(self._used_of(bar), trade.quantity))
-        for asset, move in (
-            (rules.base_asset, trade.base_move),
-            (rules.quote_asset, trade.quote_move),
-        ):
-            self.totals[asset] = _EXACT.add(self.totals.get(asset, ZERO), move)
-        released = entry.held if not updated.is_open else min(entry.held, trade.spent)
+        self._used[bar.symbol] = (bar.close_time, _EXACT.add(used, trade.quantity))
+        totals = self.totals
+        base, quote = rules.base_asset, rules.quote_asset
+        totals[base] = _EXACT.add(totals.get(base, ZERO), trade.base_move)
+        totals[quote] = _EXACT.add(totals.get(quote, ZERO), trade.quote_move)
+        # What the order holds is in the quote asset on a margin book or for a BUY, else in
+        # the base (``_hold_asset``); a filled order holds nothing any more.
+        hold_asset = quote if self.margin or order.side != "SELL" else base
+        released = entry.held if done else min(entry.held, trade.spent)
         entry.held = _EXACT.subtract(entry.held, released)
         self.locked[hold_asset] = max(
             ZERO, _EXACT.subtract(self.locked.get(hold_asset, ZERO), released)
         )
         entry.order = updated
-        if not updated.is_open:
+        if done:
             self.open_by_id.pop(order.client_order_id, None)
         return updated

@@ -387,18 +387,22 @@ def equity(
     """
     total = _decimal("cash", cash)
     seen: set[str] = set()
+    # Run for every step of a backtest: each name is spelled out only for a bad value.
+    add, multiply = _ARITHMETIC.add, _ARITHMETIC.multiply
     for position in positions:
-        if position.symbol in seen:
-            raise ValueError(f"position {position.symbol} appears more than once")
-        seen.add(position.symbol)
-        if position.is_flat:
+        symbol = position.symbol
+        if symbol in seen:
+            raise ValueError(f"position {symbol} appears more than once")
+        seen.add(symbol)
+        quantity = position.quantity
+        if not quantity:  # flat
             continue
-        if position.symbol not in marks:
-            raise ValueError(f"no mark price for the open position in {position.symbol}")
-        mark = marks[position.symbol]
-        if type(mark) is not Decimal or not mark.is_finite():  # the name spelled out only then
-            _decimal(f"mark of {position.symbol}", mark)
-        total = _ARITHMETIC.add(total, _ARITHMETIC.multiply(position.quantity, mark))
+        mark = marks.get(symbol)
+        if type(mark) is not Decimal or not mark.is_finite():
+            if symbol not in marks:
+                raise ValueError(f"no mark price for the open position in {symbol}")
+            _decimal(f"mark of {symbol}", mark)
+        total = add(total, multiply(quantity, mark))
     return total
 
 
