@@ -319,26 +319,28 @@ class MemorySampler(threading.Thread):
 # --- the parts ------------------------------------------------------------------------------
 
 
-def cpu_ns(pids: list[int]) -> int:
-    """CPU time the processes' threads have used, in ns (``/proc/<pid>/task/*/schedstat``): what
-    a round trip costs whatever else the machine is doing."""
-    total = 0
-    for pid in pids:
-        for task in Path(f"/proc/{pid}/task").glob("*"):
-            try:
-                total += int((task / "schedstat").read_text().split()[0])
-            except (OSError, ValueError, IndexError):
-                pass
-    return total
+def cpu_ns(pids: dict[str, list[int]]) -> Counter:
+    """CPU time each part's processes' threads have used, in ns
+    (``/proc/<pid>/task/*/schedstat``): what a round trip costs whatever else the machine is
+    doing."""
+    used: Counter = Counter()
+    for part, members in pids.items():
+        for pid in members:
+            for task in Path(f"/proc/{pid}/task").glob("*"):
+                try:
+                    used[part] += int((task / "schedstat").read_text().split()[0])
+                except (OSError, ValueError, IndexError):
+                    pass
+    return used
 
 
-def latency_part(signals: Signals, count: int, pids: list[int]) -> bool:
+def latency_part(signals: Signals, count: int, pids: dict[str, list[int]]) -> bool:
     from trading.store import redis_client
 
     client = redis_client()
     after = last_stream_id(client)
     round_trips, latencies = [], []
-    cpu: dict[str, int] = {"ping": 0, "signal": 0}
+    cpu: dict[str, Counter] = {"ping": Counter(), "signal": Counter()}
     stages: dict[str, list[float]] = {}
     for _ in range(count):
         before = cpu_ns(pids)
@@ -346,7 +348,7 @@ def latency_part(signals: Signals, count: int, pids: list[int]) -> bool:
         ping().get(timeout=10)
         round_trips.append(time.perf_counter() - started)
         between = cpu_ns(pids)
-        cpu["ping"] += between - before
+        cpu["ping"].update(between - before)
 
         created = time.time()
         signal = signals.send("bench-latency")
@@ -355,7 +357,7 @@ def latency_part(signals: Signals, count: int, pids: list[int]) -> bool:
             client, after, str(signal.correlation_id), timeout=30
         )
         latencies.append(read_at - created)
-        cpu["signal"] += cpu_ns(pids) - between
+        cpu["signal"].update(cpu_ns(pids) - between)
         position = next(ts for kind, ts in stamps.items() if kind.startswith("position."))
         steps = {
             "submit_signal + relay + hand-off (this process)": sent - created,
@@ -372,11 +374,15 @@ def latency_part(signals: Signals, count: int, pids: list[int]) -> bool:
     print(f"1. signal -> fill -> position, {count} signals one after another:")
     print(describe("bare Celery round trip (baseline)", round_trips))
     print(describe("signal created -> position event read", latencies))
-    ping_cpu, signal_cpu = cpu["ping"] / count / 1e6, cpu["signal"] / count / 1e6
+    ping_cpu = cpu["ping"].total() / count / 1e6
+    signal_cpu = cpu["signal"].total() / count / 1e6
     print(
         f"   CPU per round trip (worker, Redis, relay loop, this process): bare ping "
         f"{ping_cpu:.2f} ms, signal {signal_cpu:.2f} ms ({signal_cpu / ping_cpu:.1f}x)"
     )
+    for kind, used in cpu.items():
+        parts = ", ".join(f"{part} {ns / count / 1e6:.2f}" for part, ns in used.items())
+        print(f"     {kind}: {parts} ms")
     print("   where the time goes (medians; the event ts are the worker's clock):")
     for name, seconds in stages.items():
         print(f"   {name:<46} {statistics.median(seconds) * 1000:7.2f} ms")
@@ -561,8 +567,13 @@ def main() -> None:
             f"pipeline on this machine ({os.cpu_count()} cores), exec-risk worker prefork x2, "
             "paper exchange, the outbox relay loop, SQLite, a local Redis"
         )
-        pids = [worker.pid, *children(worker.pid), redis_server.process.pid, relay.pid]
-        pids.append(os.getpid())
+        pids = {
+            "worker main": [worker.pid],
+            "pool": children(worker.pid),
+            "Redis": [redis_server.process.pid],
+            "relay loop": [relay.pid],
+            "this process": [os.getpid()],
+        }
         results = [latency_part(signals, args.signals, pids)]
         print()
         if not args.latency_only:

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from celery import Celery
+import gc
+
+from celery import Celery, signals
 
 from controlpanel.startup import load_settings_or_exit
 
@@ -36,3 +38,13 @@ app.autodiscover_tasks(
 # Heartbeats and per-service task metrics for every worker; exec-risk reconciles on start.
 import trading.execution.receivers  # noqa: E402
 import trading.observability.worker  # noqa: E402, F401
+
+
+@signals.worker_init.connect
+@signals.worker_process_init.connect
+def _freeze_startup_objects(**kwargs) -> None:
+    """What a worker holds once started (modules, settings, the ORM's and Celery's registries)
+    lives as long as it does: kept out of the collector's way, a full collection no longer walks
+    a quarter of a million objects (about 100 ms, a pause in the middle of whatever task runs
+    then). Before the pool forks, and in each pool process once it is ready."""
+    gc.freeze()

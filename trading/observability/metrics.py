@@ -146,11 +146,15 @@ class ServiceMetric:
             (i for i, bound in enumerate(self.spec.buckets) if value <= bound),
             len(self.spec.buckets),
         )
-        pipe = (client or redis_client()).pipeline(transaction=False)
+        client = client or redis_client()
+        # Queued on the caller's pipeline when given one, sent with the rest of its commands.
+        given = isinstance(client, redis.client.Pipeline)
+        pipe = client if given else client.pipeline(transaction=False)
         key = self._key()
         pipe.hincrbyfloat(key, _field(self.spec.name, f"b{bucket}", values), 1)
         pipe.hincrbyfloat(key, _field(self.spec.name, "sum", values), value)
-        pipe.execute()
+        if not given:
+            pipe.execute()
 
 
 def declare(

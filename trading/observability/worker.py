@@ -93,16 +93,17 @@ def _task_finished(task_id: str, task, state: str | None = None, **kwargs) -> No
     delivery = getattr(task.request, "delivery_info", None) or {}
     service = service_for_queue(delivery.get("routing_key"))
     try:
-        client = redis_client()
+        # One round trip for the worker's count and the service's task metrics.
+        pipe = redis_client().pipeline(transaction=False)
         if task.request.hostname:
-            count_task(client, task.request.hostname)
-        if service is None:
-            return
-        TASKS[service.name].inc(task=task.name, state=(state or "UNKNOWN").lower(), client=client)
-        if started is not None:
-            TASK_DURATION[service.name].observe(
-                time.perf_counter() - started, task=task.name, client=client
-            )
+            count_task(pipe, task.request.hostname)
+        if service is not None:
+            TASKS[service.name].inc(task=task.name, state=(state or "UNKNOWN").lower(), client=pipe)
+            if started is not None:
+                TASK_DURATION[service.name].observe(
+                    time.perf_counter() - started, task=task.name, client=pipe
+                )
+        pipe.execute()
     except redis.RedisError:
         logger.warning("could not record metrics for task %s", task.name)
 
