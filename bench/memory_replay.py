@@ -28,6 +28,13 @@ that handles a task a few times a second. The baseline's growth and slope are th
 the noise of the measurement: a service worker is flat when it grows no more than a bare worker
 under the same task rate would, and the verdict's threshold sits above that floor.
 
+The bar store (``MarketBar``) keeps ``--retention-days`` of bars behind the newest (the
+feed purges older ones every ``PURGE_EVERY_STEPS`` steps; 1 day here instead of the default 90,
+so that a ten-minute replay of four days of bars outgrows it): its row count is sampled with
+the activity, and its highest count is held to the bound that retention sets, the bars of
+``--retention-days`` plus the steps between two purges, per symbol. The bundled seed is purged
+like any bar once the replay is a retention ahead of it.
+
 Verdict per process: flat if its growth from start to end stays under ``FLAT_GROWTH`` (5 %).
 Beside it, the trend: "rising" when the slope of the second half is above ``RISING_MIB_PER_HOUR``
 and above every baseline process's, else "level". A 5 % bound over ten minutes lets a slow leak
@@ -39,7 +46,7 @@ The machine may be shared (two cores, others' tests running): the figures that m
 slopes beside the baseline's, which shares the same conditions.
 
     .venv/bin/python bench/memory_replay.py [--minutes 10] [--warmup 1] [--bar-seconds 0.5]
-        [--sample 5]
+        [--sample 5] [--retention-days 1]
 """
 
 from __future__ import annotations
@@ -205,7 +212,14 @@ def activity() -> dict[str, int]:
     from django.db.models import Count
 
     from trading.events.log import events_stream
-    from trading.models import Fill, LearningRecord, Position, ProcessedEvent, Signal
+    from trading.models import (
+        Fill,
+        LearningRecord,
+        MarketBar,
+        Position,
+        ProcessedEvent,
+        Signal,
+    )
     from trading.store import redis_client
 
     by_status = dict(
@@ -223,6 +237,7 @@ def activity() -> dict[str, int]:
         "closed positions": Position.objects.filter(status="closed").count(),
         "learning records": LearningRecord.objects.count(),
         "events logged": client.xlen(events_stream()),
+        "stored bars": MarketBar.objects.count(),
         "ai lag": lag.get("ai", 0),
         "analytics lag": lag.get("analytics", 0),
     }
@@ -241,12 +256,16 @@ def main() -> None:
     parser.add_argument("--warmup", type=float, default=1, help="minutes not judged")
     parser.add_argument("--bar-seconds", type=float, default=0.5, help="replay pace, s a step")
     parser.add_argument("--sample", type=float, default=5, help="seconds between samples")
+    parser.add_argument(
+        "--retention-days", type=float, default=1.0, help="the bar store's retention, days"
+    )
     args = parser.parse_args()
     if args.warmup >= args.minutes:
         parser.error("--warmup must be shorter than --minutes")
 
     began = time.monotonic()
     var = Path(tempfile.mkdtemp(prefix="qt-bench-memory-"))
+    os.environ["QT_BAR_RETENTION_DAYS"] = str(args.retention_days)
     redis_server = setup_platform(var)
     from tests.support.processes import Process, celery_worker, wait_for
     from trading.store import redis_client
@@ -294,8 +313,15 @@ def main() -> None:
             flush=True,
         )
         deadline = time.monotonic() + args.minutes * 60
+        stored: list[int] = []
+        next_report = time.monotonic() + 60
         while time.monotonic() < deadline:
-            time.sleep(min(60.0, max(0.0, deadline - time.monotonic())))
+            time.sleep(min(10.0, max(0.0, deadline - time.monotonic())))
+            if time.monotonic() - sampler.began >= args.warmup * 60:
+                stored.append(activity()["stored bars"])
+            if time.monotonic() < next_report and time.monotonic() < deadline:
+                continue
+            next_report += 60
             if not feed.alive():
                 raise RuntimeError(f"the feed exited; see {feed.log_path}")
             dead = [s for s, w in workers.items() if not w.alive()]
@@ -307,6 +333,7 @@ def main() -> None:
         pinger.stop()
         sampler.stop()
         final = activity()
+        stored.append(final["stored bars"])
     finally:
         if pinger.is_alive():
             pinger.stop()
@@ -318,6 +345,7 @@ def main() -> None:
         redis_server.stop()
 
     report(sampler, args, final, pinger.sent)
+    report_bar_store(stored, args.retention_days)
     samples = var / "rss.csv"
     with samples.open("w") as out:
         out.write("process,pid,seconds,rss_kb\n")
@@ -376,6 +404,22 @@ def report(sampler: Sampler, args, final: dict[str, int], pings: int) -> None:
         f"flat: growth under {FLAT_GROWTH:.0%} from start to end -> "
         f"{sum(verdicts)} of {len(verdicts)} processes flat; rising: a second-half slope "
         f"above {rising_above:.2f} MiB/h ({RISING_MIB_PER_HOUR:g} MiB/h or the baseline's)"
+    )
+
+
+def report_bar_store(stored: list[int], retention_days: float) -> None:
+    from trading.marketdata.feed import PURGE_EVERY_STEPS
+    from trading.marketdata.klines import bundled_symbols
+
+    symbols = len(bundled_symbols())
+    per_day = 24 * 60 // 5  # 5-minute bars
+    bound = symbols * (int(retention_days * per_day) + 1 + PURGE_EVERY_STEPS)
+    print(
+        f"bar store after the warm-up: {stored[0]:,} rows at first, {stored[-1]:,} at the end, "
+        f"at most {max(stored):,}; retention {retention_days:g} days bounds it at {bound:,} "
+        f"({symbols} symbols x ({int(retention_days * per_day)} bars + 1 + "
+        f"{PURGE_EVERY_STEPS} steps between purges)) -> "
+        f"{'within its retention' if max(stored) <= bound else 'NOT within its retention'}"
     )
 
 
