@@ -257,6 +257,9 @@ class Backtest:
         self.state = TradingState.ACTIVE
         self.peak_equity = settings.starting_cash
         self._recent_orders: deque[datetime] = deque()
+        # What the risk checks last saw, and a count of the book's changes since (``_book_state``).
+        self._book_version = 0
+        self._book_cache: tuple[tuple[datetime, int], BookState] | None = None
         # Daily PnL as the ledger works it out: the day's realized PnL, and the unrealized PnL
         # at its open from what the fills before it add up to.
         self._day: object = None
@@ -434,6 +437,17 @@ class Backtest:
         )
 
     def _book_state(self, now: datetime) -> BookState:
+        """The book as the risk checks see it now. Between two changes of the book within a
+        step (an order held or placed, a fill booked or released, a new trading state) it is
+        the same, so it is made once for them: most signals are denied and change nothing."""
+        key = (now, self._book_version)
+        if self._book_cache is not None and self._book_cache[0] == key:
+            return self._book_cache[1]
+        book = self._make_book_state(now)
+        self._book_cache = (key, book)
+        return book
+
+    def _make_book_state(self, now: datetime) -> BookState:
         recent = self._recent_orders
         if recent:
             since = now - _MINUTE
@@ -487,6 +501,7 @@ class Backtest:
     def _lock(
         self, symbol: str, side: str, quantity: Decimal, price: Decimal, reducing: bool = False
     ) -> bool:
+        self._book_version += 1
         asset, amount = self._hold(symbol, side, quantity, price, reducing)
         if self.futures:
             free = self._margin().available_balance
@@ -509,6 +524,7 @@ class Backtest:
         purpose: str,
         now: datetime,
     ) -> None:
+        self._book_version += 1
         result = self.result
         order_index = len(result.orders)
         client_id = client_order_id_for(f"backtest-{order_index}")
@@ -544,6 +560,7 @@ class Backtest:
                                         o.reference_price, o.purpose, status, reason)  # fmt: skip
 
     def _release(self, client_id: str, before_remaining: Decimal, after_remaining: Decimal):
+        self._book_version += 1
         order_index, symbol, price = self._order_holds[client_id]
         order = self.result.orders[order_index]
         side = order.side
@@ -601,6 +618,7 @@ class Backtest:
             self._automatic_state()
 
     def _book(self, symbol: str, fill, rules: SymbolRules) -> Decimal:
+        self._book_version += 1
         state = self.positions.get(symbol)
         if state is None:
             state = PositionState(symbol)
@@ -754,6 +772,7 @@ class Backtest:
         )
         if why is not None:
             self.state = target
+            self._book_version += 1
 
     def _open_unrealized(self) -> Decimal:
         self._daily_pnl()

@@ -48,6 +48,7 @@ def build_report(result: Result) -> dict[str, Any]:
     pnls = [t.net_pnl for t in result.trades]
     fees = sum((f.fee for f in result.fills), Decimal(0))
     hold = {s: float(result.last_close[s] / result.first_close[s] - 1) for s in result.first_close}
+    stamps = [ts.isoformat() for ts, _ in curve]
     return {
         "bars": result.bars,
         "steps": result.steps,
@@ -79,8 +80,10 @@ def build_report(result: Result) -> dict[str, Any]:
             "per_symbol": hold,
             "return": sum(hold.values()) / len(hold) if hold else None,
         },
-        "equity_curve": [[ts.isoformat(), str(equity)] for ts, equity in curve],
-        "drawdown_curve": _drawdowns(curve),
+        "equity_curve": [
+            [stamp, str(equity)] for stamp, (_, equity) in zip(stamps, curve, strict=True)
+        ],
+        "drawdown_curve": _drawdowns(curve, stamps),
     }
 
 
@@ -89,12 +92,12 @@ def _stated_confidence(result: Result) -> str | None:
     return str(stated.pop()) if len(stated) == 1 else None
 
 
-def _drawdowns(curve: list[tuple[Any, Decimal]]) -> list[list[Any]]:
+def _drawdowns(curve: list[tuple[Any, Decimal]], stamps: list[str]) -> list[list[Any]]:
     peak = None
     out = []
-    for ts, equity in curve:
+    for stamp, (_, equity) in zip(stamps, curve, strict=True):
         peak = equity if peak is None or equity > peak else peak
-        out.append([ts.isoformat(), float((peak - equity) / peak) if peak > 0 else 0.0])
+        out.append([stamp, float((peak - equity) / peak) if peak > 0 else 0.0])
     return out
 
 

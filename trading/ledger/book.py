@@ -307,7 +307,7 @@ def fill_from_trade(
     Raises ValueError for a buy whose commission in the base asset is not less than what it
     bought, or a negative commission.
     """
-    side = Side(side)
+    side = _side(side)
     if _decimal("commission", commission) < 0:
         raise ValueError(f"commission must not be negative, got {commission}")
     _decimal("quantity", quantity)
@@ -358,7 +358,7 @@ def cash_flow(side: Side | str, quantity: Decimal, price: Decimal, fee: Decimal)
     """What one fill does to the quote balance: a sell brings its notional in, a buy pays it
     out, and the fee is paid either way. Exact, whatever the caller's decimal context."""
     notional = _ARITHMETIC.multiply(quantity, price)
-    if Side(side) is Side.BUY:
+    if _side(side) is Side.BUY:
         notional = notional.copy_negate()
     return _ARITHMETIC.subtract(notional, fee)
 
@@ -465,7 +465,7 @@ def fill_moves(
 ) -> dict[str, Decimal]:
     """What one booked fill does to each asset: the base moves by its quantity (in for a buy,
     out for a sell), the quote by ``cash_flow``."""
-    moved = quantity if Side(side) is Side.BUY else quantity.copy_negate()
+    moved = quantity if _side(side) is Side.BUY else quantity.copy_negate()
     return {base: moved, quote: cash_flow(side, quantity, price, fee)}
 
 
@@ -482,7 +482,7 @@ def spot_shortfall(
     """Why a spot order for ``quantity`` at ``price`` cannot be paid for from the ``free``
     balances (an asset missing from them has none), or None when it can: a SELL needs the
     quantity in the base asset, a BUY its cost plus the fee at ``fee_rate`` in the quote asset."""
-    if Side(side) is Side.SELL:
+    if _side(side) is Side.SELL:
         held = free.get(base, ZERO)
         if quantity > held:
             return f"SELL {_plain(quantity)} {base} > free {_plain(held)} {base}"
@@ -647,6 +647,16 @@ def _cost(state: PositionState) -> Decimal:
 
 def _sign(value: Decimal) -> int:
     return (value > 0) - (value < 0)
+
+
+_SIDES = {side.value: side for side in Side}
+
+
+def _side(value: object) -> Side:
+    # The enum's own lookup by value, without its call: this runs several times per fill.
+    if isinstance(value, str) and (found := _SIDES.get(value)) is not None:
+        return found
+    return Side(value)
 
 
 def _decimal(name: str, value: object) -> Decimal:

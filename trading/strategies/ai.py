@@ -48,7 +48,9 @@ class AiModel:
         # the row is predicted alone, as ``on_bar`` does, so the decisions are the same.
         rows = compute_features(bars)
         first = max(start, self.warmup - 1)
-        ready = [i for i in range(first, len(bars)) if np.all(np.isfinite(rows[i]))]
+        # The rows with every feature finite, as ``on_bar`` asks of its one row.
+        finite = np.isfinite(rows[first:]).all(axis=1)
+        ready = (np.flatnonzero(finite) + first).tolist()
         out: list[list[SignalIntent]] = [[] for _ in range(start, len(bars))]
         for i, decision in zip(ready, predict_rows(self.model, rows[ready]), strict=True):
             if _near_a_boundary(decision[1]):
@@ -62,7 +64,8 @@ class AiModel:
         details = {
             "model_version": self.model.version,
             "probability_up": float(p_up),
-            "features": {n: float(v) for n, v in zip(FEATURE_NAMES, row, strict=True)},
+            # ``tolist`` gives each value as the float ``float(v)`` would.
+            "features": dict(zip(FEATURE_NAMES, row.tolist(), strict=True)),
         }
         return SignalIntent(
             symbol,

@@ -119,3 +119,23 @@ def test_bars_before_trade_from_only_fill_the_window():
         (s.ts, s.side) for s in full.signals if s.ts >= start
     ][:1]
     assert later.start == start
+
+
+ETH = load_bundled_bars("ETHUSDT")[:200]
+
+
+def test_a_signal_sees_the_order_an_earlier_signal_of_the_same_step_placed():
+    eth_buy = SignalIntent("ETHUSDT", "BUY", Decimal("0.9"), notional=Decimal(1000))
+    script = {("BTCUSDT", 10): buy(1000), ("ETHUSDT", 10): eth_buy,
+              ("BTCUSDT", 20): buy(1000, confidence="0.5"), ("ETHUSDT", 20): eth_buy}  # fmt: skip
+    one_position = settings(limits=roomy_limits(max_open_positions=1))
+    result = Backtest(Scripted(script), one_position).run(steps_of([BTC, ETH]))
+    assert [(s.symbol, s.status, s.reason) for s in result.signals] == [
+        ("BTCUSDT", "submitted", ""),
+        ("ETHUSDT", "denied", "MAX_OPEN_POSITIONS"),  # the BTC position the step opened
+        ("BTCUSDT", "denied", "LOW_CONFIDENCE"),
+        ("ETHUSDT", "denied", "MAX_OPEN_POSITIONS"),
+    ]
+    one_order = settings(limits=roomy_limits(max_orders_per_minute=1))
+    result = Backtest(Scripted(script), one_order).run(steps_of([BTC, ETH]))
+    assert [s.reason for s in result.signals[:2]] == ["", "ORDER_RATE"]
