@@ -15,6 +15,8 @@ from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Sequence
+from dataclasses import dataclass
 from datetime import datetime
 
 from django.conf import settings
@@ -33,46 +35,56 @@ from trading.models import MarketBar, Signal, SignalScore
 logger = logging.getLogger(__name__)
 
 
+@dataclass(frozen=True)
+class Prediction:
+    """A model version's prediction on the bar a signal was made on."""
+
+    version: str
+    horizon_bars: int
+    side: str
+    p_up: float
+    confidence: float
+
+
 def open_score(signal: Signal, bar: Bar, horizon_bars: int) -> SignalScore:
     """The score row of a signal made on ``bar`` by a model predicting ``horizon_bars`` ahead."""
-    return open_shadow_score(
-        signal,
-        bar,
-        horizon_bars,
+    return open_scores(signal, bar, [own_prediction(signal, horizon_bars)])[0]
+
+
+def own_prediction(signal: Signal, horizon_bars: int) -> Prediction:
+    """The prediction ``signal`` was made from, by its own model version."""
+    return Prediction(
         version=signal.model_version,
+        horizon_bars=horizon_bars,
         side=signal.side,
         p_up=float(signal.probability_up),
         confidence=float(signal.confidence),
     )
 
 
-def open_shadow_score(
-    signal: Signal,
-    bar: Bar,
-    horizon_bars: int,
-    *,
-    version: str,
-    side: str,
-    p_up: float,
-    confidence: float,
-) -> SignalScore:
-    """The score row of ``version``'s prediction (``side``, ``p_up``, ``confidence``) on the bar
-    ``signal`` was made on: a challenger's, judged on the same bar as the signal's own."""
-    score, _ = SignalScore.objects.get_or_create(
-        signal=signal,
-        model_version=version,
-        defaults={
-            "symbol": signal.symbol,
-            "side": side,
-            "probability_up": p_up,
-            "confidence": confidence,
-            "bucket": confidence_bucket(confidence),
-            "bar_close_time": bar.close_time,
-            "due_close_time": bar.close_time + horizon_bars * interval_length(bar.interval),
-            "entry_price": bar.close,
-        },
+def open_scores(signal: Signal, bar: Bar, predictions: Sequence[Prediction]) -> list[SignalScore]:
+    """The score rows of the predictions on the bar ``signal`` was made on, written in one
+    statement: the signal's own, and a challenger's, judged on the same bar as it. ``signal``
+    is new, so it has no rows yet; one version's second row would break the table's
+    uniqueness (an IntegrityError)."""
+    return SignalScore.objects.bulk_create(
+        [
+            SignalScore(
+                signal=signal,
+                model_version=prediction.version,
+                symbol=signal.symbol,
+                side=prediction.side,
+                probability_up=prediction.p_up,
+                confidence=prediction.confidence,
+                bucket=confidence_bucket(prediction.confidence),
+                bar_close_time=bar.close_time,
+                due_close_time=bar.close_time
+                + prediction.horizon_bars * interval_length(bar.interval),
+                entry_price=bar.close,
+            )
+            for prediction in predictions
+        ]
     )
-    return score
 
 
 def score_due_signals(bar: Bar, *, now: datetime | None = None) -> int:

@@ -18,7 +18,7 @@ from django.db import transaction
 from trading.ai import champion as champions
 from trading.ai import metrics
 from trading.ai.features import FEATURE_NAMES, WARMUP_BARS, latest_features
-from trading.ai.live import open_score, open_shadow_score
+from trading.ai.live import Prediction, open_scores, own_prediction
 from trading.ai.model import ModelArtifact, load_artifact, predict, save_artifact
 from trading.ai.training import train_walk_forward
 from trading.ai.trainlog import record_training
@@ -33,6 +33,7 @@ from trading.marketdata.barstore import (
 )
 from trading.marketdata.prices import latest_quote, recent_bars
 from trading.models import ModelVersion, Signal
+from trading.store import redis_client, rkey
 from trading.strategies import services as strategies
 
 logger = logging.getLogger(__name__)
@@ -216,7 +217,6 @@ def generate_signal(event: Event) -> Signal | None:
         metrics.ERRORS.inc(kind=metrics.NoSignal.FEATURES)
         return None
     side, confidence, p_up = predict(model, row)
-    metrics.PREDICTIONS.inc()
     multiplier = sizing_multiplier(bar.symbol)
     request = SignalRequest(
         symbol=bar.symbol,
@@ -233,31 +233,52 @@ def generate_signal(event: Event) -> Signal | None:
         probability_up=float(p_up),
         features={name: float(value) for name, value in zip(FEATURE_NAMES, row, strict=True)},
     )
-    open_score(signal, bar, model.horizon_bars)
-    metrics.SIGNALS_GENERATED.inc(side=side)
-    metrics.SIGNAL_LATENCY.observe(max(0.0, time.time() - event.ts.timestamp()))
-    shadow_score(signal, bar, row, model)
-    if multiplier > 1:
-        from trading.analytics.metrics import AMPLIFICATIONS
-
-        AMPLIFICATIONS.inc()
+    # After the signal, which the next bars of the batch wait for: the challenger's prediction,
+    # the score rows (one statement for both), and the counters, written once it commits.
+    predictions = [own_prediction(signal, model.horizon_bars)]
+    shadow = shadow_prediction(row, model)
+    if shadow is not None:
+        predictions.append(shadow)
+    open_scores(signal, bar, predictions)
+    latency = max(0.0, time.time() - event.ts.timestamp())
+    transaction.on_commit(
+        functools.partial(count_signal, side, latency, amplified=multiplier > 1), robust=True
+    )
     return signal
 
 
-def shadow_score(signal: Signal, bar: Bar, row: np.ndarray, serving: ModelArtifact) -> None:
-    """The challenger's prediction on the champion's features, stored as a second score row of
-    ``signal``: judged on the same bar at the same horizon, never sent anywhere."""
+def count_signal(side: str, latency: float, *, amplified: bool) -> None:
+    """Counts a committed signal: its prediction, its side, the seconds from its bar's event to
+    it and whether analytics enlarged it."""
+    pipe = redis_client().pipeline(transaction=False)
+    metrics.PREDICTIONS.inc(client=pipe)
+    metrics.SIGNALS_GENERATED.inc(side=side, client=pipe)
+    if amplified:
+        from trading.analytics.metrics import AMPLIFICATIONS
+
+        AMPLIFICATIONS.inc(client=pipe)
+    pipe.execute()
+    metrics.SIGNAL_LATENCY.observe(latency)
+
+
+def shadow_prediction(row: np.ndarray, serving: ModelArtifact) -> Prediction | None:
+    """The challenger's prediction on the champion's features, to be stored as a second score
+    row of the champion's signal: judged on the same bar at the same horizon, never sent
+    anywhere. None when no challenger is on trial (or it takes other features)."""
     candidate = challenger_model()
     if candidate is None or candidate.version == serving.version:
-        return
+        return None
     if candidate.feature_names != serving.feature_names:
         logger.warning("challenger %s takes other features: not scored", candidate.version)
-        return
+        return None
     side, confidence, p_up = predict(candidate, row)
-    open_shadow_score(
-        signal, bar, candidate.horizon_bars, version=candidate.version, side=side,
-        p_up=float(p_up), confidence=float(confidence),
-    )  # fmt: skip
+    return Prediction(
+        version=candidate.version,
+        horizon_bars=candidate.horizon_bars,
+        side=side,
+        p_up=float(p_up),
+        confidence=float(confidence),
+    )
 
 
 def history_ending_at(bar: Bar, size: int = WARMUP_BARS) -> tuple[list[Bar], int]:
@@ -303,7 +324,5 @@ def window_ending_at(bars: list[Bar], close_time: datetime, size: int) -> list[B
 
 def sizing_multiplier(symbol: str) -> Decimal:
     """The analytics service's size multiplier for the symbol (1 when it has none)."""
-    from trading.store import redis_client, rkey
-
     raw = redis_client().hget(rkey("sizing"), symbol)
     return Decimal(raw) if raw else Decimal("1")

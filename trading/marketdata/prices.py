@@ -6,6 +6,7 @@ time it was received. Readers (risk checks, the paper exchange, health) never sc
 
 from __future__ import annotations
 
+import functools
 import json
 import time
 from dataclasses import dataclass
@@ -71,7 +72,16 @@ def record_bars(bars: list[Bar], *, client: redis.Redis | None = None, now: floa
 def recent_bars(symbol: str, count: int = HISTORY_BARS, *, client: redis.Redis | None = None):
     """The symbol's last ``count`` closed bars, oldest first."""
     raw = (client or redis_client()).lrange(rkey("bars", symbol), -count, -1)
-    return [Bar.from_payload(json.loads(item)) for item in raw]
+    return [_parsed(item) for item in raw]
+
+
+# A reader of a history asks for nearly the same bars on every bar (the ai service reads the last
+# WARMUP_BARS of a symbol each time): each stored text is parsed once per process. Bars are
+# immutable, so sharing one between readers is safe; the size holds the histories of a dozen
+# symbols.
+@functools.lru_cache(maxsize=8 * HISTORY_BARS)
+def _parsed(text: str | bytes) -> Bar:
+    return Bar.from_payload(json.loads(text))
 
 
 def latest_quotes(

@@ -171,3 +171,39 @@ def test_a_signal_whose_horizon_bar_never_came_is_left_out_of_the_figures(traine
     assert live_figures()[trained_model.version].scored == 0
     # Judged once: a later bar does not judge it again.
     assert score_due_signals(load_bundled_bars("BTCUSDT")[FIRST + horizon + 6]) == 0
+
+
+def test_a_batch_of_bars_gets_its_signals_before_the_signals_they_close_are_judged(
+    trained_model,
+):
+    from trading.ai.consumers import drain_bars
+    from trading.events.log import publish_many
+    from trading.marketdata.services import bar_events
+
+    horizon = trained_model.horizon_bars
+    warm_history(FIRST)
+    ensure_group(redis_client(), "ai", start="$")
+
+    def drain_step(index: int) -> None:
+        # Each step as one batch of the ai group, drained here (no worker is told of it).
+        bars = step(index)
+        record_bars(bars)
+        store_bars(bars, "replay")
+        publish_many(bar_events(bars))
+        assert drain_bars()["handled"] == len(SYMBOLS)
+
+    for index in range(FIRST, FIRST + horizon):
+        drain_step(index)
+    first = list(SignalScore.objects.filter(bar_close_time=step(FIRST)[0].close_time))
+    assert len(first) == 3 and all(row.scored_at is None for row in first)
+
+    drain_step(FIRST + horizon)
+    assert Signal.objects.count() == (horizon + 1) * len(SYMBOLS)  # one per bar
+    newest = Signal.objects.order_by("-created_at").first()
+    for row in first:
+        row.refresh_from_db()
+        assert row.hit is not None
+        assert row.exit_price == load_bundled_bars(row.symbol)[FIRST + horizon].close
+        # The bar's batch made its three signals first, then judged.
+        assert row.scored_at >= newest.created_at
+    assert SignalScore.objects.filter(scored_at__isnull=False).count() == 3

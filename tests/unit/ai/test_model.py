@@ -10,7 +10,10 @@ from decimal import Decimal
 
 import numpy as np
 import pytest
+from sklearn.calibration import CalibratedClassifierCV
+from sklearn.linear_model import LogisticRegression
 
+from tests.support.oracle import LabelOracle, row_key
 from trading.ai.features import FEATURE_NAMES, latest_features
 from trading.ai.model import (
     HORIZON_BARS,
@@ -249,6 +252,33 @@ def test_predict_gives_the_side_of_the_likelier_move_and_its_probability(artifac
         assert confidence == max(p_up, 1 - p_up)
         assert side == ("BUY" if p_up >= 0.5 else "SELL")
         assert p_up == predict_up_probability(artifact.estimator, row.reshape(1, -1))[0]
+
+
+def test_the_linear_form_gives_each_row_the_estimators_own_probability_to_the_bit(
+    artifact, last_ten_days, tmp_path
+):
+    loaded = load_artifact(save_artifact(artifact, tmp_path))
+    assert loaded.linear_form is not None
+    rows = build_dataset(last_ten_days, HORIZON_BARS).features
+    for row in rows[::7]:
+        one = row.reshape(1, -1)
+        expected = predict_up_probability(loaded.estimator, one)
+        assert np.array_equal(loaded.linear_form.up_probability(one), expected)
+        assert predict(loaded, row)[2] == expected[0]
+
+
+def test_an_estimator_of_another_shape_predicts_through_its_own_predict_proba(
+    artifact, last_ten_days
+):
+    row = latest_features(last_ten_days["SOLUSDT"][:300])
+    oracle = dataclasses.replace(artifact, estimator=LabelOracle({row_key(row): 1}))
+    assert oracle.linear_form is None
+    assert predict(oracle, row) == ("BUY", 0.8, 0.8)
+    assert predict(oracle, row + 1.0)[2] == 0.5
+    isotonic = CalibratedClassifierCV(LogisticRegression(), method="isotonic", cv=2)
+    dataset = build_dataset(last_ten_days, HORIZON_BARS)
+    isotonic.fit(dataset.features[:600], dataset.labels[:600])
+    assert dataclasses.replace(artifact, estimator=isotonic).linear_form is None
 
 
 def test_predict_on_a_confident_model_says_buy_after_a_drop_and_sell_after_a_rise():
