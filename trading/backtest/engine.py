@@ -303,7 +303,10 @@ class Backtest:
         fresh: dict[str, list[Bar]] = {}
         for step in chunk:
             for bar in step:
-                fresh.setdefault(bar.symbol, []).append(bar)
+                symbol_bars = fresh.get(bar.symbol)
+                if symbol_bars is None:
+                    symbol_bars = fresh[bar.symbol] = []
+                symbol_bars.append(bar)
         span = max(1, self.strategy.warmup)
         for symbol, bars in fresh.items():
             window = self.windows.get(symbol, ())

@@ -36,6 +36,7 @@ from trading.strategies.base import (
 )
 
 BUY, SELL = "BUY", "SELL"
+_NONE: list[SignalIntent] = []
 _NOTIONAL_RANGE = (Decimal("0.01"), Decimal("100000000"))
 
 
@@ -77,7 +78,8 @@ class SmaCrossover:
     def on_series(self, bars: Sequence[Bar], start: int) -> list[list[SignalIntent]]:
         # The spread after bar i is the one the window ending at bar i + 1 sees "before": the
         # same sums of the same closes, so each is worked out once, for every window at once.
-        out: list[list[SignalIntent]] = [[] for _ in range(start, len(bars))]
+        # One empty list stands for every bar without a signal (read, never changed).
+        out: list[list[SignalIntent]] = [_NONE] * (len(bars) - start)
         slow, fast = self.slow, self.fast
         # The first bar with a spread before it and after it: bar i sees spreads[i - slow]
         # before and spreads[i + 1 - slow] now, the spread of the closes before index ``end``
