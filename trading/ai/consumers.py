@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import logging
 
 from django.db import transaction
@@ -21,16 +22,32 @@ GROUP = "ai"
 def handle_event(event: Event) -> None:
     if event.type == "market.bar" and event.replay_of is None:
         generate_signal(event)
-        # The bar also judges the signals whose horizon it closes, once the signals of its batch
-        # are committed and on their way: a bar's signal does not wait for the scoring of the
-        # bars before it.
-        _judge_after_commit(Bar.from_payload(event.payload))
+        # The bar also judges the signals whose horizon it closes, after the drain (see
+        # drain_bars): kept once its handling commits; one rolled back is its redelivery's.
+        bar = Bar.from_payload(event.payload)
+        transaction.on_commit(functools.partial(_closed.append, bar))
 
 
 def drain_bars() -> dict:
-    """Turns new bars into signals, each symbol's in order."""
-    # A signal on an old bar would trade on stale prices: a new group starts at "$".
-    return drain_exclusively(GROUP, handle_event, types={"market.bar"}, start="$")
+    """Turns new bars into signals, each symbol's in order, then judges the signals whose
+    horizon those bars close."""
+    try:
+        # A signal on an old bar would trade on stale prices: a new group starts at "$".
+        return drain_exclusively(GROUP, handle_event, types={"market.bar"}, start="$")
+    finally:
+        bars, _closed[:] = _closed[:], []
+        if bars:
+            try:
+                judge_due_signals(bars)
+            except Exception:
+                # Scoring is idempotent and reads the horizon bars from the bar store: the next
+                # bar of each symbol judges what these left.
+                logger.exception("judging the signals due at %d bars failed", len(bars))
+
+
+# The bars this process's drain handled, waiting for it to finish: a bar's signal does not wait
+# for the scoring of the bars before it, and a drain lock is not held for scoring.
+_closed: list[Bar] = []
 
 
 def judge_due_signals(bars: list[Bar]) -> int:
@@ -42,31 +59,3 @@ def judge_due_signals(bars: list[Bar]) -> int:
     if scored and judge_challenger():
         forget_current_models()
     return scored
-
-
-class _JudgeAfterCommit:
-    """The bars of one transaction, judged by one ``judge_due_signals`` after it commits (after
-    the outbox's relay of its signals, registered before). Scoring is idempotent and reads the
-    horizon bars from the bar store, so a bar whose handler rolled back but stayed in the list
-    judges nothing wrongly, and one left out (a rollback took the list) is caught up by the
-    next bar of its symbol or by its redelivery."""
-
-    def __init__(self) -> None:
-        self.bars: list[Bar] = []
-
-    def __call__(self) -> None:
-        try:
-            judge_due_signals(self.bars)
-        except Exception:
-            logger.exception("judging the signals due at %d bars failed", len(self.bars))
-
-
-def _judge_after_commit(bar: Bar) -> None:
-    connection = transaction.get_connection()
-    for _sids, callback, _robust in connection.run_on_commit:
-        if isinstance(callback, _JudgeAfterCommit):
-            callback.bars.append(bar)
-            return
-    callback = _JudgeAfterCommit()
-    callback.bars.append(bar)
-    transaction.on_commit(callback)

@@ -1,9 +1,10 @@
 """The serving model's live record: every ai signal scored at its horizon, traded or denied.
 
-A signal opens a score row (``open_score``) holding what is needed to judge it: its bar's close,
+A signal opens a score row (``open_scores``) holding what is needed to judge it: its bar's close,
 its p_up and confidence, and the close time of the bar at the model's horizon. When a bar of its
-symbol closes at or after that time (``score_due_signals``, on every bar ai reads), the row is
-judged against the stored bar closing exactly then (``trading.ai.scoring``). A horizon bar the
+symbol closes at or after that time (``score_due_signals``, on every bar ai reads, once the
+signals of the bar's batch are committed), the row is judged against the stored bar closing
+exactly then (``trading.ai.scoring``). A horizon bar the
 platform never received (a gap in the data, a replay that started over) leaves the row void:
 scored, with no outcome, and out of every figure.
 
@@ -44,11 +45,6 @@ class Prediction:
     side: str
     p_up: float
     confidence: float
-
-
-def open_score(signal: Signal, bar: Bar, horizon_bars: int) -> SignalScore:
-    """The score row of a signal made on ``bar`` by a model predicting ``horizon_bars`` ahead."""
-    return open_scores(signal, bar, [own_prediction(signal, horizon_bars)])[0]
 
 
 def own_prediction(signal: Signal, horizon_bars: int) -> Prediction:

@@ -233,8 +233,8 @@ def generate_signal(event: Event) -> Signal | None:
         probability_up=float(p_up),
         features={name: float(value) for name, value in zip(FEATURE_NAMES, row, strict=True)},
     )
-    # After the signal, which the next bars of the batch wait for: the challenger's prediction,
-    # the score rows (one statement for both), and the counters, written once it commits.
+    # After the signal, and cheap, since the batch's next bars wait for it: the challenger's
+    # prediction and the score rows (one statement for both). The counters wait for the commit.
     predictions = [own_prediction(signal, model.horizon_bars)]
     shadow = shadow_prediction(row, model)
     if shadow is not None:
