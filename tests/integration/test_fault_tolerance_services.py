@@ -281,19 +281,27 @@ ROUND_TRIP_NOTIONAL = Decimal("150")
 
 
 def open_and_close_one_each(quantities: dict[str, Decimal]) -> list[str]:
-    """A buy and a sell of the same quantity in every symbol, sent to exec-risk together, as the
-    ai service sends its signals: each pair opens a position and closes it (whichever of the
-    two exec-risk decides first opens it). Returns the signals' ids."""
+    """A buy of the quantity in every symbol, sent to exec-risk together, and once they are
+    filled a sell of the same: each pair opens a position and closes it. (On a spot account a
+    sell decided before its buy filled is refused: nothing to sell yet.) Returns the signals'
+    ids."""
+    from trading.models import Signal
     from trading.risk.services import get_account
 
     account = get_account()
     ids = []
-    for symbol, quantity in quantities.items():
-        for side in ("BUY", "SELL"):
-            signal = saved_signal(
-                account, symbol=symbol, side=side, quantity=quantity, hand_off=True
-            )
-            ids.append(str(signal.pk))
+    for side in ("BUY", "SELL"):
+        sent = [
+            str(saved_signal(account, symbol=symbol, side=side, quantity=quantity,
+                             hand_off=True).pk)
+            for symbol, quantity in quantities.items()
+        ]  # fmt: skip
+        wait_for(
+            lambda sent=sent: not undecided(Signal.objects.filter(pk__in=sent)),
+            30,
+            f"exec-risk to decide the {side} signals",
+        )
+        ids.extend(sent)
     return ids
 
 
