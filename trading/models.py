@@ -365,6 +365,9 @@ class Order(models.Model):
 
     class Meta:
         ordering = ["-created_at", "-id"]
+        # The pre-trade checks count an account's orders of the last minute on every signal:
+        # without it, a walk over every order the account ever placed.
+        indexes = [models.Index(fields=["account", "created_at"], name="order_account_created")]
 
     def __str__(self) -> str:
         return f"{self.client_order_id} {self.side} {self.quantity} {self.symbol} {self.status}"
@@ -436,6 +439,9 @@ class Position(models.Model):
                 name="one_open_position_per_symbol",
             )
         ]
+        # An account's open positions, read on every order's way: without it, a walk over every
+        # position the account ever held (a partial index serves only a literal status).
+        indexes = [models.Index(fields=["account", "status"], name="position_account_status")]
 
     def __str__(self) -> str:
         return f"{self.symbol} {self.quantity} @ {self.average_entry_price} ({self.status})"

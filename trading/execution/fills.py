@@ -118,9 +118,13 @@ def move_position(order: Order, fill: Fill, events: OutboxEvents, counters: list
         position.realized_pnl = new_state.realized_pnl
         position.fees_paid = new_state.fees_paid
         position.version += 1
-        position.save()
+        position.save(update_fields=_MOVED)
         _announce("position.changed", order, position, events, counters)
     return effect.realized_pnl
+
+
+# What a fill changes of an open position.
+_MOVED = ["quantity", "average_entry_price", "cost_basis", "realized_pnl", "fees_paid", "version"]
 
 
 def _open(order, state, fill, *, fees, realized, events, counters) -> None:
@@ -149,7 +153,7 @@ def _close(order, position, state, realized, fee, fill, events, counters) -> Non
     position.status = Position.Status.CLOSED
     position.closed_at = fill.ts
     position.version += 1
-    position.save()
+    position.save(update_fields=[*_MOVED, "status", "closed_at"])
     _announce("position.closed", order, position, events, counters)
 
 

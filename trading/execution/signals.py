@@ -65,7 +65,8 @@ def process_signal(signal_id: uuid.UUID | str) -> Signal:
     Safe to call any number of times: only the first call that finds the signal pending acts.
     """
     started = time.perf_counter()
-    signal = Signal.objects.select_related("account").get(pk=signal_id)
+    # The account's trading state comes along: the checks read it.
+    signal = Signal.objects.select_related("account__trading_state").get(pk=signal_id)
     if signal.status != Signal.Status.PENDING:
         order = signal.orders.first()
         if order is not None and order.status == Order.Status.UNKNOWN:

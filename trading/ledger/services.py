@@ -23,7 +23,7 @@ from typing import Protocol
 
 from django.conf import settings
 from django.db import IntegrityError, transaction
-from django.db.models import Sum
+from django.db.models import F, QuerySet, Sum
 from django.utils import timezone
 
 from trading.events import outbox
@@ -619,11 +619,20 @@ def account_equity(account: Account, marks: dict[str, Decimal]) -> Decimal:
     return valuation(account, marks).equity
 
 
+def fills_since(account: Account, start: datetime) -> QuerySet[Fill]:
+    """The account's fills at or after ``start``, found through their time: the account is
+    compared after the join (``+ 0``), so SQLite does not walk every order the account ever
+    placed to find today's few fills."""
+    return (
+        Fill.objects.filter(ts__gte=start)
+        .alias(fill_account=F("order__account_id") + 0)
+        .filter(fill_account=account.pk)
+    )
+
+
 def realized_since(account: Account, start: datetime) -> Decimal:
     """Realized PnL net of fees of the fills since ``start``."""
-    totals = Fill.objects.filter(order__account=account, ts__gte=start).aggregate(
-        realized=Sum("realized_pnl"), fees=Sum("fee")
-    )
+    totals = fills_since(account, start).aggregate(realized=Sum("realized_pnl"), fees=Sum("fee"))
     return (totals["realized"] or ZERO) - (totals["fees"] or ZERO)
 
 
@@ -687,8 +696,7 @@ def daily_pnl(
 
 
 def daily_trades(account: Account, now: datetime | None = None) -> int:
-    start = utc_day_start(now or timezone.now())
-    return Fill.objects.filter(order__account=account, ts__gte=start).count()
+    return fills_since(account, utc_day_start(now or timezone.now())).count()
 
 
 @dataclass(frozen=True)

@@ -83,7 +83,10 @@ def limits_for(symbol: str) -> Limits:
 
 
 def current_state(account: Account) -> TradingState:
-    record = TradingStateRecord.objects.get(account=account)
+    """The account's trading state; read with the account when it came with
+    ``select_related("trading_state")``."""
+    cached = Account.trading_state.is_cached(account)
+    record = account.trading_state if cached else TradingStateRecord.objects.get(account=account)
     return TradingState(record.state)
 
 
