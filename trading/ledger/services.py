@@ -641,12 +641,18 @@ def day_open(account: Account, marks: dict[str, Decimal], now: datetime | None =
     the positions held at 00:00 (from the fills before it) at ``marks`` (an unpriced symbol at
     the price of its last fill)."""
     start = utc_day_start(now or timezone.now())
+    # A day's open is written once and never changes: read once per process (the key carries
+    # the account's creation time, so an account made again under an old id is not mistaken).
+    key = (account.pk, account.created_at, start.date())
+    if key in _day_opens:
+        return _day_opens[key]
     recorded = (
         DayOpen.objects.filter(account=account, day=start.date())
         .values_list("unrealized_pnl", flat=True)
         .first()
     )
     if recorded is not None:
+        _remember_day_open(key, recorded)
         return recorded
     before = Fill.objects.filter(order__account=account, ts__lt=start)
     quantities: dict[str, Decimal] = {}
@@ -673,8 +679,23 @@ def day_open(account: Account, marks: dict[str, Decimal], now: datetime | None =
                 recorded_at=now or timezone.now(),
             )
     except IntegrityError:  # another process recorded the day first: its figure stands
-        return DayOpen.objects.get(account=account, day=start.date()).unrealized_pnl
+        unrealized = DayOpen.objects.get(account=account, day=start.date()).unrealized_pnl
+    else:
+        transaction.on_commit(lambda: _remember_day_open(key, unrealized))
+        return unrealized
+    _remember_day_open(key, unrealized)
     return unrealized
+
+
+# The day opens this process has read: a handful of accounts, a key a day.
+_day_opens: dict[tuple, Decimal] = {}
+_DAY_OPENS_KEPT = 64
+
+
+def _remember_day_open(key: tuple, unrealized: Decimal) -> None:
+    if len(_day_opens) >= _DAY_OPENS_KEPT:
+        _day_opens.clear()
+    _day_opens[key] = unrealized
 
 
 def daily_pnl(

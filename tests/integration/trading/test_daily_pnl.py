@@ -97,3 +97,23 @@ def test_the_daily_pnl_crosses_midnight_from_the_00_00_mark(api, client, btc):
         assert api.get("/api/v1/risk").json()["state"] == "HALTED"
         # Without the open's mark it would have been 86.91 - 300 = -213.09: no halt.
         assert ledger.realized_since(account, MIDNIGHT) == realized_today
+
+
+def test_a_day_open_is_kept_per_account_and_an_account_made_again_reads_its_own(market):
+    from trading.models import Account
+
+    marks = latest_prices()
+    with time_machine.travel(MIDNIGHT + timedelta(hours=1), tick=False):
+        first = Account.objects.create(name="again")
+        assert ledger.day_open(first, marks) == 0
+        reused = first.pk
+        first.delete()  # its day open goes with it
+    with time_machine.travel(MIDNIGHT + timedelta(hours=2), tick=False):
+        second = Account.objects.create(pk=reused, name="again")
+        DayOpen.objects.create(
+            account=second, day=MIDNIGHT.date(), unrealized_pnl=D(7), recorded_at=MIDNIGHT
+        )
+        assert ledger.day_open(second, marks) == 7
+        # Written once a day, never changed: read once.
+        DayOpen.objects.filter(account=second).update(unrealized_pnl=D(8))
+        assert ledger.day_open(second, marks) == 7
