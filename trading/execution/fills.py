@@ -63,15 +63,18 @@ def record_fill(order: Order, fill: ExchangeFill, events: OutboxEvents, counters
 
 
 def unrecorded(order: Order, fills: Sequence[ExchangeFill]) -> list[ExchangeFill]:
-    """The fills of the answer the order has not stored yet (one query), in the answer's order,
-    each trade once."""
+    """The fills of the answer the order has not stored yet, in the answer's order, each trade
+    once. ``order`` as locked: an order with nothing filled has no fill stored (each stored
+    fill adds to ``filled_quantity`` in its transaction), so only one with fills is looked up."""
     if not fills:
         return []
-    known = set(
-        Fill.objects.filter(order=order, trade_id__in=[f.trade_id for f in fills]).values_list(
-            "trade_id", flat=True
+    known: set[str] = set()
+    if order.filled_quantity:
+        known.update(
+            Fill.objects.filter(order=order, trade_id__in=[f.trade_id for f in fills]).values_list(
+                "trade_id", flat=True
+            )
         )
-    )
     fresh = []
     for fill in fills:
         if fill.trade_id not in known:
