@@ -245,7 +245,8 @@ def main() -> None:
     port = free_port()
     base = f"http://127.0.0.1:{port}"
     ws_port = free_port()
-    env["WS_PORT"] = str(ws_port)
+    # The websocket accepts the page's origin, which it learns from the web server's port.
+    env["PORT"], env["WS_PORT"] = str(port), str(ws_port)
     servers = [
         web_server(port, env, var / "log").start(),
         socket_server(ws_port, env, var / "log").start(),
