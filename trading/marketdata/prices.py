@@ -36,6 +36,7 @@ def _key() -> str:
 
 
 HISTORY_BARS = 500
+_PARSED_BARS_KEPT = 2048
 
 
 def record_bars(bars: list[Bar], *, client: redis.Redis | None = None, now: float | None = None):
@@ -76,10 +77,10 @@ def recent_bars(symbol: str, count: int = HISTORY_BARS, *, client: redis.Redis |
 
 
 # A reader of a history asks for nearly the same bars on every bar (the ai service reads the last
-# WARMUP_BARS of a symbol each time): each stored text is parsed once per process. Bars are
-# immutable, so sharing one between readers is safe; the size holds the histories of a dozen
-# symbols.
-@functools.lru_cache(maxsize=8 * HISTORY_BARS)
+# WARMUP_BARS + 1 of a symbol each time): each stored text is parsed once per process. Bars are
+# immutable, so sharing one between readers is safe; the size holds those windows (121 bars) of
+# a dozen symbols, so a process's memory stops growing once a few hundred steps have played.
+@functools.lru_cache(maxsize=_PARSED_BARS_KEPT)
 def _parsed(text: str | bytes) -> Bar:
     return Bar.from_payload(json.loads(text))
 
