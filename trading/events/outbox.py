@@ -280,11 +280,12 @@ def _relay_fast(client: redis.Redis, recorded: Sequence[_Row]) -> None:
     ``_marks``."""
     if not recorded:
         return
-    held = _marks.take_held({row.event.correlation_id for row in recorded})
+    correlation_ids = {row.event.correlation_id for row in recorded}
+    held = _marks.take_held(correlation_ids)
     if held:
         recorded = sorted([*held, *recorded], key=lambda row: row.pk)
     mine = {row.pk: row for row in recorded}
-    waiting = _waiting(max(mine), {row.event.correlation_id for row in recorded})
+    waiting = _waiting(max(mine), correlation_ids)
     if not waiting or len(waiting) > FAST_PATH_ROWS:
         return  # published already, rolled back, or a backlog the loop takes in order
     # A row of this process's is only taken as it is when the database holds that very event

@@ -239,7 +239,12 @@ def account_cash(account: Account) -> Decimal:
         .values_list("net", "transferred")
         .first()
     )
-    return account.starting_cash + (ZERO if row is None else book.exact_sum(*row))
+    return _cash(account, row)
+
+
+def _cash(account: Account, quote_row: tuple[Decimal, Decimal] | None) -> Decimal:
+    """Starting cash plus the quote asset's running total (its net and transferred)."""
+    return account.starting_cash + (ZERO if quote_row is None else book.exact_sum(*quote_row))
 
 
 def ledger_nets(account_id: int) -> dict[str, Decimal]:
@@ -572,8 +577,7 @@ def utc_day_start(now: datetime) -> datetime:
 
 
 def valuation(account: Account, marks: dict[str, Decimal]) -> Valuation:
-    positions = [position_state(p, p.symbol) for p in open_positions(account, ordered=False)]
-    return _value(account, account_cash(account), positions, marks)
+    return _value(account, account_cash(account), open_positions(account, ordered=False), marks)
 
 
 @dataclass(frozen=True)
@@ -589,20 +593,18 @@ class Snapshot:
 def snapshot(account: Account, marks: dict[str, Decimal]) -> Snapshot:
     positions = open_positions(account, ordered=False)
     rows = list(BalanceRow.objects.filter(account=account))
-    quote = next((row for row in rows if row.asset == QUOTE_ASSET), None)
-    cash = account.starting_cash + (
-        ZERO if quote is None else book.exact_sum(quote.net, quote.transferred)
-    )
-    states = [position_state(p, p.symbol) for p in positions]
-    return Snapshot(positions, _balances_of(account, rows), _value(account, cash, states, marks))
+    quote = next(((r.net, r.transferred) for r in rows if r.asset == QUOTE_ASSET), None)
+    valued = _value(account, _cash(account, quote), positions, marks)
+    return Snapshot(positions, _balances_of(account, rows), valued)
 
 
 def _value(
-    account: Account, cash: Decimal, positions: list[PositionState], marks: dict[str, Decimal]
+    account: Account, cash: Decimal, positions: list[Position], marks: dict[str, Decimal]
 ) -> Valuation:
     """Spot: cash plus the holdings at their marks. Futures: the wallet plus the positions'
     unrealized PnL (the margin balance): a contract is worth what it would settle for."""
-    current = book.value_account(cash, positions, marks)
+    states = [position_state(p, p.symbol) for p in positions]
+    current = book.value_account(cash, states, marks)
     if not is_futures(account):
         return current
     return Valuation(
@@ -680,10 +682,9 @@ def day_open(account: Account, marks: dict[str, Decimal], now: datetime | None =
             )
     except IntegrityError:  # another process recorded the day first: its figure stands
         unrealized = DayOpen.objects.get(account=account, day=start.date()).unrealized_pnl
+        _remember_day_open(key, unrealized)
     else:
         transaction.on_commit(lambda: _remember_day_open(key, unrealized))
-        return unrealized
-    _remember_day_open(key, unrealized)
     return unrealized
 
 
@@ -739,9 +740,7 @@ class Book:
 
 def read_book(account: Account, marks: dict[str, Decimal], now: datetime | None = None) -> Book:
     positions = open_positions(account)
-    current = _value(
-        account, account_cash(account), [position_state(p, p.symbol) for p in positions], marks
-    )
+    current = _value(account, account_cash(account), positions, marks)
     realized = Position.objects.filter(account=account).aggregate(
         realized=Sum("realized_pnl"), fees=Sum("fees_paid")
     )
