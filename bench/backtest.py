@@ -41,15 +41,14 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from tests.support.backtests import SYMBOLS  # noqa: E402
+from tests.support.backtests import settings as backtest_settings  # noqa: E402
 from trading.backtest.engine import Backtest, Settings, steps_of  # noqa: E402
 from trading.backtest.report import build_report  # noqa: E402
 from trading.execution.paper import PaperConfig  # noqa: E402
 from trading.marketdata.klines import load_bundled_bars  # noqa: E402
-from trading.marketdata.symbols import load_bundled_rules  # noqa: E402
-from trading.risk.checks import Limits  # noqa: E402
 from trading.strategies.rules import SmaCrossover  # noqa: E402
 
-SYMBOLS = ("BTCUSDT", "ETHUSDT", "SOLUSDT")
 FAST, SLOW, NOTIONAL = 10, 30, Decimal(1000)
 CASH = Decimal(100_000)
 COMMISSION = 0.001
@@ -57,21 +56,10 @@ GOAL_AI_SHARE = 0.3
 
 
 def settings() -> Settings:
-    limits = Limits(
-        max_position_notional=Decimal(50_000),
-        max_total_exposure=Decimal(100_000),
-        max_leverage=1,
-        max_open_positions=3,
-        daily_loss_limit=Decimal(50_000),
-        max_drawdown=Decimal("0.9"),
-        max_orders_per_minute=100,
-        allowed_symbols=SYMBOLS,
-    )
-    return Settings(
-        paper=PaperConfig(taker_fee_rate=Decimal(str(COMMISSION))),
-        limits=limits,
-        rules=load_bundled_rules(),
-        starting_cash=CASH,
+    """The tests' backtest settings (limits that let the strategy's orders through, the bundled
+    rules, 100,000 USDT), with backtesting.py's commission as the taker fee."""
+    return backtest_settings(
+        paper=PaperConfig(taker_fee_rate=Decimal(str(COMMISSION))), starting_cash=CASH
     )
 
 

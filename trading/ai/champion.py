@@ -154,23 +154,19 @@ def judge_challenger() -> ModelDecision | None:
     now = timezone.now()
     with transaction.atomic():
         trial = ModelVersion.objects.challengers().filter(pk=candidate.pk)
+        ended, action, why = (
+            ("promoted_at", ModelDecision.Action.PROMOTED, "the promotion test passed")
+            if result.promote
+            else ("rejected_at", ModelDecision.Action.KEPT_OUT, "the promotion test did not pass")
+        )
+        if not trial.update(**{ended: now}):
+            return None
+        decision = _record(
+            candidate.version, action, SYSTEM, why, champion_version=_name(serving),
+            challenger_version=candidate.version, figures=figures, test=result.as_json(),
+        )  # fmt: skip
         if result.promote:
-            if not trial.update(promoted_at=now):
-                return None
-            decision = _record(
-                candidate.version, ModelDecision.Action.PROMOTED, SYSTEM,
-                "the promotion test passed", champion_version=_name(serving),
-                challenger_version=candidate.version, figures=figures, test=result.as_json(),
-            )  # fmt: skip
             _publish_promoted(decision)
-        else:
-            if not trial.update(rejected_at=now):
-                return None
-            decision = _record(
-                candidate.version, ModelDecision.Action.KEPT_OUT, SYSTEM,
-                "the promotion test did not pass", champion_version=_name(serving),
-                challenger_version=candidate.version, figures=figures, test=result.as_json(),
-            )  # fmt: skip
     logger.info(
         "challenger %s %s: Brier difference %.5f [%.5f, %.5f] on %d pairs, hit rate %.4f vs %.4f",
         candidate.version, decision.action, result.brier_difference.mean,

@@ -457,29 +457,22 @@ class Backtest:
             while recent and recent[0] < since:
                 recent.popleft()
         settings = self.settings
-        held = {p.symbol: p.quantity for p in self._open_positions}
+        futures = {}
         if self.futures:
-            return BookState(
-                trading_state=self.state,
-                kind=settings.kind,
-                positions=held,
-                balances=self._ledger_free(),
-                fee_rate=settings.paper.taker_fee_rate,
-                marks=self.marks,
-                daily_pnl=self._daily_pnl(),
-                orders_last_minute=len(recent),
-                available_balance=self._margin().available_balance,
-                brackets=self.brackets,
-            )
+            futures = {
+                "available_balance": self._margin().available_balance,
+                "brackets": self.brackets,
+            }
         return BookState(
             trading_state=self.state,
             kind=settings.kind,
-            positions=held,
+            positions={p.symbol: p.quantity for p in self._open_positions},
             balances=self._ledger_free(),
             fee_rate=settings.paper.taker_fee_rate,
             marks=self.marks,
             daily_pnl=self._daily_pnl(),
             orders_last_minute=len(recent),
+            **futures,
         )
 
     def _ledger_free(self) -> dict[str, Decimal]:

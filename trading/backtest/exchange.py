@@ -26,6 +26,7 @@ from trading.execution.adapter import (
     OrderRequest,
     OrderResult,
     OrderStatus,
+    rules_of,
 )
 from trading.execution.paper import PaperConfig, book_trade, placement_hold, simulate_market_fill
 from trading.marketdata.bars import Bar
@@ -72,12 +73,7 @@ class MemoryPaperExchange:
         self._used: dict[str, tuple[object, Decimal]] = {}
 
     def _rules(self, symbol: str) -> SymbolRules:
-        try:
-            return self.rules[symbol]
-        except KeyError:
-            raise ExchangeError(
-                f"Invalid symbol {symbol}", code=-1121, retryable=False, http_status=400
-            ) from None
+        return rules_of(self.rules, symbol)
 
     def _hold_asset(self, order: OrderResult) -> str:
         rules = self._rules(order.symbol)

@@ -15,12 +15,15 @@ from __future__ import annotations
 
 import hashlib
 import re
+from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime
 from decimal import Decimal
-from typing import Any, Literal, Protocol, runtime_checkable
+from typing import Any, Literal, Protocol, TypeVar, runtime_checkable
 
 from trading.primitives import FINAL_ORDER_STATUSES, OPEN_ORDER_STATUSES, OrderStatus
+
+T = TypeVar("T")
 
 Side = Literal["BUY", "SELL"]
 OrderType = Literal["MARKET", "LIMIT"]
@@ -237,6 +240,17 @@ class ExchangeError(Exception):
         if self.ambiguous:
             parts.append("ambiguous")
         return f"{self.message} ({', '.join(parts)})"
+
+
+def rules_of(rules: Mapping[str, T], symbol: str) -> T:
+    """The symbol's rules, or the refusal Binance gives an order in a symbol it does not list
+    (-1121 "Invalid symbol"), as the paper exchanges give it."""
+    try:
+        return rules[symbol]
+    except KeyError:
+        raise ExchangeError(
+            f"Invalid symbol {symbol}", code=-1121, retryable=False, http_status=400
+        ) from None
 
 
 @runtime_checkable

@@ -49,6 +49,7 @@ from trading.execution.adapter import (
     OrderRequest,
     OrderResult,
     OrderStatus,
+    rules_of,
 )
 from trading.execution.paper import (
     PaperConfig,
@@ -199,12 +200,7 @@ class PaperExchange:
         self.client.srem(self._margin_books_key(), self.book)
 
     def _rules(self, symbol: str) -> SymbolRules:
-        try:
-            return self.rules[symbol]
-        except KeyError:
-            raise ExchangeError(
-                f"Invalid symbol {symbol}", code=-1121, retryable=False, http_status=400
-            ) from None
+        return rules_of(self.rules, symbol)
 
     # --- the adapter interface ------------------------------------------------------------
 
