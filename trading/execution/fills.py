@@ -16,6 +16,7 @@ from trading.ledger.book import Fill as PnlFill
 from trading.ledger.book import PositionChange, apply_fill, fill_from_trade
 from trading.marketdata.services import symbol_rules
 from trading.models import Fill, Order, Position
+from trading.prepared import Param, Prepared
 
 
 def record_fill(order: Order, fill: ExchangeFill, events: OutboxEvents, counters: list) -> Fill:
@@ -92,11 +93,8 @@ def _lot_step(symbol: str) -> Decimal:
 
 def move_position(order: Order, fill: Fill, events: OutboxEvents, counters: list) -> Decimal:
     """Applies a fill to the account's open position in its symbol; returns the realized PnL."""
-    position = (
-        Position.objects.select_for_update()
-        .filter(account=order.account, symbol=order.symbol, status=Position.Status.OPEN)
-        .first()
-    )
+    found = _LOCKED_POSITION.objects(account=order.account_id, symbol=order.symbol)
+    position = found[0] if found else None
     if position is not None:
         position.account = order.account  # for its events, without loading it again
     state = ledger.position_state(position, order.symbol)
@@ -125,6 +123,19 @@ def move_position(order: Order, fill: Fill, events: OutboxEvents, counters: list
         _announce("position.changed", order, position, events, counters)
     return effect.realized_pnl
 
+
+# The account's open position in a symbol, locked (at most one: a unique constraint).
+_LOCKED_POSITION = Prepared(
+    lambda: (
+        Position.objects.select_for_update()
+        .filter(
+            account_id=Param("account", Position._meta.get_field("account")),
+            symbol=Param("symbol", Position._meta.get_field("symbol")),
+            status=Position.Status.OPEN,
+        )
+        .order_by("pk")[:1]
+    )
+)
 
 # What a fill changes of an open position.
 _MOVED = ["quantity", "average_entry_price", "cost_basis", "realized_pnl", "fees_paid", "version"]

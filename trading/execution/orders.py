@@ -23,6 +23,7 @@ from trading.execution.venue import exchange
 from trading.ledger import services as ledger
 from trading.marketdata.prices import latest_prices
 from trading.models import Fill, Order, Signal
+from trading.prepared import Param, Prepared
 from trading.risk import services as risk
 from trading.risk.reasons import Reason
 from trading.store import redis_client
@@ -172,11 +173,10 @@ def apply_order_result(order_id: int, result: OrderResult) -> Order:
         # Locks the order and its account's row (on PostgreSQL, one answer at a time per
         # account); the signal comes along unlocked, for the position a fill may open (a
         # flatten order has none: an outer join, which PostgreSQL cannot lock).
-        order = (
-            Order.objects.select_for_update(of=("self", "account"))
-            .select_related("account", "signal")
-            .get(pk=order_id)
-        )
+        found = _LOCKED_ORDER.objects(pk=order_id)
+        if not found:
+            raise Order.DoesNotExist(f"no order {order_id}")
+        order = found[0]
         result, note = _with_fills(order, result)
         held = ledger.order_lock(order)[1]
         if order.status in (Order.Status.NEW, Order.Status.UNKNOWN):
@@ -218,6 +218,16 @@ def apply_order_result(order_id: int, result: OrderResult) -> Order:
     if traded:
         risk.apply_automatic_state(order.account, latest_prices())
     return order
+
+
+_LOCKED_ORDER = Prepared(
+    lambda: (
+        Order.objects.select_for_update(of=("self", "account"))
+        .select_related("account", "signal")
+        .filter(pk=Param("pk", Order._meta.pk))
+        .order_by()
+    )
+)
 
 
 def _count(counters: list) -> None:

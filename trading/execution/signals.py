@@ -25,6 +25,7 @@ from trading.ledger import services as ledger
 from trading.marketdata.prices import latest_quotes
 from trading.marketdata.services import symbol_rules
 from trading.models import Order, Position, Signal
+from trading.prepared import Param, Prepared
 from trading.risk import services as risk
 from trading.risk.checks import OrderIntent, evaluate
 from trading.risk.reasons import Reason
@@ -66,7 +67,10 @@ def process_signal(signal_id: uuid.UUID | str) -> Signal:
     """
     started = time.perf_counter()
     # The account's trading state comes along: the checks read it.
-    signal = Signal.objects.select_related("account__trading_state").get(pk=signal_id)
+    found = _SIGNAL_WITH_STATE.objects(pk=signal_id)
+    if not found:
+        raise Signal.DoesNotExist(f"no signal {signal_id}")
+    signal = found[0]
     if signal.status != Signal.Status.PENDING:
         order = signal.orders.first()
         if order is not None and order.status == Order.Status.UNKNOWN:
@@ -117,7 +121,17 @@ def process_signal(signal_id: uuid.UUID | str) -> Signal:
         return Signal.objects.get(pk=signal.pk)
     submit_order(order)
     metrics.ORDER_LATENCY.observe(time.perf_counter() - started)
-    return Signal.objects.get(pk=signal.pk)
+    return _SIGNAL.objects(pk=signal.pk)[0]
+
+
+_SIGNAL_WITH_STATE = Prepared(
+    lambda: (
+        Signal.objects.select_related("account__trading_state")
+        .filter(pk=Param("pk", Signal._meta.pk))
+        .order_by()
+    )
+)
+_SIGNAL = Prepared(lambda: Signal.objects.filter(pk=Param("pk", Signal._meta.pk)).order_by())
 
 
 def reduces_only(signal: Signal) -> bool:

@@ -41,6 +41,7 @@ from trading.models import (
     TradingStateRecord,
 )
 from trading.models import AssetBalance as BalanceRow
+from trading.prepared import Param, Prepared
 from trading.risk.reasons import AlertReason
 
 logger = logging.getLogger(__name__)
@@ -188,8 +189,23 @@ def fee_rate() -> Decimal:
 def open_positions(account: Account, *, ordered: bool = True) -> list[Position]:
     """The account's open positions, newest first; in no set order with ``ordered=False``,
     for the checks on every order's way, where the sort costs a tenth of a millisecond."""
-    positions = Position.objects.filter(account=account, status=Position.Status.OPEN)
-    return list(positions if ordered else positions.order_by())
+    return (_OPEN_POSITIONS if ordered else _OPEN_POSITIONS_UNORDERED).objects(account=account.pk)
+
+
+def _account_param(model) -> Param:
+    return Param("account", model._meta.get_field("account"))
+
+
+_OPEN_POSITIONS = Prepared(
+    lambda: Position.objects.filter(
+        account_id=_account_param(Position), status=Position.Status.OPEN
+    )
+)
+_OPEN_POSITIONS_UNORDERED = Prepared(
+    lambda: Position.objects.filter(
+        account_id=_account_param(Position), status=Position.Status.OPEN
+    ).order_by()
+)
 
 
 def position_state(position: Position | None, symbol: str) -> PositionState:
@@ -297,10 +313,30 @@ def order_lock(order: Order) -> tuple[str, Decimal]:
 
 
 def _row(account_id: int, asset: str) -> BalanceRow:
+    """The account's running total in ``asset``, locked; made at its first use."""
+    found = _BALANCE_ROW.objects(account=account_id, asset=asset)
+    if found:
+        return found[0]
     row, _ = BalanceRow.objects.select_for_update().get_or_create(
         account_id=account_id, asset=asset
     )
     return row
+
+
+_BALANCE_ROW = Prepared(
+    lambda: BalanceRow.objects.select_for_update().filter(
+        account_id=_account_param(BalanceRow),
+        asset=Param("asset", BalanceRow._meta.get_field("asset")),
+    )
+)
+# Every running total of an account, locked: the rows a fill moves are among them (the account's
+# own row is locked first, so no other answer of the account waits on the rest).
+_LOCKED_BALANCES = Prepared(
+    lambda: BalanceRow.objects.select_for_update().filter(account_id=_account_param(BalanceRow))
+)
+_BALANCES = Prepared(
+    lambda: BalanceRow.objects.filter(account_id=_account_param(BalanceRow)).order_by()
+)
 
 
 def lock_order(order: Order) -> None:
@@ -366,9 +402,8 @@ def record_fills(order: Order, fills: list[Fill], held_before: Decimal) -> None:
     nets: dict[str, Decimal] | None = None
     rows = {
         row.asset: row
-        for row in BalanceRow.objects.select_for_update().filter(
-            account_id=order.account_id, asset__in=list(moves)
-        )
+        for row in _LOCKED_BALANCES.objects(account=order.account_id)
+        if row.asset in moves
     }
     for asset, moved in moves.items():
         row = rows.get(asset)
@@ -592,7 +627,7 @@ class Snapshot:
 
 def snapshot(account: Account, marks: dict[str, Decimal]) -> Snapshot:
     positions = open_positions(account, ordered=False)
-    rows = list(BalanceRow.objects.filter(account=account))
+    rows = _BALANCES.objects(account=account.pk)
     quote = next(((r.net, r.transferred) for r in rows if r.asset == QUOTE_ASSET), None)
     valued = _value(account, _cash(account, quote), positions, marks)
     return Snapshot(positions, _balances_of(account, rows), valued)
@@ -634,8 +669,22 @@ def fills_since(account: Account, start: datetime) -> QuerySet[Fill]:
 
 def realized_since(account: Account, start: datetime) -> Decimal:
     """Realized PnL net of fees of the fills since ``start``."""
-    totals = fills_since(account, start).aggregate(realized=Sum("realized_pnl"), fees=Sum("fee"))
-    return (totals["realized"] or ZERO) - (totals["fees"] or ZERO)
+    totals = _REALIZED_SINCE.rows(start=start, account=account.pk)
+    realized, fees = totals[0] if totals else (None, None)
+    return (realized or ZERO) - (fees or ZERO)
+
+
+# ``fills_since``'s sums, as one group (none without fills).
+_REALIZED_SINCE = Prepared(
+    lambda: (
+        Fill.objects.filter(ts__gte=Param("start", Fill._meta.get_field("ts")))
+        .annotate(fill_account=F("order__account_id") + 0)
+        .filter(fill_account=Param("account", Order._meta.get_field("account")))
+        .values("fill_account")
+        .annotate(realized=Sum("realized_pnl"), fees=Sum("fee"))
+        .values_list("realized", "fees")
+    )
+)
 
 
 def day_open(account: Account, marks: dict[str, Decimal], now: datetime | None = None) -> Decimal:

@@ -14,6 +14,7 @@ from decimal import Decimal
 
 from django.conf import settings
 from django.db import transaction
+from django.db.models import Count, Q
 from django.utils import timezone
 
 from trading import bus
@@ -30,6 +31,7 @@ from trading.models import (
     TradingStateChange,
     TradingStateRecord,
 )
+from trading.prepared import Param, Prepared
 from trading.risk.checks import BookState, Limits
 from trading.risk.reasons import Reason
 from trading.risk.state import InvalidTransition, TradingState, automatic_state, transition
@@ -57,8 +59,20 @@ def get_account(name: str = MAIN_ACCOUNT) -> Account:
 
 
 def global_limits() -> RiskLimits:
+    found = _GLOBAL_LIMITS.objects()
+    if found:
+        return found[0]
     limits, _ = RiskLimits.objects.get_or_create(symbol="")
     return limits
+
+
+_GLOBAL_LIMITS = Prepared(lambda: RiskLimits.objects.filter(symbol=""))
+# The global row and the symbol's, when it has one.
+_LIMITS_FOR = Prepared(
+    lambda: RiskLimits.objects.filter(
+        Q(symbol="") | Q(symbol=Param("symbol", RiskLimits._meta.get_field("symbol")))
+    ).order_by()
+)
 
 
 def limits_for(symbol: str) -> Limits:
@@ -66,7 +80,7 @@ def limits_for(symbol: str) -> Limits:
 
     ``allowed_symbols`` always comes from the global row.
     """
-    rows = {row.symbol: row for row in RiskLimits.objects.filter(symbol__in=("", symbol))}
+    rows = {row.symbol: row for row in _LIMITS_FOR.objects(symbol=symbol)}
     base = rows.get("") or global_limits()
     row = rows.get(symbol, base)
     return Limits(
@@ -85,9 +99,32 @@ def limits_for(symbol: str) -> Limits:
 def current_state(account: Account) -> TradingState:
     """The account's trading state; read with the account when it came with
     ``select_related("trading_state")``."""
-    cached = Account.trading_state.is_cached(account)
-    record = account.trading_state if cached else TradingStateRecord.objects.get(account=account)
-    return TradingState(record.state)
+    if Account.trading_state.is_cached(account):
+        return TradingState(account.trading_state.state)
+    found = _TRADING_STATE.rows(account=account.pk)
+    if not found:
+        raise TradingStateRecord.DoesNotExist(f"no trading state for account {account.pk}")
+    return TradingState(found[0][0])
+
+
+_TRADING_STATE = Prepared(
+    lambda: TradingStateRecord.objects.filter(
+        account_id=Param("account", TradingStateRecord._meta.get_field("account"))
+    ).values_list("state")
+)
+# The account's orders since a time, counted (no row without any).
+_ORDERS_SINCE = Prepared(
+    lambda: (
+        Order.objects.filter(
+            account_id=Param("account", Order._meta.get_field("account")),
+            created_at__gte=Param("since", Order._meta.get_field("created_at")),
+        )
+        .order_by()
+        .values("account_id")
+        .annotate(orders=Count("pk"))
+        .values_list("orders")
+    )
+)
 
 
 def book_state(
@@ -104,7 +141,7 @@ def book_state(
     held = [p for p in book.positions if p.quantity]
     # Without a quote, a position is valued at its entry price rather than not at all.
     unpriced = {p.symbol: p.average_entry_price for p in held if p.symbol not in marks}
-    recent = Order.objects.filter(account=account, created_at__gte=now - timedelta(minutes=1))
+    recent = _ORDERS_SINCE.rows(account=account.pk, since=now - timedelta(minutes=1))
     futures = {}
     if ledger.is_futures(account):
         futures = {
@@ -119,7 +156,7 @@ def book_state(
         fee_rate=fee_rate,
         marks={**unpriced, **marks},
         daily_pnl=ledger.daily_pnl(account, marks, now, current=book.valuation),
-        orders_last_minute=recent.count(),
+        orders_last_minute=recent[0][0] if recent else 0,
         **futures,
     )
 
