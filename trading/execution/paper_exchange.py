@@ -34,7 +34,7 @@ compares them.
 from __future__ import annotations
 
 import json
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from decimal import Context, Decimal
 from typing import Any
@@ -53,6 +53,7 @@ from trading.execution.adapter import (
 )
 from trading.execution.paper import (
     PaperConfig,
+    SimFill,
     book_trade,
     placement_hold,
     simulate_market_fill,
@@ -117,6 +118,26 @@ def _stored_from_json(raw: str) -> tuple[OrderResult, str, Decimal]:
         else None,
     )
     return result, data.get("book", DEFAULT_BOOK), Decimal(data.get("held", "0"))
+
+
+def _amounts(assets: tuple[str, ...], texts: list[str | None]) -> dict[str, Decimal]:
+    return {asset: Decimal(text or "0") for asset, text in zip(assets, texts, strict=True)}
+
+
+@dataclass(frozen=True, slots=True)
+class _Booking:
+    """What one fill does to an order and its book: the order after it, the quantity filled at
+    ``price`` (zero when the book pays for none of it and the order expires), the book's new
+    totals (none when it expires), and the asset the order holds with its new locked amount and
+    what the order still holds."""
+
+    order: OrderResult
+    quantity: Decimal
+    price: Decimal
+    totals: dict[str, Decimal]
+    hold_asset: str
+    locked: Decimal
+    held: Decimal
 
 
 class PaperExchange:
@@ -233,36 +254,51 @@ class PaperExchange:
         if self.margin:
             # The ledger holds and checks the margin; nothing is held of the book here.
             need, asset = ZERO, rules.quote_asset
-            self.client.sadd(self._margin_books_key(), self.book)
         balances_key, locked_key = self._balances_key(self.book), self._locked_key(self.book)
         orders_key, used_key = self._orders_key(), self._used_key(quote.bar)
+        assets = (rules.base_asset, rules.quote_asset)
+        placed: dict[str, Any] = {}
 
-        # Under WATCH: the duplicate check, the free balance and the hold are one decision.
+        # Under WATCH: the duplicate check, the free balance, the hold and the fill the bar still
+        # allows are one decision. The bar's used volume is watched too, so two orders filling on
+        # one bar at once cannot both take what is left of it.
         def place(pipe: redis.client.Pipeline) -> None:
+            placed.clear()
             reads = self._reads()
+            if self.margin:
+                # Named before the decision, whatever it is, so this fill and every later one
+                # are booked as a futures book's.
+                reads.sadd(self._margin_books_key(), self.book)
             reads.hexists(orders_key, req.client_order_id)
             reads.exists(balances_key)
-            reads.hget(balances_key, asset)
-            reads.hget(locked_key, asset)
-            duplicate, seeded, total_text, locked_text = reads.execute()
+            self._queue_book_reads(reads, self.book, assets)
+            reads.get(used_key)
+            *_, duplicate, seeded, totals_text, locked_texts, margin, used = reads.execute()
             if duplicate:
                 raise ExchangeError("Duplicate order sent.", code=-2010, retryable=False)
-            total = Decimal(total_text or "0")
-            if not seeded and asset == rules.quote_asset:
-                total = self.starting_cash
-            locked = Decimal(locked_text or "0")
-            if not self.margin and need > _EXACT.subtract(total, locked):
+            totals, locked = _amounts(assets, totals_text), _amounts(assets, locked_texts)
+            if not seeded:
+                totals[rules.quote_asset] = self.starting_cash
+            if not self.margin and need > _EXACT.subtract(totals[asset], locked[asset]):
                 raise insufficient_balance()
+            locked[asset] = _EXACT.add(locked[asset], need)
+            sim = self._simulate(result, quote.bar, Decimal(used or "0"), rules)
             pipe.multi()
             if not seeded:
                 pipe.hset(balances_key, rules.quote_asset, str(self.starting_cash))
             pipe.hset(orders_key, req.client_order_id, _order_to_json(result, self.book, need))
             pipe.sadd(self._open_key(), req.client_order_id)
-            pipe.hset(locked_key, asset, str(_EXACT.add(locked, need)))
-            pipe.get(used_key)
+            pipe.hset(locked_key, asset, str(locked[asset]))
+            if sim is not None:
+                booking = self._booking(result, need, sim, rules, totals, locked, bool(margin))
+                number_at = self._queue_booking(pipe, booking, self.book, used_key)
+                placed.update(booking=booking, number_at=number_at)
 
-        *_, used = self.client.transaction(place, orders_key, balances_key, locked_key)
-        return self._fill_on_bar(result, quote.bar, Decimal(used or "0"))
+        results = self.client.transaction(place, orders_key, balances_key, locked_key, used_key)
+        if not placed:
+            return result
+        number = results[placed["number_at"]] if placed["number_at"] is not None else None
+        return self._fill_result(result, placed["booking"], number)
 
     def query_order(self, symbol: str, client_order_id: str) -> OrderResult:
         raw = self.client.hget(self._orders_key(), client_order_id)
@@ -317,19 +353,26 @@ class PaperExchange:
     def _used_key(self, bar: Bar) -> str:
         return rkey("paper", "used", bar.symbol, datetime_to_ms(bar.close_time))
 
-    def _fill_on_bar(
-        self, order: OrderResult, bar: Bar, already: Decimal | None = None
-    ) -> OrderResult:
-        """Fills what the bar still allows of ``order``; ``already`` is what the bar has filled
-        for any order so far (read here when not given)."""
+    def _fill_on_bar(self, order: OrderResult, bar: Bar) -> OrderResult:
+        """Fills what the bar still allows of ``order``."""
         rules = self._rules(order.symbol)
-        used_key = self._used_key(bar)
-        if already is None:
-            already = Decimal(self.client.get(used_key) or "0")
-        remaining = order.orig_quantity - order.executed_quantity
+        # A bar already used up, the common case for an order's rest, costs one read.
+        already = Decimal(self.client.get(self._used_key(bar)) or "0")
+        if self._simulate(order, bar, already, rules) is None:
+            return order
+        booked = self._book_fill(order, bar, rules)
+        if booked is None:
+            return order
+        return self._fill_result(order, *booked)
+
+    def _simulate(
+        self, order: OrderResult, bar: Bar, already: Decimal, rules: SymbolRules
+    ) -> SimFill | None:
+        """The fill the bar allows of the rest of ``order``, when ``already`` is what it has
+        filled for any order so far; None when it allows none."""
         sim = simulate_market_fill(
             order.side,
-            remaining,
+            order.orig_quantity - order.executed_quantity,
             bar.close,
             bar.volume,
             self.config,
@@ -338,21 +381,27 @@ class PaperExchange:
             step_size=rules.market_step_size or rules.step_size,
         )
         if sim is None or sim.quantity <= 0:
-            return order
-        booked = self._book_fill(order, used_key, sim.quantity, sim.price, rules)
-        if booked is None:
+            return None
+        return sim
+
+    def _fill_result(
+        self, order: OrderResult, booking: _Booking, number: int | None
+    ) -> OrderResult:
+        """What a fill returns to the caller: the order with the one new fill, or ``order``
+        expired."""
+        if not booking.quantity:
             return replace(order, status=OrderStatus.EXPIRED, transact_time=self.clock())
-        updated, quantity, number = booked
+        quantity, price = booking.quantity, booking.price
         fill = ExchangeFill(
-            price=sim.price,
+            price=price,
             quantity=quantity,
             commission=_EXACT.multiply(
-                self.config.taker_fee_rate, _EXACT.multiply(quantity, sim.price)
+                self.config.taker_fee_rate, _EXACT.multiply(quantity, price)
             ),
             commission_asset=QUOTE_ASSET,
             trade_id=f"{order.exchange_order_id}-{number}",
         )
-        return replace(updated, fills=(fill,))
+        return replace(booking.order, fills=(fill,))
 
     def _queue_store(
         self, pipe: redis.client.Pipeline, order: OrderResult, book: str, held: Decimal
@@ -388,86 +437,128 @@ class PaperExchange:
         rules = self._rules(order.symbol)
         return rules.base_asset if order.side == "SELL" else rules.quote_asset
 
-    def _book_fill(
+    def _queue_book_reads(
+        self, reads: redis.client.Pipeline, book: str, assets: tuple[str, ...]
+    ) -> None:
+        """Queues the reads a fill is decided on: the book's totals and locked amounts of
+        ``assets`` and whether it is a futures book."""
+        reads.hmget(self._balances_key(book), assets)
+        reads.hmget(self._locked_key(book), assets)
+        reads.sismember(self._margin_books_key(), book)
+
+    def _booking(
         self,
-        order: OrderResult,
-        used_key: str,
-        quantity: Decimal,
-        price: Decimal,
+        current: OrderResult,
+        held: Decimal,
+        sim: SimFill,
         rules: SymbolRules,
-    ) -> tuple[OrderResult, Decimal, int] | None:
-        """Books a fill of up to ``quantity`` of ``order`` at ``price`` all at once: the bar's
-        volume it used, its trade number, the order, the balances it moved and what the order
-        still holds. Returns the order after the fill, the quantity filled and the trade number;
-        None when the book cannot pay for any of it (the order is then expired, its hold given
-        back)."""
-        orders_key = self._orders_key()
-        step = rules.market_step_size or rules.step_size
+        totals: dict[str, Decimal],
+        locked: dict[str, Decimal],
+        margin: bool,
+    ) -> _Booking:
+        """Decides a fill of up to ``sim``'s quantity of ``current``, which holds ``held``, on a
+        book with ``totals`` and ``locked`` amounts of the symbol's assets."""
+        hold_asset = rules.quote_asset if margin else self._hold_asset(current)
+        hold = locked[hold_asset]
+        # The arithmetic is the backtest's too (``trading.execution.paper.book_trade``).
+        trade = book_trade(
+            current.side,
+            sim.quantity,
+            sim.price,
+            self.config,
+            held=held,
+            # A futures fill is paid for by the margin the ledger holds, not the book's cash.
+            free_quote=Decimal("Infinity")
+            if margin
+            else _EXACT.subtract(totals[rules.quote_asset], hold),
+            step_size=rules.market_step_size or rules.step_size,
+        )
+        if trade is None:
+            expired = replace(current, status=OrderStatus.EXPIRED, transact_time=self.clock())
+            given_back = max(ZERO, _EXACT.subtract(hold, held))
+            return _Booking(expired, ZERO, sim.price, {}, hold_asset, given_back, ZERO)
+        amount = trade.quantity
+        executed = current.executed_quantity + amount
+        updated = replace(
+            current,
+            status=OrderStatus.FILLED
+            if executed >= current.orig_quantity
+            else OrderStatus.PARTIALLY_FILLED,
+            executed_quantity=executed,
+            cumulative_quote=current.cumulative_quote + _EXACT.multiply(amount, trade.price),
+            transact_time=self.clock(),
+        )
+        released = held if not updated.is_open else min(held, trade.spent)
+        moves = {rules.base_asset: trade.base_move, rules.quote_asset: trade.quote_move}
+        return _Booking(
+            updated,
+            amount,
+            trade.price,
+            {asset: _EXACT.add(totals[asset], delta) for asset, delta in moves.items()},
+            hold_asset,
+            max(ZERO, _EXACT.subtract(hold, released)),
+            _EXACT.subtract(held, released),
+        )
+
+    def _queue_booking(
+        self, pipe: redis.client.Pipeline, booking: _Booking, book: str, used_key: str
+    ) -> int | None:
+        """Queues the writes of ``booking`` in a transaction: the bar's volume it used, its trade
+        number, the order, the balances it moved and what the order still holds. Returns where
+        the trade number is among the transaction's results (None when the order expires)."""
+        number_at = None
+        if booking.quantity:
+            pipe.incrbyfloat(used_key, float(booking.quantity))
+            pipe.expire(used_key, 86_400)
+            number_at = len(pipe)
+            pipe.hincrby(rkey("paper", "trade_seq"), booking.order.client_order_id, 1)
+        self._queue_store(pipe, booking.order, book, booking.held)
+        if booking.quantity:
+            pipe.hset(self._balances_key(book), mapping={
+                asset: str(total) for asset, total in booking.totals.items()
+            })  # fmt: skip
+        pipe.hset(self._locked_key(book), booking.hold_asset, str(booking.locked))
+        return number_at
+
+    def _book_fill(
+        self, order: OrderResult, bar: Bar, rules: SymbolRules
+    ) -> tuple[_Booking, int | None] | None:
+        """Books the fill the bar allows of ``order``'s rest all at once. Returns the booking
+        and the trade number (None when the book cannot pay for any of it: the order is then
+        expired, its hold given back); None when the bar allows nothing or the order is no
+        longer open."""
+        orders_key, used_key = self._orders_key(), self._used_key(bar)
+        assets = (rules.base_asset, rules.quote_asset)
         filled: dict[str, Any] = {}
 
         # Decimal sums under WATCH, not HINCRBYFLOAT: a float loses digits of fees and notionals.
         def book(pipe: redis.client.Pipeline) -> None:
+            filled.clear()
             current, book_id, held = _stored_from_json(pipe.hget(orders_key, order.client_order_id))
-            balances_key, locked_key = self._balances_key(book_id), self._locked_key(book_id)
-            assets = (rules.base_asset, rules.quote_asset)
             reads = self._reads()
-            reads.hmget(balances_key, assets)
-            reads.sismember(self._margin_books_key(), book_id)
-            reads.hmget(locked_key, assets)
-            totals_text, margin, locked_texts = reads.execute()
-            totals = {a: Decimal(text or "0") for a, text in zip(assets, totals_text, strict=True)}
-            hold_asset = self._hold_asset(order)
-            if margin:
-                hold_asset = rules.quote_asset
-            locked = Decimal(dict(zip(assets, locked_texts, strict=True))[hold_asset] or "0")
-            free_quote = _EXACT.subtract(totals[rules.quote_asset], locked)
-            # The arithmetic is the backtest's too (``trading.execution.paper.book_trade``).
-            trade = book_trade(
-                order.side,
-                quantity,
-                price,
-                self.config,
-                held=held,
-                # A futures fill is paid for by the margin the ledger holds, not the book's cash.
-                free_quote=Decimal("Infinity") if margin else free_quote,
-                step_size=step,
+            self._queue_book_reads(reads, book_id, assets)
+            reads.get(used_key)
+            totals_text, locked_texts, margin, used = reads.execute()
+            # Another process may have filled or ended it since it was listed.
+            sim = (
+                self._simulate(current, bar, Decimal(used or "0"), rules)
+                if current.is_open
+                else None
             )
-            if trade is None:
-                expired = replace(current, status=OrderStatus.EXPIRED, transact_time=self.clock())
-                pipe.multi()
-                self._queue_store(pipe, expired, book_id, ZERO)
-                pipe.hset(locked_key, hold_asset, str(max(ZERO, _EXACT.subtract(locked, held))))
-                filled.clear()
+            if sim is None:
                 return
-            amount, spent = trade.quantity, trade.spent
-            notional = _EXACT.multiply(amount, trade.price)
-            base_move, quote_move = trade.base_move, trade.quote_move
-            moves = {rules.base_asset: base_move, rules.quote_asset: quote_move}
-            executed = current.executed_quantity + amount
-            updated = replace(
-                current,
-                status=OrderStatus.FILLED
-                if executed >= current.orig_quantity
-                else OrderStatus.PARTIALLY_FILLED,
-                executed_quantity=executed,
-                cumulative_quote=current.cumulative_quote + notional,
-                transact_time=self.clock(),
-            )
-            released = held if not updated.is_open else min(held, spent)
+            totals, locked = _amounts(assets, totals_text), _amounts(assets, locked_texts)
+            booking = self._booking(current, held, sim, rules, totals, locked, bool(margin))
             pipe.multi()
-            pipe.incrbyfloat(used_key, float(amount))
-            pipe.expire(used_key, 86_400)
-            pipe.hincrby(rkey("paper", "trade_seq"), order.client_order_id, 1)
-            self._queue_store(pipe, updated, book_id, _EXACT.subtract(held, released))
-            pipe.hset(balances_key, mapping={
-                asset: str(_EXACT.add(totals[asset], delta)) for asset, delta in moves.items()
-            })  # fmt: skip
-            pipe.hset(locked_key, hold_asset, str(max(ZERO, _EXACT.subtract(locked, released))))
-            filled.update(order=updated, quantity=amount)
+            number_at = self._queue_booking(pipe, booking, book_id, used_key)
+            filled.update(booking=booking, number_at=number_at)
 
         # The order's hold and its book move together; every book an order can trade for is
-        # watched through the order's record, which every change to a hold rewrites.
-        results = self.client.transaction(book, orders_key)
+        # watched through the order's record, which every change to a hold rewrites. The bar's
+        # used volume is watched as placement watches it.
+        results = self.client.transaction(book, orders_key, used_key)
         if not filled:
             return None
-        return filled["order"], filled["quantity"], results[2]
+        number_at = filled["number_at"]
+        number = results[number_at] if number_at is not None else None
+        return filled["booking"], number

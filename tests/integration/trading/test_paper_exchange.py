@@ -14,6 +14,7 @@ from pathlib import Path
 from uuid import uuid4
 
 import pytest
+import redis
 
 from trading.execution.adapter import (
     Balance,
@@ -25,6 +26,7 @@ from trading.execution.adapter import (
 )
 from trading.execution.paper import PaperConfig
 from trading.execution.paper_exchange import PaperExchange
+from trading.marketdata.bars import datetime_to_ms
 from trading.marketdata.klines import load_bundled_bars
 from trading.marketdata.prices import record_bars
 from trading.marketdata.symbols import load_bundled_rules
@@ -158,6 +160,96 @@ def test_the_rest_fills_on_later_bars_and_the_parts_add_up_to_the_order(paper):
     # Filled: later bars leave it alone.
     assert paper.on_bar(BTC[3]) == []
     assert paper.open_orders() == []
+
+
+def counting_client(url: str) -> tuple[redis.Redis, list[bytes]]:
+    """A client of its own and the list of what it sends: one entry per round trip."""
+    sent: list[bytes] = []
+
+    class Counting(redis.Connection):
+        def send_packed_command(self, command, check_health=True):
+            sent.append(command)
+            super().send_packed_command(command, check_health)
+
+    pool = redis.ConnectionPool.from_url(url, connection_class=Counting, decode_responses=True)
+    return redis.Redis(connection_pool=pool), sent
+
+
+def test_a_market_order_is_placed_and_filled_in_four_round_trips(prefix, settings):
+    client, sent = counting_client(settings.REDIS_URL)
+    paper = PaperExchange(CONFIG, client=client, clock=lambda: NOW, starting_cash=CASH)
+    record_bars([BTC[0]])
+    paper.place_order(order(quantity="0.01", name="warm-up"))  # opens the pool's connections
+    sent.clear()
+
+    result = paper.place_order(order(quantity="0.01", name="counted"))
+
+    client.close()
+    assert result.status is OrderStatus.FILLED
+    assert len(sent) <= 4  # the quote, then WATCH, the reads and MULTI/EXEC
+
+
+class Raced(PaperExchange):
+    """An exchange another process races: right after each of its first ``races`` reads, the
+    other process fills ``other`` of the bar's volume."""
+
+    def __init__(self, *args, used_key: str, other: Decimal, races: int, **kwargs) -> None:
+        super().__init__(*args, **kwargs)
+        self.used_key, self.other, self.races = used_key, other, races
+
+    def _reads(self):
+        reads = super()._reads()
+        execute = reads.execute
+
+        def racing_execute():
+            read = execute()
+            if self.races:
+                self.races -= 1
+                self.client.incrbyfloat(self.used_key, float(self.other))
+            return read
+
+        reads.execute = racing_execute
+        return reads
+
+
+def test_an_order_takes_only_what_other_processes_leave_of_the_bar(prefix, redis_client):
+    record_bars([BTC[0]])
+    used_key = f"{prefix}:paper:used:BTCUSDT:{datetime_to_ms(BTC[0].close_time)}"
+    raced = Raced(
+        CONFIG,
+        client=redis_client,
+        clock=lambda: NOW,
+        starting_cash=CASH,
+        used_key=used_key,
+        other=Decimal("0.1"),
+        races=2,
+    )
+
+    result = raced.place_order(order(quantity="0.6"))
+
+    assert result.executed_quantity == capacity(BTC[0]) - Decimal("0.2") == Decimal("0.07296")
+    assert Decimal(redis_client.get(used_key)) == capacity(BTC[0])
+
+
+def test_a_rest_takes_only_what_other_processes_leave_of_a_later_bar(paper, prefix, redis_client):
+    record_bars([BTC[0]])
+    placed = paper.place_order(order(quantity="0.6"))
+    used_key = f"{prefix}:paper:used:BTCUSDT:{datetime_to_ms(BTC[1].close_time)}"
+    raced = Raced(
+        CONFIG,
+        client=redis_client,
+        clock=lambda: NOW,
+        starting_cash=CASH,
+        used_key=used_key,
+        other=Decimal("0.1"),
+        races=1,
+    )
+
+    [more] = raced.on_bar(BTC[1])
+
+    assert more.fills[0].quantity == capacity(BTC[1]) - Decimal("0.1")
+    assert more.executed_quantity == placed.executed_quantity + capacity(BTC[1]) - Decimal("0.1")
+    assert Decimal(redis_client.get(used_key)) == capacity(BTC[1])
 
 
 def test_a_sell_fills_below_the_close_by_the_slippage(paper):
