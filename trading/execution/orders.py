@@ -199,8 +199,9 @@ def apply_order_result(order_id: int, result: OrderResult) -> Order:
         traded = [record_fill(order, f, events, counters) for f in fresh]
         if traded:
             # The balances the new fills moved, as the database stored them.
-            new = Fill.objects.filter(order=order, trade_id__in=[f.trade_id for f in traded])
-            ledger.record_fills(order, list(new), held)
+            ids = {f.trade_id for f in traded}
+            new = [f for f in _FILLS_OF.objects(order=order.pk) if f.trade_id in ids]
+            ledger.record_fills(order, new, held)
         else:
             ledger.release_order(order, held)
         order.exchange_order_id = result.exchange_order_id or order.exchange_order_id
@@ -220,6 +221,9 @@ def apply_order_result(order_id: int, result: OrderResult) -> Order:
     return order
 
 
+_FILLS_OF = Prepared(
+    lambda: Fill.objects.filter(order_id=Param("order", Fill._meta.get_field("order")))
+)
 _LOCKED_ORDER = Prepared(
     lambda: (
         Order.objects.select_for_update(of=("self", "account"))

@@ -250,12 +250,15 @@ def _balances_of(account: Account, found: Iterable[BalanceRow]) -> dict[str, Ass
 def account_cash(account: Account) -> Decimal:
     """The quote balance, free and locked: starting cash plus every fill's cash flow (sells bring
     in, buys spend, fees always cost), read from the running total: one row."""
-    row = (
-        BalanceRow.objects.filter(account=account, asset=QUOTE_ASSET)
-        .values_list("net", "transferred")
-        .first()
-    )
-    return _cash(account, row)
+    rows = _QUOTE_TOTAL.rows(account=account.pk)
+    return _cash(account, rows[0] if rows else None)
+
+
+_QUOTE_TOTAL = Prepared(
+    lambda: BalanceRow.objects.filter(
+        account_id=Param("account", BalanceRow._meta.get_field("account")), asset=QUOTE_ASSET
+    ).values_list("net", "transferred")
+)
 
 
 def _cash(account: Account, quote_row: tuple[Decimal, Decimal] | None) -> Decimal:
