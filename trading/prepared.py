@@ -11,28 +11,40 @@ rows become model instances (``select_related`` included), with the marked value
     open_positions.objects(account=account.pk)
 
 Only what a queryset's own iteration does is reused, so the rows are those the ORM would give.
+
+Writes the same way: a ``PreparedUpdate`` is a queryset's ``update()`` of named fields, and
+``save_fields(instance, fields)`` is ``instance.save(update_fields=fields)`` (each field's
+``pre_save`` included, so ``auto_now`` fields move), both compiled once. No model signals are
+sent; the platform connects none.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from django.db import connections, transaction
+from django.db import DatabaseError, connections, transaction
 from django.db.models import Expression, Field, Model, QuerySet
 from django.db.models.query import ModelIterable, get_related_populators
+from django.db.models.sql import UpdateQuery
 from django.db.transaction import TransactionManagementError
 
 
 class Param(Expression):
-    """A value given at each run of a ``Prepared`` read, made ready for the database as
-    ``field`` would make it."""
+    """A value given at each run of a prepared statement, made ready for the database as
+    ``field`` would make it: for a comparison, or with ``save`` for a value written."""
 
-    def __init__(self, name: str, field: Field) -> None:
+    def __init__(self, name: str, field: Field, *, save: bool = False) -> None:
         super().__init__(output_field=field)
         self.name = name
         self.target = field
+        self.save = save
+
+    def prepare(self, value: Any, connection) -> Any:
+        if self.save:
+            return self.target.get_db_prep_save(value, connection)
+        return self.target.get_db_prep_value(value, connection, prepared=False)
 
     def as_sql(self, compiler, connection):
         return "%s", [self]
@@ -91,12 +103,7 @@ class Prepared:
             raise TransactionManagementError(
                 "select_for_update cannot be used outside of a transaction."
             )
-        params = [
-            p.target.get_db_prep_value(values[p.name], connection, prepared=False)
-            if isinstance(p, Param)
-            else p
-            for p in compiled.params
-        ]
+        params = _params(compiled.params, values, connection)
         with connection.cursor() as cursor:
             cursor.execute(compiled.sql, params)
             rows = cursor.fetchall()
@@ -140,3 +147,59 @@ class Prepared:
             related=related,
             locks=locks,
         )
+
+
+def _params(template: Sequence[Any], values: dict[str, Any], connection) -> list[Any]:
+    return [p.prepare(values[p.name], connection) if isinstance(p, Param) else p for p in template]
+
+
+class PreparedUpdate:
+    """``build()``'s queryset updated with the values of ``fields``, compiled once per process
+    and database; ``run`` returns the number of rows changed, as ``update()`` does."""
+
+    def __init__(self, build: Callable[[], QuerySet], fields: Sequence[str]) -> None:
+        self._build = build
+        self._fields = tuple(fields)
+        self._compiled: dict[str, tuple[str, tuple[Any, ...]]] = {}
+
+    def run(self, using: str = "default", **values: Any) -> int:
+        compiled = self._compiled.get(using)
+        if compiled is None:
+            compiled = self._compiled[using] = self._first(using)
+        sql, template = compiled
+        connection = connections[using]
+        with transaction.mark_for_rollback_on_error(using), connection.cursor() as cursor:
+            cursor.execute(sql, _params(template, values, connection))
+            return cursor.rowcount
+
+    def _first(self, using: str) -> tuple[str, tuple[Any, ...]]:
+        queryset = self._build()
+        meta = queryset.model._meta
+        query = queryset.query.chain(UpdateQuery)
+        query.add_update_values(
+            {name: Param(name, meta.get_field(name), save=True) for name in self._fields}
+        )
+        if query.related_updates:
+            raise ValueError("a prepared update changes the fields of one model")
+        sql, params = query.get_compiler(using=using).as_sql()
+        return sql, tuple(params)
+
+
+_SAVES: dict[tuple[type[Model], tuple[str, ...]], PreparedUpdate] = {}
+
+
+def save_fields(instance: Model, fields: Sequence[str], using: str = "default") -> None:
+    """``instance.save(update_fields=fields)``, compiled once per model and fields: each field's
+    ``pre_save`` gives its value. Raises ``DatabaseError`` when the row is gone, as ``save``
+    does."""
+    model = type(instance)
+    key = (model, tuple(fields))
+    update = _SAVES.get(key)
+    if update is None:
+        update = _SAVES[key] = PreparedUpdate(
+            lambda: model._base_manager.filter(pk=Param("pk", model._meta.pk)), fields
+        )
+    meta = model._meta
+    values = {name: meta.get_field(name).pre_save(instance, False) for name in fields}
+    if update.run(using, pk=instance.pk, **values) != 1:
+        raise DatabaseError("Save with update_fields did not affect any rows.")

@@ -16,7 +16,7 @@ from trading.ledger.book import Fill as PnlFill
 from trading.ledger.book import PositionChange, apply_fill, fill_from_trade
 from trading.marketdata.services import symbol_rules
 from trading.models import Fill, Order, Position
-from trading.prepared import Param, Prepared
+from trading.prepared import Param, Prepared, save_fields
 
 
 def record_fill(order: Order, fill: ExchangeFill, events: OutboxEvents, counters: list) -> Fill:
@@ -119,7 +119,7 @@ def move_position(order: Order, fill: Fill, events: OutboxEvents, counters: list
         position.realized_pnl = new_state.realized_pnl
         position.fees_paid = new_state.fees_paid
         position.version += 1
-        position.save(update_fields=_MOVED)
+        save_fields(position, _MOVED)
         _announce("position.changed", order, position, events, counters)
     return effect.realized_pnl
 
@@ -167,7 +167,7 @@ def _close(order, position, state, realized, fee, fill, events, counters) -> Non
     position.status = Position.Status.CLOSED
     position.closed_at = fill.ts
     position.version += 1
-    position.save(update_fields=[*_MOVED, "status", "closed_at"])
+    save_fields(position, [*_MOVED, "status", "closed_at"])
     _announce("position.closed", order, position, events, counters)
 
 

@@ -23,7 +23,7 @@ from trading.execution.venue import exchange
 from trading.ledger import services as ledger
 from trading.marketdata.prices import latest_prices
 from trading.models import Fill, Order, Signal
-from trading.prepared import Param, Prepared
+from trading.prepared import Param, Prepared, PreparedUpdate, save_fields
 from trading.risk import services as risk
 from trading.risk.reasons import Reason
 from trading.store import redis_client
@@ -209,7 +209,7 @@ def apply_order_result(order_id: int, result: OrderResult) -> Order:
         if note:
             order.error = note[:300]
             fields.append("error")
-        order.save(update_fields=fields)
+        save_fields(order, fields)
         if order.signal_id:
             _update_signal(order)
         events.record()
@@ -252,6 +252,14 @@ def _update_signal(order: Order) -> None:
         Order.Status.CANCELED: Signal.Status.REJECTED,
     }
     if order.status in fates:
-        Signal.objects.filter(pk=order.signal_id).exclude(status=fates[order.status]).update(
-            status=fates[order.status], updated_at=timezone.now()
-        )
+        _SIGNAL_FATE.run(pk=order.signal_id, fate=fates[order.status],
+                         status=fates[order.status], updated_at=timezone.now())  # fmt: skip
+
+
+# A signal given its fate, unless it has it already.
+_SIGNAL_FATE = PreparedUpdate(
+    lambda: Signal.objects.filter(pk=Param("pk", Signal._meta.pk)).exclude(
+        status=Param("fate", Signal._meta.get_field("status"))
+    ),
+    ["status", "updated_at"],
+)

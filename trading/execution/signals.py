@@ -25,7 +25,7 @@ from trading.ledger import services as ledger
 from trading.marketdata.prices import latest_quotes
 from trading.marketdata.services import symbol_rules
 from trading.models import Order, Position, Signal
-from trading.prepared import Param, Prepared
+from trading.prepared import Param, Prepared, PreparedUpdate
 from trading.risk import services as risk
 from trading.risk.checks import OrderIntent, evaluate
 from trading.risk.reasons import Reason
@@ -131,6 +131,11 @@ _SIGNAL_WITH_STATE = Prepared(
         .order_by()
     )
 )
+# A pending signal moved on: the first call that finds it pending acts.
+_SUBMIT_SIGNAL = PreparedUpdate(
+    lambda: Signal.objects.filter(pk=Param("pk", Signal._meta.pk), status=Signal.Status.PENDING),
+    ["status", "updated_at"],
+)
 _SIGNAL = Prepared(lambda: Signal.objects.filter(pk=Param("pk", Signal._meta.pk)).order_by())
 
 
@@ -178,8 +183,8 @@ def open_order(
     nothing) when the free balance no longer pays for it."""
     try:
         with transaction.atomic():
-            updated = Signal.objects.filter(pk=signal.pk, status=Signal.Status.PENDING).update(
-                status=Signal.Status.SUBMITTED, updated_at=timezone.now()
+            updated = _SUBMIT_SIGNAL.run(
+                pk=signal.pk, status=Signal.Status.SUBMITTED, updated_at=timezone.now()
             )
             if updated != 1:
                 return None

@@ -41,7 +41,7 @@ from trading.models import (
     TradingStateRecord,
 )
 from trading.models import AssetBalance as BalanceRow
-from trading.prepared import Param, Prepared
+from trading.prepared import Param, Prepared, save_fields
 from trading.risk.reasons import AlertReason
 
 logger = logging.getLogger(__name__)
@@ -361,7 +361,7 @@ def lock_order(order: Order) -> None:
             f"free {free.normalize():f}"
         )
     row.locked += amount
-    row.save(update_fields=["locked", "updated_at"])
+    save_fields(row, ["locked", "updated_at"])
 
 
 def _lock_margin(order: Order, row: BalanceRow, amount: Decimal) -> None:
@@ -378,7 +378,7 @@ def _lock_margin(order: Order, row: BalanceRow, amount: Decimal) -> None:
                 f"{_plain(amount)} USDT, available {_plain(state.available_balance)}"
             )
     row.locked += amount
-    row.save(update_fields=["locked", "updated_at"])
+    save_fields(row, ["locked", "updated_at"])
 
 
 def record_fills(order: Order, fills: list[Fill], held_before: Decimal) -> None:
@@ -421,7 +421,7 @@ def record_fills(order: Order, fills: list[Fill], held_before: Decimal) -> None:
             row.net = book.exact_sum(row.net, moved)
         if asset == lock_asset:
             row.locked = max(ZERO, row.locked - held_before + held_now)
-        row.save(update_fields=["net", "locked", "updated_at"])
+        save_fields(row, ["net", "locked", "updated_at"])
 
 
 def release_order(order: Order, held_before: Decimal) -> None:
@@ -431,7 +431,7 @@ def release_order(order: Order, held_before: Decimal) -> None:
         return
     row = _row(order.account_id, asset)
     row.locked = max(ZERO, row.locked - held_before + held_now)
-    row.save(update_fields=["locked", "updated_at"])
+    save_fields(row, ["locked", "updated_at"])
 
 
 def rebuild_balances(account: Account) -> Decimal:

@@ -1,4 +1,5 @@
-"""Reads compiled once per process give what the ORM gives, for every value they are run with."""
+"""Reads and writes compiled once per process do what the ORM does, for every value they are
+run with."""
 
 from __future__ import annotations
 
@@ -7,12 +8,13 @@ from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 
 import pytest
+from django.db import DatabaseError
 from django.db.models import F, Sum
 from django.db.models.sql.compiler import SQLCompiler
 
 from tests.support.signals import saved_signal
 from trading.models import Fill, Order, Signal
-from trading.prepared import Param, Prepared
+from trading.prepared import Param, Prepared, PreparedUpdate, save_fields
 from trading.risk.services import get_account
 
 pytestmark = pytest.mark.django_db
@@ -119,3 +121,48 @@ def test_sums_by_group_match_the_orms_aggregate_to_the_last_digit():
         assert sums.rows(start=start, account=account.pk) == [(orm["realized"], orm["fees"])]
     assert sums.rows(start=day + timedelta(days=1), account=account.pk) == []
     assert sums.rows(start=day, account=account.pk + 1) == []
+
+
+def test_save_fields_writes_what_save_with_update_fields_writes(time_machine):
+    account = get_account()
+    signal = saved_signal(account, symbol="BTCUSDT", side="BUY", quantity=Decimal("0.0002"))
+    orm, prepared = order_of(account, signal, 1), order_of(account, signal, 2)
+    time_machine.move_to(datetime(2026, 5, 6, 7, 8, 9, tzinfo=UTC), tick=False)
+    for order in (orm, prepared):
+        order.filled_quantity = Decimal("0.00012345")
+        order.average_price = Decimal("64001.98765432")
+        order.status = "PARTIALLY_FILLED"
+        order.side = "SELL"  # changed, not saved
+    fields = ["filled_quantity", "average_price", "status", "updated_at"]
+    orm.save(update_fields=fields)
+    save_fields(prepared, fields)
+
+    stored = {o.client_order_id: o for o in Order.objects.filter(pk__in=[orm.pk, prepared.pk])}
+    again_orm, again_prepared = stored["prep-1"], stored["prep-2"]
+    for name in (*fields, "side", "quantity"):
+        assert getattr(again_prepared, name) == getattr(again_orm, name), name
+    assert again_prepared.updated_at == datetime(2026, 5, 6, 7, 8, 9, tzinfo=UTC)
+    assert again_prepared.side == "BUY"
+
+    Order.objects.filter(pk=prepared.pk).delete()
+    with pytest.raises(DatabaseError):
+        save_fields(prepared, fields)
+
+
+def test_a_prepared_update_changes_only_the_rows_its_filter_finds():
+    account = get_account()
+    first, second = (
+        saved_signal(account, symbol="BTCUSDT", side="BUY", quantity=Decimal("0.0002"))
+        for _ in range(2)
+    )
+    decide = PreparedUpdate(
+        lambda: Signal.objects.filter(pk=Param("pk", Signal._meta.pk), status="pending"),
+        ["status", "detail"],
+    )
+
+    assert decide.run(pk=first.pk, status="denied", detail="first") == 1
+    assert decide.run(pk=first.pk, status="submitted", detail="again") == 0
+    assert decide.run(pk=str(second.pk), status="submitted", detail="") == 1
+    statuses = dict(Signal.objects.values_list("pk", "status"))
+    assert statuses == {first.pk: "denied", second.pk: "submitted"}
+    assert Signal.objects.get(pk=first.pk).detail == "first"
