@@ -212,18 +212,16 @@ class Raced(PaperExchange):
         return reads
 
 
+def raced_exchange(client, used_key: str, *, races: int) -> Raced:
+    """An exchange whose first ``races`` decisions another process beats to 0.1 of the bar."""
+    return Raced(CONFIG, client=client, clock=lambda: NOW, starting_cash=CASH,
+                 used_key=used_key, other=Decimal("0.1"), races=races)  # fmt: skip
+
+
 def test_an_order_takes_only_what_other_processes_leave_of_the_bar(prefix, redis_client):
     record_bars([BTC[0]])
     used_key = f"{prefix}:paper:used:BTCUSDT:{datetime_to_ms(BTC[0].close_time)}"
-    raced = Raced(
-        CONFIG,
-        client=redis_client,
-        clock=lambda: NOW,
-        starting_cash=CASH,
-        used_key=used_key,
-        other=Decimal("0.1"),
-        races=2,
-    )
+    raced = raced_exchange(redis_client, used_key, races=2)
 
     result = raced.place_order(order(quantity="0.6"))
 
@@ -235,15 +233,7 @@ def test_a_rest_takes_only_what_other_processes_leave_of_a_later_bar(paper, pref
     record_bars([BTC[0]])
     placed = paper.place_order(order(quantity="0.6"))
     used_key = f"{prefix}:paper:used:BTCUSDT:{datetime_to_ms(BTC[1].close_time)}"
-    raced = Raced(
-        CONFIG,
-        client=redis_client,
-        clock=lambda: NOW,
-        starting_cash=CASH,
-        used_key=used_key,
-        other=Decimal("0.1"),
-        races=1,
-    )
+    raced = raced_exchange(redis_client, used_key, races=1)
 
     [more] = raced.on_bar(BTC[1])
 

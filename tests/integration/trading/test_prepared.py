@@ -9,11 +9,12 @@ from decimal import Decimal
 
 import pytest
 from django.db import DatabaseError
-from django.db.models import F, Sum
+from django.db.models import Sum
 from django.db.models.sql.compiler import SQLCompiler
 
 from tests.support.signals import saved_signal
-from trading.models import Fill, Order, Signal
+from trading.ledger import services as ledger
+from trading.models import Account, Fill, Order, Signal
 from trading.prepared import Param, Prepared, PreparedUpdate, save_fields
 from trading.risk.services import get_account
 
@@ -82,7 +83,7 @@ def test_it_compiles_its_sql_once(monkeypatch):
     assert compiled == [Signal]
 
 
-def test_sums_by_group_match_the_orms_aggregate_to_the_last_digit():
+def test_todays_realized_pnl_is_the_orms_aggregate_to_the_last_digit():
     account = get_account()
     signal = saved_signal(account, symbol="BTCUSDT", side="BUY", quantity=Decimal("0.0002"))
     day = datetime(2026, 3, 4, tzinfo=UTC)
@@ -103,24 +104,14 @@ def test_sums_by_group_match_the_orms_aggregate_to_the_last_digit():
             realized_pnl=realized,
             ts=ts,
         )
-    sums = Prepared(
-        lambda: (
-            Fill.objects.filter(ts__gte=Param("start", Fill._meta.get_field("ts")))
-            .annotate(fill_account=F("order__account_id") + 0)
-            .filter(fill_account=Param("account", Order._meta.get_field("account")))
-            .values("fill_account")
-            .annotate(realized=Sum("realized_pnl"), fees=Sum("fee"))
-            .values_list("realized", "fees")
-        )
-    )
-
     for start in (day - timedelta(days=1), day, day + timedelta(hours=1)):
         orm = Fill.objects.filter(order__account=account, ts__gte=start).aggregate(
             realized=Sum("realized_pnl"), fees=Sum("fee")
         )
-        assert sums.rows(start=start, account=account.pk) == [(orm["realized"], orm["fees"])]
-    assert sums.rows(start=day + timedelta(days=1), account=account.pk) == []
-    assert sums.rows(start=day, account=account.pk + 1) == []
+        assert ledger.realized_since(account, start) == orm["realized"] - orm["fees"]
+    assert ledger.realized_since(account, day + timedelta(days=1)) == Decimal("0")
+    other = Account.objects.create(name="other", starting_cash=Decimal("1000"))
+    assert ledger.realized_since(other, day - timedelta(days=1)) == Decimal("0")
 
 
 def test_save_fields_writes_what_save_with_update_fields_writes(time_machine):
