@@ -1,4 +1,4 @@
-"""Reads on the signal's path, written by the ORM once per process and run again with new values.
+"""Statements on the signal's path, written by the ORM once per process, run again with new values.
 
 Building and compiling a queryset costs Django about 0.2-0.5 ms of Python, several times what
 SQLite takes to answer; a signal makes a dozen such reads. A ``Prepared`` read is an ordinary
@@ -38,13 +38,13 @@ class Param(Expression):
     def __init__(self, name: str, field: Field, *, save: bool = False) -> None:
         super().__init__(output_field=field)
         self.name = name
-        self.target = field
+        self.prep_field = field
         self.save = save
 
     def prepare(self, value: Any, connection) -> Any:
         if self.save:
-            return self.target.get_db_prep_save(value, connection)
-        return self.target.get_db_prep_value(value, connection, prepared=False)
+            return self.prep_field.get_db_prep_save(value, connection)
+        return self.prep_field.get_db_prep_value(value, connection, prepared=False)
 
     def as_sql(self, compiler, connection):
         return "%s", [self]
@@ -76,7 +76,8 @@ class Prepared:
         self._compiled: dict[str, _Compiled] = {}
 
     def objects(self, using: str = "default", **values: Any) -> list[Model]:
-        """The model instances of the rows, as iterating the queryset would give them."""
+        """The model instances of the rows, as iterating the queryset would give them (for a
+        queryset of model instances; ``rows`` for the others)."""
         compiled = self._compile(using)
         rows = self._rows(compiled, using, values)
         model = compiled.model
