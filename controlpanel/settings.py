@@ -188,9 +188,7 @@ if ALERTMANAGER_TOKEN and len(ALERTMANAGER_TOKEN) < 16:
     raise ImproperlyConfigured("QT_ALERTMANAGER_TOKEN is too short: use at least 16 characters")
 # The operators' bot (manage.py run_telegram_bot) runs only with a token.
 TELEGRAM_BOT_TOKEN = env_str("QT_TELEGRAM_BOT_TOKEN", "")
-TELEGRAM_API_URL = env_url(
-    "QT_TELEGRAM_API_URL", "https://api.telegram.org/bot", ("http", "https")
-)
+TELEGRAM_API_URL = env_url("QT_TELEGRAM_API_URL", "https://api.telegram.org/bot", ("http", "https"))
 
 # --- Trading --------------------------------------------------------------------------------
 EXCHANGE = env_choice("QT_EXCHANGE", "paper", ("paper", "binance"))
