@@ -660,13 +660,17 @@ def account_equity(account: Account, marks: dict[str, Decimal]) -> Decimal:
 
 
 def fills_since(account: Account, start: datetime) -> QuerySet[Fill]:
-    """The account's fills at or after ``start``, found through their time: the account is
-    compared after the join (``+ 0``), so SQLite does not walk every order the account ever
-    placed to find today's few fills."""
+    """The account's fills at or after ``start``."""
+    return _fills_since(start, account.pk)
+
+
+def _fills_since(start: datetime | Param, account_id: int | Param) -> QuerySet[Fill]:
+    """Found through their time: the account is compared after the join (``+ 0``), so SQLite
+    does not walk every order the account ever placed to find today's few fills."""
     return (
         Fill.objects.filter(ts__gte=start)
         .alias(fill_account=F("order__account_id") + 0)
-        .filter(fill_account=account.pk)
+        .filter(fill_account=account_id)
     )
 
 
@@ -680,10 +684,11 @@ def realized_since(account: Account, start: datetime) -> Decimal:
 # ``fills_since``'s sums, as one group (none without fills).
 _REALIZED_SINCE = Prepared(
     lambda: (
-        Fill.objects.filter(ts__gte=Param("start", Fill._meta.get_field("ts")))
-        .annotate(fill_account=F("order__account_id") + 0)
-        .filter(fill_account=Param("account", Order._meta.get_field("account")))
-        .values("fill_account")
+        _fills_since(
+            Param("start", Fill._meta.get_field("ts")),
+            Param("account", Order._meta.get_field("account")),
+        )
+        .values("order__account_id")
         .annotate(realized=Sum("realized_pnl"), fees=Sum("fee"))
         .values_list("realized", "fees")
     )
