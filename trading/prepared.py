@@ -68,12 +68,25 @@ class _Compiled:
     locks: bool
 
 
-class Prepared:
-    """A read compiled once per process and database (see the module's docstring)."""
+class _CompiledOnce:
+    """A statement built by ``build`` and compiled at its first run on each database."""
 
     def __init__(self, build: Callable[[], QuerySet]) -> None:
         self._build = build
-        self._compiled: dict[str, _Compiled] = {}
+        self._compiled: dict[str, Any] = {}
+
+    def _compile(self, using: str) -> Any:
+        compiled = self._compiled.get(using)
+        if compiled is None:
+            compiled = self._compiled[using] = self._first(using)
+        return compiled
+
+    def _first(self, using: str) -> Any:
+        raise NotImplementedError
+
+
+class Prepared(_CompiledOnce):
+    """A read compiled once per process and database (see the module's docstring)."""
 
     def objects(self, using: str = "default", **values: Any) -> list[Model]:
         """The model instances of the rows, as iterating the queryset would give them (for a
@@ -112,12 +125,6 @@ class Prepared:
             rows = list(compiled.compiler.apply_converters(rows, compiled.converters))
         return rows
 
-    def _compile(self, using: str) -> _Compiled:
-        compiled = self._compiled.get(using)
-        if compiled is None:
-            compiled = self._compiled[using] = self._first(using)
-        return compiled
-
     def _first(self, using: str) -> _Compiled:
         queryset = self._build().using(using)
         compiler = queryset.query.get_compiler(using=using)
@@ -154,20 +161,16 @@ def _params(template: Sequence[Any], values: dict[str, Any], connection) -> list
     return [p.prepare(values[p.name], connection) if isinstance(p, Param) else p for p in template]
 
 
-class PreparedUpdate:
+class PreparedUpdate(_CompiledOnce):
     """``build()``'s queryset updated with the values of ``fields``, compiled once per process
     and database; ``run`` returns the number of rows changed, as ``update()`` does."""
 
     def __init__(self, build: Callable[[], QuerySet], fields: Sequence[str]) -> None:
-        self._build = build
+        super().__init__(build)
         self._fields = tuple(fields)
-        self._compiled: dict[str, tuple[str, tuple[Any, ...]]] = {}
 
     def run(self, using: str = "default", **values: Any) -> int:
-        compiled = self._compiled.get(using)
-        if compiled is None:
-            compiled = self._compiled[using] = self._first(using)
-        sql, template = compiled
+        sql, template = self._compile(using)
         connection = connections[using]
         with transaction.mark_for_rollback_on_error(using), connection.cursor() as cursor:
             cursor.execute(sql, _params(template, values, connection))
